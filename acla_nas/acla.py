@@ -1,0 +1,303 @@
+"""Adaptive Cross-Layer Attention (ACLA, arXiv 2203.03619).
+
+A query pixel of the current feature map attends to K keys per earlier layer, sampled bilinearly
+at offsets predicted from the query. Softmax runs over all L*K sampled keys of a query; a
+per-query gate keeps a flexible number of the K keys (Gumbel-relaxed with a straight-through hard
+mask in training, hard at inference).
+
+Efficiency: bilinear sampling commutes with 1x1 (pointwise linear) projections, so instead of
+projecting every earlier layer into keys and values and sampling both, the module samples each
+earlier layer's raw features once (one ``grid_sample`` call for all K keys of a layer) and folds
+
+* the key projection into the query side: ``q_l = A_l x`` lives in layer l's channel space, and
+  the logit of a sampled feature ``f`` is ``<q_l, f> / sqrt(C_l)`` (= ``<W_q x, W_k f>``);
+* the value projection into the output: ``out = x + sum_l B_l (sum_k a_lk f_lk)`` with the
+  ``B_l`` (one 1x1 conv over the concatenated layers) zero-initialised.
+
+This is the same function class as separate key/value projections without biases, at half the
+sampled channels. Sampling coordinates are normalised (``align_corners=False``), so an earlier
+layer with another spatial size is sampled at the corresponding position; other channel counts
+are handled by the per-layer ``A_l`` / ``B_l``.
+
+Key-budget slicing: a module built with ``k_max`` keys runs with any ``k <= k_max`` using the
+first ``k`` keys' offset and gate parameters (weight sharing for the supernet). ``active`` picks a
+subset of the reference layers (reference-scope sharing), and ``mix`` blends several key budgets
+in one pass (DARTS): the expensive sampling is done once at the largest budget and only the
+softmax is recomputed per budget.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+
+ACLA_OPTIONS = {
+    "adaptive": bool,  # per-query gate over the K keys
+    "tau": float,  # Gumbel-sigmoid temperature of the gate in training
+    "gate_init": float,  # initial gate logit (positive: keys start kept)
+    "offset_kernel": int,  # kernel size of the offset/gate predictors (1 or 3)
+    "init_radius": float,  # spacing, in query pixels, of the initial key rings
+}
+ACLA_DEFAULTS: dict[str, object] = {
+    "adaptive": True,
+    "tau": 1.0,
+    "gate_init": 2.0,
+    "offset_kernel": 3,
+    "init_radius": 1.0,
+}
+
+
+def check_acla_options(options: dict | None, *, file: str | None = None) -> dict:
+    """Merge ``options`` over the defaults, checking names and types (UserError otherwise)."""
+    merged = dict(ACLA_DEFAULTS)
+    for key, value in (options or {}).items():
+        if key not in ACLA_OPTIONS:
+            raise UserError(f"unknown option (expected one of {', '.join(ACLA_OPTIONS)})", file=file, field=f"acla.{key}")
+        typ = ACLA_OPTIONS[key]
+        if typ is bool and not isinstance(value, bool):
+            raise UserError(f"expected true or false, got {value!r}", file=file, field=f"acla.{key}")
+        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"expected a number, got {value!r}", file=file, field=f"acla.{key}")
+        merged[key] = typ(value)
+    if merged["offset_kernel"] not in (1, 3, 5):
+        raise UserError("expected 1, 3 or 5", file=file, field="acla.offset_kernel")
+    if merged["tau"] <= 0:
+        raise UserError("expected a positive temperature", file=file, field="acla.tau")
+    return merged
+
+
+def initial_offsets(k_max: int, radius: float) -> torch.Tensor:
+    """(k_max, 2) pixel offsets (x, y): key 0 at the query, then rings of 8 at growing radii.
+
+    Ordered so that every prefix of keys (a smaller budget) covers the neighbourhood evenly.
+    """
+    out = torch.zeros(k_max, 2)
+    for j in range(1, k_max):
+        ring, pos = divmod(j - 1, 8)
+        angle = 2 * math.pi * pos / 8 + (math.pi / 8) * (ring % 2)
+        r = radius * (ring + 1)
+        out[j, 0] = r * math.cos(angle)
+        out[j, 1] = r * math.sin(angle)
+    return out
+
+
+class ACLA(nn.Module):
+    """Cross-layer deformable attention with adaptive key selection.
+
+    Args:
+        channels: channels of the query (current) feature map; the output has the same.
+        ref_channels: channels of each earlier (reference) layer, earliest first.
+        k_max: keys sampled per reference layer at the full budget.
+        adaptive, tau, gate_init, offset_kernel, init_radius: see ``ACLA_DEFAULTS``.
+
+    After each forward, ``last_keys_used`` holds the mean number of the K keys that a query kept
+    (per reference layer; a query attends to ``L * last_keys_used`` keys in all). With
+    ``record = True`` it also keeps ``last_key_map`` (B,H,W) and ``last_locations`` (per layer,
+    (B,K,H,W,2) normalised x,y sampling coordinates) for visualisation.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        ref_channels: Sequence[int],
+        k_max: int,
+        *,
+        adaptive: bool = True,
+        tau: float = 1.0,
+        gate_init: float = 2.0,
+        offset_kernel: int = 3,
+        init_radius: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if k_max < 1:
+            raise ValueError("k_max must be >= 1")
+        if not ref_channels:
+            raise ValueError("an ACLA module needs at least one earlier layer")
+        self.channels = int(channels)
+        self.ref_channels = [int(c) for c in ref_channels]
+        self.k_max = int(k_max)
+        self.adaptive = bool(adaptive)
+        self.tau = float(tau)
+        n_layers = len(self.ref_channels)
+        total = sum(self.ref_channels)
+        # Query projected into each reference layer's channel space (folded key projection).
+        self.query = nn.Conv2d(channels, total, 1, bias=False)
+        # Offsets (x, y) in query pixels per layer and key: zero weights, ring-pattern bias.
+        pad = offset_kernel // 2
+        self.offset = nn.Conv2d(channels, n_layers * self.k_max * 2, offset_kernel, padding=pad)
+        nn.init.zeros_(self.offset.weight)
+        with torch.no_grad():
+            self.offset.bias.copy_(initial_offsets(self.k_max, init_radius).repeat(n_layers, 1).reshape(-1))
+        # Per-query gate over the K keys (shared by the layers: key j of every layer).
+        self.gate = nn.Conv2d(channels, self.k_max, offset_kernel, padding=pad) if self.adaptive else None
+        if self.gate is not None:
+            nn.init.normal_(self.gate.weight, std=1e-3)
+            nn.init.constant_(self.gate.bias, gate_init)
+        # Output (folded value) projection, zero-initialised: inserting a module is the identity.
+        self.out = nn.Conv2d(total, channels, 1, bias=True)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self._offsets_in = [sum(self.ref_channels[:i]) for i in range(n_layers)]
+        self.record = False
+        self.last_keys_used: torch.Tensor | None = None
+        self.last_key_map: torch.Tensor | None = None
+        self.last_locations: list[torch.Tensor] | None = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _channel_index(self, layers: Sequence[int]) -> torch.Tensor | None:
+        if len(layers) == len(self.ref_channels):
+            return None
+        idx = [torch.arange(self._offsets_in[i], self._offsets_in[i] + self.ref_channels[i]) for i in layers]
+        return torch.cat(idx)
+
+    def _gate_mask(self, logits: torch.Tensor, k: int) -> torch.Tensor:
+        """(B,k,H,W) mask with values exactly 0 or 1 (straight-through gradients in training)."""
+        if self.training:
+            u = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)
+            soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.tau)
+            hard = (soft > 0.5).to(logits.dtype)
+            return hard + (soft - soft.detach())  # exactly 0 or 1 in value
+        return (logits > 0).to(logits.dtype)
+
+    @staticmethod
+    def _keep_one(mask: torch.Tensor, gate_logits: torch.Tensor | None, k: int) -> torch.Tensor:
+        """Within the first k keys, keep the highest-gate key of queries that dropped all k."""
+        sub = mask[:, :k]
+        empty = sub.detach().sum(1, keepdim=True) == 0
+        ref = gate_logits[:, :k] if gate_logits is not None else torch.zeros_like(sub)
+        best = F.one_hot(ref.argmax(1), k).permute(0, 3, 1, 2).to(sub.dtype)
+        return torch.where(empty, best, sub)
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        refs: Sequence[torch.Tensor | None],
+        k: int | None = None,
+        active: Sequence[int] | None = None,
+        mix: tuple[Sequence[int], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Attend from ``x`` (B,C,H,W) to the earlier feature maps ``refs``.
+
+        Args:
+            refs: one tensor per reference layer of the module (entries not in ``active`` may be None).
+            k: key budget (default ``k_max``); the first ``k`` keys' parameters are used.
+            active: indices of the reference layers to attend (default: all).
+            mix: ``(budgets, weights)`` — blend the outputs of several key budgets (0 = no module)
+                with the given weights, sampling once at the largest budget (DARTS relaxation).
+        """
+        n_layers = len(self.ref_channels)
+        if len(refs) != n_layers:
+            raise ValueError(f"expected {n_layers} reference tensors, got {len(refs)}")
+        layers = list(range(n_layers)) if active is None else list(active)
+        if mix is not None:
+            budgets = [int(b) for b in mix[0]]
+            k = max(budgets)
+            if k == 0:
+                return x
+        k = self.k_max if k is None else int(k)
+        if not 1 <= k <= self.k_max:
+            raise ValueError(f"key budget {k} outside 1..{self.k_max}")
+        b, _, h, w = x.shape
+        dtype = x.dtype
+
+        chan_idx = self._channel_index(layers)
+        q_weight = self.query.weight if chan_idx is None else self.query.weight[chan_idx.to(x.device)]
+        q_all = F.conv2d(x, q_weight)
+        offsets = self.offset(x).view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
+        gate_logits = self.gate(x)[:, :k] if self.gate is not None else None
+
+        # Base grid: normalised coordinates of the query pixel centres (align_corners=False).
+        ys = (torch.arange(h, device=x.device, dtype=dtype) * 2 + 1) / h - 1
+        xs = (torch.arange(w, device=x.device, dtype=dtype) * 2 + 1) / w - 1
+        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H,W,2) as (x,y)
+
+        samples: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
+        locations: list[torch.Tensor] = []
+        start = 0
+        for li in layers:
+            ref = refs[li]
+            if ref is None:
+                raise ValueError(f"reference layer {li} is active but no tensor was given")
+            c_l = self.ref_channels[li]
+            q_l = q_all[:, start : start + c_l]
+            start += c_l
+            off = offsets[:, li].permute(0, 1, 3, 4, 2)  # (B,k,H,W,2) pixels
+            grid = base + off * base.new_tensor([2.0 / w, 2.0 / h])
+            if self.record:
+                locations.append(grid.detach())
+            s = F.grid_sample(ref, grid.reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+            s = s.view(b, c_l, k, h, w)
+            samples.append(s)
+            logits.append((s * q_l.unsqueeze(2)).sum(1) * (1.0 / math.sqrt(c_l)))
+        logit = torch.stack(logits, 1)  # (B,L,k,H,W)
+
+        gate = self._gate_mask(gate_logits, k) if gate_logits is not None else None
+        if mix is None:
+            attn = self._masked_softmax(logit, gate, gate_logits, k)
+            kept = self._kept(gate, gate_logits, k, x)
+        else:
+            attn = torch.zeros_like(logit)
+            kept = torch.zeros(b, h, w, device=x.device, dtype=dtype)
+            for budget, weight in zip(budgets, mix[1]):
+                if budget == 0:
+                    continue
+                a = self._masked_softmax(logit[:, :, :budget], gate, gate_logits, budget)
+                attn = attn + weight * F.pad(a, (0, 0, 0, 0, 0, k - budget))
+                kept = kept + weight.detach() * self._kept(gate, gate_logits, budget, x)
+
+        agg = [(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)]
+        out_weight = self.out.weight if chan_idx is None else self.out.weight[:, chan_idx.to(x.device)]
+        y = F.conv2d(torch.cat(agg, 1), out_weight)
+        if mix is None:
+            y = y + self.out.bias.view(1, -1, 1, 1)
+        else:  # the blend of outputs: the bias counts once per non-zero budget's weight
+            on = sum(wt for bgt, wt in zip(budgets, mix[1]) if bgt > 0)
+            y = y + on * self.out.bias.view(1, -1, 1, 1)
+        y = x + y
+
+        self.last_keys_used = kept.detach().mean()
+        if self.record:
+            self.last_key_map = kept.detach()
+            self.last_locations = locations
+        return y
+
+    def _masked_softmax(
+        self, logit: torch.Tensor, gate: torch.Tensor | None, gate_logits: torch.Tensor | None, k: int
+    ) -> torch.Tensor:
+        """Softmax over the L*k keys; a dropped key gets exactly zero weight."""
+        if gate is None:
+            flat = logit.flatten(1, 2)
+            return torch.softmax(flat, 1).view_as(logit)
+        mask = self._keep_one(gate, gate_logits, k).unsqueeze(1)  # (B,1,k,H,W)
+        masked = logit.masked_fill(mask.detach() == 0, float("-inf"))
+        peak = masked.flatten(1, 2).amax(1, keepdim=True).unsqueeze(1).detach()
+        e = torch.exp(logit - peak) * mask
+        return e / e.flatten(1, 2).sum(1, keepdim=True).unsqueeze(1)
+
+    def _kept(self, gate: torch.Tensor | None, gate_logits: torch.Tensor | None, k: int, like: torch.Tensor) -> torch.Tensor:
+        """Number of the first k keys that each query keeps (B,H,W); ``like`` is (B,...,H,W)."""
+        if gate is None:
+            return torch.full((like.shape[0], *like.shape[-2:]), float(k), device=like.device, dtype=like.dtype)
+        return self._keep_one(gate, gate_logits, k).detach().sum(1)
+
+    def uncounted_macs(self, query_hw: tuple[int, int], batch: int = 1, k: int | None = None, n_active: Sequence[int] | None = None) -> int:
+        """Multiply-adds of the attention arithmetic that FlopCounterMode does not see.
+
+        Per query and sampled key of layer l: C_l for the logit (dot product) and C_l for the
+        weighted sum of values. (Convolutions are counted by FlopCounterMode, grid_sample by the
+        cost model's own formula.)
+        """
+        k = self.k_max if k is None else k
+        layers = range(len(self.ref_channels)) if n_active is None else n_active
+        per_query = sum(2 * self.ref_channels[i] * k for i in layers)
+        return int(batch * query_hw[0] * query_hw[1] * per_query)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, ref_channels={self.ref_channels}, k_max={self.k_max}, adaptive={self.adaptive}"

@@ -1,0 +1,100 @@
+"""What every backbone declares: its candidate sites, like timm's ``feature_info``.
+
+A site is a module (by dotted name) whose output is a feature map that an ACLA module may refine
+and that later modules may attend to. Sites are ordered by execution; the head comes first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Site:
+    """A candidate insertion site: module name, output channels, stride w.r.t. the network input."""
+
+    name: str
+    channels: int
+    stride: int = 1
+
+
+class Backbone(nn.Module):
+    """A restoration network mapping a [0,1] image (B,3,h,w) to (B,3,h*scale,w*scale)."""
+
+    scale: int = 1
+    sites: list[Site]
+
+    def site_names(self) -> list[str]:
+        return [s.name for s in self.sites]
+
+
+def check_scale(scale: int, allowed: tuple[int, ...], backbone: str) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in allowed:
+        raise UserError(f"{backbone} supports scale {', '.join(map(str, allowed))}; got {scale!r}", field="task.scale")
+    return scale
+
+
+def check_positive_int(value: object, field: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"expected an integer >= {minimum}, got {value!r}", field=field)
+    return value
+
+
+class MeanShift(nn.Module):
+    """Subtract (sign=-1) or add back (sign=+1) the DIV2K RGB mean, as EDSR/RCAN do."""
+
+    def __init__(self, sign: int, mean: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)) -> None:
+        super().__init__()
+        self.register_buffer("shift", sign * torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv-ReLU-conv, scaled residual, no batch norm."""
+
+    def __init__(self, channels: int, res_scale: float = 1.0) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(channels, channels), nn.ReLU(inplace=True), conv(channels, channels))
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling for scale 2, 3 or 4 (4 = two x2 stages)."""
+
+    def __init__(self, scale: int, channels: int) -> None:
+        layers: list[nn.Module] = []
+        if scale in (2, 4):
+            for _ in range({2: 1, 4: 2}[scale]):
+                layers += [conv(channels, 4 * channels), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv(channels, 9 * channels), nn.PixelShuffle(3)]
+        elif scale != 1:
+            raise UserError(f"unsupported scale {scale} (expected 2, 3 or 4)", field="task.scale")
+        super().__init__(*layers)
+
+
+class Tail(nn.Module):
+    """Image reconstruction: upsampler + conv for SR, conv + global input residual for scale 1."""
+
+    def __init__(self, scale: int, channels: int, out_channels: int = 3) -> None:
+        super().__init__()
+        self.scale = scale
+        self.up = Upsampler(scale, channels)
+        self.conv = conv(channels, out_channels)
+
+    def forward(self, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        y = self.conv(self.up(feats))
+        return y + image if self.scale == 1 else y

@@ -1,0 +1,29 @@
+"""User-facing errors: one line naming the file, the field and what was expected.
+
+The command line turns a :class:`UserError` into that line on stderr and exit code 2;
+library callers can catch it like any exception.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (file, option, YAML field). Never a bug in acla-nas."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.file, self.field) if p]
+        prefix = ": ".join(parts)
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return " ".join(text.split())  # always one line
+
+    def at(self, *, file: str | None = None, field: str | None = None) -> "UserError":
+        """The same error with a file and/or an outer field path prepended."""
+        new_field = self.field
+        if field:
+            new_field = f"{field}.{self.field}" if self.field else field
+        return UserError(self.message, file=file or self.file, field=new_field)
