@@ -1,0 +1,86 @@
+"""``acla-nas evaluate CHECKPOINT``: PSNR/SSIM per data set, next to the naive floor.
+
+The task's protocol applies (SR: Y channel, border = scale; others: RGB). Data sets: the
+embedded test photographs by default; each ``--data DIR`` is one more set named by its folder
+(HR images degraded by the task, or ``HR/`` + ``LR/`` subfolders used as pairs).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = "PSNR/SSIM of a trained model (model.pt) per data set, with the input's floor"
+
+_COLUMNS = ("dataset", "image", "psnr", "ssim", "floor_psnr", "floor_ssim")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model.pt written by `acla-nas train` (or its run directory)")
+    parser.add_argument("--data", action="append", metavar="DIR", default=[],
+                        help="a folder of test images (repeatable); default: the embedded test photographs")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--tile", type=int, default=0, help="tiled inference with this LR tile size (0 = whole images)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the degradation (noise)")
+    parser.add_argument("--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)")
+
+
+def _table(rows: list[dict]) -> str:
+    head = f"{'dataset':<20} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'floor PSNR':>11} {'floor SSIM':>11}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['dataset']:<20} {r['n']:>6} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {r['floor_psnr']:>11.2f} "
+                     f"{r['floor_ssim']:>11.4f}")
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, per_set: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for res in per_set:
+        for row in res["per_image"]:
+            writer.writerow({"dataset": res["dataset"], **{k: row[k] for k in _COLUMNS[1:]}})
+        writer.writerow({"dataset": res["dataset"], "image": "(mean)", **{k: res[k] for k in _COLUMNS[2:]}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import embedded_source, source_for_dir
+    from ..device import resolve_device
+    from ..errors import UserError
+    from ..restore import load_model
+    from ..tasks import make_task
+    from ..trainer import evaluate_model
+
+    if args.tile < 0:
+        raise UserError(f"got {args.tile}, expected 0 (off) or a tile size >= 8", field="--tile")
+    if args.out and Path(args.out).suffix.lower() != ".csv":
+        raise UserError(f"expected a .csv file name, got {args.out}", field="--out")
+    device = resolve_device(args.device)
+    model, _arch, payload = load_model(args.checkpoint, device)
+    sets = []  # resolve every data set before evaluating any, so a bad path fails fast
+    task = make_task(payload["task"])
+    if args.data:
+        for d in args.data:
+            src = source_for_dir(d, task.scale)
+            sets.append((src.name, src.all()))
+    else:
+        sets.append(("embedded-test", embedded_source().split("test")))
+    results = []
+    for name, items in sets:
+        res = evaluate_model(model, items, task, device, tile=args.tile or None, seed=args.seed)
+        results.append({"dataset": name, **res})
+    print(f"{task.describe()}")
+    print(_table(results))
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluation.csv"
+    _write_csv(out, results)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,526 @@
+"""Image sources, deterministic splits, patch sampling and a decoded-image cache.
+
+Sources (``data:`` section of a YAML file, or :func:`make_source`):
+
+* ``{kind: embedded}`` (the default) -- real photographs shipped inside scikit-image, read
+  directly from its package folder with Pillow (never through ``skimage.data`` fetchers, which
+  may download). The split is fixed (:data:`EMBEDDED_SPLIT`): *test* = astronaut, coffee,
+  chelsea; *val* = rocket, coins; *train* = hubble_deep_field, ihc, motorcycle_left,
+  motorcycle_right (a stereo pair, kept together in one split), retina, camera, moon,
+  clock_motion. Greyscale photographs are replicated to 3 channels. Images whose long side
+  exceeds 512 px (retina, hubble, motorcycles, rocket, coffee) are downscaled once, with
+  Pillow's antialiased bicubic, to 512 px on the long side, which keeps CPU work bounded and
+  is deterministic. A missing file is skipped with a warning.
+* ``{kind: folder, path: DIR}`` -- HR images (png/jpg/bmp/tif), degraded on the fly by the
+  task. Split: explicit ``train/ val/ test/`` subfolders when ``train/`` exists (a missing
+  ``val/`` or ``test/`` is carved from ``train/``), otherwise by sorted file name: the last
+  ``test_fraction`` (default 0.1, at least one image) is *test*, the ``val_fraction`` before it
+  *val*, the rest *train*. ``test_fraction: 1`` puts every image in *test* (evaluation sets).
+* ``{kind: paired, hr: DIR, lr: DIR}`` -- HR/LR pairs (see :func:`find_pairs` for the naming
+  rules: DIV2K, Set5/Set14/B100/Urban100), split by sorted HR name with the same fractions.
+
+Decoded images are kept as uint8 tensors in one process-wide LRU cache (bounded in bytes);
+unreadable files raise :class:`UserError` naming the file.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import UserError
+from .tasks import Task
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+EMBEDDED_MAX_SIDE = 512
+EMBEDDED_SPLIT: dict[str, tuple[str, ...]] = {
+    "train": ("hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png",
+              "retina.jpg", "camera.png", "moon.png", "clock_motion.png"),
+    "val": ("rocket.jpg", "coins.png"),
+    "test": ("astronaut.png", "coffee.png", "chelsea.png"),
+}
+SPLITS = ("train", "val", "test")
+
+Item = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+# --------------------------------------------------------------------------- decoding + cache
+
+
+class _ByteLRU:
+    """A least-recently-used cache of tensors bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        self._items[key] = value
+        self._bytes += size
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+IMAGE_CACHE = _ByteLRU(max_bytes=int(os.environ.get("ACLA_NAS_IMAGE_CACHE_MB", "2048")) * 2**20)
+
+
+def _decode(path: Path, max_side: int | None) -> torch.Tensor:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF -> 8 bit
+                arr = np.asarray(im, dtype=np.float64) / 257.0
+                im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+            im = im.convert("RGB")
+            if max_side and max(im.size) > max_side:
+                ratio = max_side / max(im.size)
+                size = (max(1, round(im.size[0] * ratio)), max(1, round(im.size[1] * ratio)))
+                im = im.resize(size, Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise UserError("image file not found", file=str(path)) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image ({type(exc).__name__}: {exc})", file=str(path)) from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def load_image_u8(path: str | Path, max_side: int | None = None) -> torch.Tensor:
+    """(3,H,W) uint8 RGB tensor, decoded once and cached (greyscale replicated, alpha dropped)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        raise UserError("image file not found", file=str(p)) from None
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, max_side)
+    cached = IMAGE_CACHE.get(key)
+    if cached is None:
+        cached = _decode(p, max_side)
+        IMAGE_CACHE.put(key, cached)
+    return cached
+
+
+def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
+    """(3,H,W) float32 RGB tensor in [0,1]."""
+    return to_float(load_image_u8(path, max_side))
+
+
+def to_float(img: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0,1]; float tensors pass through as float32."""
+    return img.float().div(255.0) if img.dtype == torch.uint8 else img.float()
+
+
+def save_image(img: torch.Tensor, path: str | Path, format: str | None = None) -> None:
+    """Write a (3,H,W) or (1,3,H,W) [0,1] tensor as an 8-bit image (format from the suffix by default)."""
+    t = img.detach().to("cpu")
+    if t.ndim == 4:
+        t = t[0]
+    arr = t.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(arr, "RGB").save(path, format=format)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One data item: an HR file, optionally its LR partner, and a downscaling bound."""
+
+    hr: Path
+    lr: Path | None = None
+    max_side: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.hr.stem
+
+
+class ImageList(Sequence):
+    """Lazily decoded items of one split: uint8 HR tensors, or (lq, hr) pairs for paired data
+    (HR cropped to ``scale`` x LR size, as BasicSR's mod-crop)."""
+
+    def __init__(self, refs: Sequence[ImageRef], scale: int = 1) -> None:
+        self.refs = list(refs)
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> Item:  # type: ignore[override]
+        if isinstance(i, slice):
+            raise TypeError("ImageList does not support slicing")
+        ref = self.refs[i]
+        hr = load_image_u8(ref.hr, ref.max_side)
+        if ref.lr is None:
+            return hr
+        lq = load_image_u8(ref.lr, ref.max_side)
+        h, w = lq.shape[1] * self.scale, lq.shape[2] * self.scale
+        if hr.shape[1] < h or hr.shape[2] < w:
+            raise UserError(f"HR image {hr.shape[2]}x{hr.shape[1]} is smaller than {self.scale} x its LR partner "
+                            f"{lq.shape[2]}x{lq.shape[1]} ({ref.lr})", file=str(ref.hr))
+        return lq, hr[:, :h, :w]
+
+    def name(self, i: int) -> str:
+        return self.refs[i].name
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.refs]
+
+    @property
+    def paired(self) -> bool:
+        return any(r.lr is not None for r in self.refs)
+
+
+@dataclass
+class DataSource:
+    """Named splits of image references; ``split(name)`` gives the lazily decoded items."""
+
+    name: str
+    spec: dict[str, Any]
+    splits: dict[str, list[ImageRef]] = field(default_factory=dict)
+    scale: int = 1
+
+    def split(self, name: str) -> ImageList:
+        refs = self.splits.get(name, [])
+        if not refs:
+            raise UserError(f"the {name} split of data source {self.name!r} has no images", field="data")
+        return ImageList(refs, self.scale)
+
+    def all(self) -> ImageList:
+        """Every image of the source (train, val, test), e.g. to evaluate a whole folder."""
+        refs = [r for s in SPLITS for r in self.splits.get(s, [])]
+        if not refs:
+            raise UserError(f"data source {self.name!r} has no images", field="data")
+        return ImageList(refs, self.scale)
+
+
+def embedded_dir() -> Path:
+    """scikit-image's data folder (the photographs ship with the wheel)."""
+    import skimage.data  # local: only this source needs scikit-image
+
+    return Path(os.path.dirname(skimage.data.__file__))
+
+
+def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE) -> DataSource:
+    root = embedded_dir()
+    splits: dict[str, list[ImageRef]] = {}
+    for split, names in EMBEDDED_SPLIT.items():
+        refs = []
+        for fname in names:
+            p = root / fname
+            if p.is_file():
+                refs.append(ImageRef(p, None, max_side))
+            else:
+                warnings.warn(f"embedded photograph {p} is missing; skipped", stacklevel=2)
+        splits[split] = refs
+    spec = {"kind": "embedded"} if max_side == EMBEDDED_MAX_SIDE else {"kind": "embedded", "max_side": max_side}
+    return DataSource("embedded", spec, splits)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def split_by_fraction(items: list, val_fraction: float, test_fraction: float) -> dict[str, list]:
+    """Deterministic split of a sorted list: test = the last part, val = the part before it.
+
+    A non-zero fraction always gets at least one item (while any are left)."""
+    n = len(items)
+
+    def count(frac: float, avail: int) -> int:
+        return min(avail, max(1 if frac > 0 else 0, round(n * frac)))
+
+    n_test = count(test_fraction, n)
+    n_val = count(val_fraction, n - n_test)
+    n_train = n - n_test - n_val
+    return {"train": items[:n_train], "val": items[n_train:n_train + n_val], "test": items[n_train + n_val:]}
+
+
+def _dir(value: Any, fld: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise UserError(f"expected a folder path, got {value!r}", field=fld)
+    p = Path(value).expanduser()
+    if not p.is_dir():
+        raise UserError(f"folder {p} does not exist", field=fld)
+    return p
+
+
+def _fraction(spec: dict, key: str) -> float:
+    value = spec.get(key, 0.1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(f"got {value!r}, expected a number in [0, 1]", field=f"data.{key}")
+    return float(value)
+
+
+def _max_side(spec: dict, default: int | None) -> int | None:
+    value = spec.get("max_side", default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
+        raise UserError(f"got {value!r}, expected an integer >= 16 or null", field="data.max_side")
+    return value
+
+
+def folder_source(spec: dict) -> DataSource:
+    root = _dir(spec.get("path"), "data.path")
+    vf, tf = _fraction(spec, "val_fraction"), _fraction(spec, "test_fraction")
+    max_side = _max_side(spec, None)
+    if (root / "train").is_dir():
+        train = list_images(root / "train")
+        carved = split_by_fraction(train, 0 if (root / "val").is_dir() else vf, 0 if (root / "test").is_dir() else tf)
+        files = {s: (list_images(root / s) if (root / s).is_dir() and s != "train" else carved[s]) for s in SPLITS}
+    else:
+        files = split_by_fraction(list_images(root), vf, tf)
+    if not any(files.values()):
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}", field="data.path")
+    splits = {s: [ImageRef(p, None, max_side) for p in files[s]] for s in SPLITS}
+    return DataSource(root.name or str(root), dict(spec), splits)
+
+
+def _lr_dir(lr_root: Path, scale: int) -> Path:
+    for sub in (f"X{scale}", f"x{scale}"):
+        if (lr_root / sub).is_dir():
+            return lr_root / sub
+    return lr_root
+
+
+def _lr_candidates(stem: str, scale: int) -> list[str]:
+    names = [stem, f"{stem}x{scale}", f"{stem}_x{scale}", f"{stem}_X{scale}"]
+    for hr_tag, lr_tag in (("_HR", "_LR"), ("HR", "LR")):
+        i = stem.rfind(hr_tag)
+        if i >= 0:
+            names.append(stem[:i] + lr_tag + stem[i + len(hr_tag):])
+    return names
+
+
+def find_pairs(hr_dir: Path, lr_dir: Path, scale: int = 1) -> list[tuple[Path, Path]]:
+    """Match every HR image to its LR partner by file name (any image extension).
+
+    * the LR folder may hold an ``X{scale}/`` subfolder (DIV2K ``DIV2K_train_LR_bicubic/X2``),
+      used when present;
+    * LR names tried, in order, for HR ``NAME.*``: ``NAME`` (Set5/Set14/B100/Urban100 as most
+      distributions ship them), ``NAMEx{scale}`` (DIV2K ``0001x2.png``, BasicSR's
+      ``LRbicx2``), ``NAME_x{scale}``, and ``NAME`` with its last ``_HR`` replaced by ``_LR``
+      (``img_001_SRF_2_HR.png`` <-> ``img_001_SRF_2_LR.png``);
+    * when HR and LR are the same folder, only names containing ``HR`` count as HR images.
+
+    An HR image without a partner raises :class:`UserError` naming that file.
+    """
+    lr_dir = _lr_dir(lr_dir, scale)
+    same = hr_dir.resolve() == lr_dir.resolve()
+    hr_files = [p for p in list_images(hr_dir) if not same or "HR" in p.stem]
+    if not hr_files:
+        raise UserError(f"no HR images in {hr_dir}", field="data.hr")
+    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+    pairs = []
+    for hr in hr_files:
+        tried = [n for n in _lr_candidates(hr.stem, scale) if not (same and n == hr.stem)]
+        match = next((lr_by_stem[n] for n in tried if n in lr_by_stem), None)
+        if match is None:
+            raise UserError(f"no LR partner in {lr_dir} (looked for {', '.join(dict.fromkeys(tried))})", file=str(hr))
+        pairs.append((hr, match))
+    return pairs
+
+
+def paired_source(spec: dict, scale: int = 1) -> DataSource:
+    hr_dir, lr_dir = _dir(spec.get("hr"), "data.hr"), _dir(spec.get("lr"), "data.lr")
+    pairs = find_pairs(hr_dir, lr_dir, scale)
+    parts = split_by_fraction(pairs, _fraction(spec, "val_fraction"), _fraction(spec, "test_fraction"))
+    splits = {s: [ImageRef(h, l) for h, l in parts[s]] for s in SPLITS}
+    name = hr_dir.parent.name if hr_dir.name.upper() in ("HR", "GT") else hr_dir.name
+    return DataSource(name or str(hr_dir), dict(spec), splits, scale=scale)
+
+
+_KEYS = {
+    "embedded": {"kind", "max_side"},
+    "folder": {"kind", "path", "val_fraction", "test_fraction", "max_side"},
+    "paired": {"kind", "hr", "lr", "val_fraction", "test_fraction"},
+}
+
+
+def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
+    """A :class:`DataSource` from a ``data:`` spec (None = the embedded photographs).
+
+    ``scale`` is the task's scale, used to find paired LR files and to mod-crop HR images."""
+    if spec is None:
+        return embedded_source()
+    if not isinstance(spec, dict):
+        raise UserError(f"expected a mapping like {{kind: folder, path: DIR}}, got {spec!r}", field="data")
+    kind = spec.get("kind", "embedded")
+    if kind not in _KEYS:
+        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(_KEYS)})", field="data.kind")
+    extra = sorted(set(spec) - _KEYS[kind])
+    if extra:
+        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(_KEYS[kind]))})",
+                        field=f"data.{extra[0]}")
+    if kind == "embedded":
+        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE))
+    if kind == "folder":
+        return folder_source(spec)
+    return paired_source(spec, scale)
+
+
+def source_for_dir(path: str | Path, scale: int = 1) -> DataSource:
+    """A whole folder as one test set: ``HR/`` + ``LR/`` (or ``LR_bicubic/``) subfolders make
+    it paired, otherwise its images are HR images degraded by the task."""
+    root = _dir(path, "--data")
+    if (root / "HR").is_dir():
+        for lr in ("LR", "LR_bicubic", "LQ"):
+            if (root / lr).is_dir():
+                src = make_source({"kind": "paired", "hr": str(root / "HR"), "lr": str(root / lr),
+                                   "val_fraction": 0, "test_fraction": 1.0}, scale)
+                src.name = root.name
+                return src
+    try:
+        return make_source({"kind": "folder", "path": str(root), "val_fraction": 0, "test_fraction": 1.0}, scale)
+    except UserError as exc:
+        fld = "--data" if exc.field in ("data.path", "data") else exc.field
+        raise UserError(exc.message, file=exc.file, field=fld) from None
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def _mix_seed(seed: int, step: int) -> int:
+    """A well-mixed 63-bit seed for (seed, step): batches are independent of how we got there."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step)]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 flips/90-degree rotations of a (C,H,W) tensor."""
+    if k & 1:
+        t = t.flip(-1)
+    if k & 2:
+        t = t.flip(-2)
+    if k & 4:
+        t = t.transpose(-1, -2)
+    return t
+
+
+def _item_name(items: Sequence, i: int) -> str:
+    return items.name(i) if hasattr(items, "name") else f"#{i}"
+
+
+def _crop(items: Sequence, i: int, patch: int, scale: int, g: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """A random HR patch (and the aligned LR patch for pairs) from item ``i``."""
+    item = items[i]
+    lq, hr = item if isinstance(item, tuple) else (None, item)
+    h, w = hr.shape[-2:]
+    if h < patch or w < patch:
+        raise UserError(f"patch {patch} is larger than image {_item_name(items, i)} ({w}x{h})", field="train.patch")
+    lp = patch // scale
+    y = int(torch.randint(0, h // scale - lp + 1, (1,), generator=g)) * scale
+    x = int(torch.randint(0, w // scale - lp + 1, (1,), generator=g)) * scale
+    hr_p = hr[..., y:y + patch, x:x + patch]
+    lq_p = None if lq is None else lq[..., y // scale:y // scale + lp, x // scale:x // scale + lp]
+    return lq_p, hr_p
+
+
+class PatchSampler:
+    """Infinite, seeded iterator of ``(lq, hr)`` float batches of random patches.
+
+    ``patch`` is the HR patch size (a multiple of the task's scale). Each patch gets a random
+    flip/rotation; degradations are applied on the fly to the augmented HR patch (so e.g. the
+    Bayer phase and JPEG blocks stay aligned to the patch). Batch ``n`` depends only on
+    ``(seed, n)``, so ``state_dict()`` is just ``{seed, step}`` and resuming is exact."""
+
+    def __init__(self, items: Sequence[Item], task: Task, patch: int, batch: int, seed: int = 0,
+                 augment: bool = True) -> None:
+        if not len(items):
+            raise UserError("no training images", field="data")
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or patch % task.scale:
+            raise UserError(f"got {patch!r}, expected a positive multiple of the scale ({task.scale})",
+                            field="train.patch")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise UserError(f"got {batch!r}, expected a positive integer", field="train.batch")
+        self.items, self.task, self.patch, self.batch = items, task, patch, batch
+        self.seed, self.augment, self.step = int(seed), augment, 0
+
+    def __iter__(self) -> PatchSampler:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.batch_at(self.step)
+        self.step += 1
+        return out
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch number ``step`` (pure function of seed and step)."""
+        g = torch.Generator().manual_seed(_mix_seed(self.seed, step))
+        lqs, hrs = [], []
+        for _ in range(self.batch):
+            i = int(torch.randint(0, len(self.items), (1,), generator=g))
+            lq, hr = _crop(self.items, i, self.patch, self.task.scale, g)
+            k = int(torch.randint(0, 8, (1,), generator=g)) if self.augment else 0
+            hrs.append(_dihedral(to_float(hr), k))
+            if lq is not None:
+                lqs.append(_dihedral(to_float(lq), k))
+        hr_b = torch.stack(hrs)
+        lq_b = torch.stack(lqs) if lqs else self.task.degrade(hr_b, g)
+        return lq_b.float(), hr_b
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.step = int(state["seed"]), int(state["step"])
+
+
+def fixed_patches(items: Sequence[Item], task: Task, n: int, patch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic ``(lq, hr)`` pair of ``n`` patches for fast validation during search.
+
+    Patches cycle over the images at seeded random positions, without augmentation; the patch
+    is shrunk (to a multiple of the scale) when an image is smaller."""
+    if not len(items) or n < 1:
+        raise UserError("no validation images or patches", field="data")
+    smallest = min(min((it[1] if isinstance(it, tuple) else it).shape[-2:]) for it in items)
+    p = min(patch, smallest)
+    p -= p % task.scale
+    g = torch.Generator().manual_seed(_mix_seed(seed, 2**31 - 1))
+    lqs, hrs = [], []
+    for k in range(n):
+        lq, hr = _crop(items, k % len(items), p, task.scale, g)
+        hrs.append(to_float(hr))
+        if lq is not None:
+            lqs.append(to_float(lq))
+    hr_b = torch.stack(hrs)
+    lq_b = torch.stack(lqs) if lqs else task.degrade(hr_b, g)
+    return lq_b.float(), hr_b
+
+
+def full_images(items: Sequence[Item]) -> list[Item]:
+    """All items decoded to float tensors (HR, or (lq, hr) pairs): what ``evaluate_model`` takes."""
+    out: list[Item] = []
+    for it in items:
+        out.append((to_float(it[0]), to_float(it[1])) if isinstance(it, tuple) else to_float(it))
+    return out
+
+
+__all__ = [
+    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "PatchSampler", "embedded_source", "find_pairs",
+    "fixed_patches", "full_images", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
+    "split_by_fraction", "to_float",
+]
