@@ -1,0 +1,177 @@
+"""Evaluators score an :class:`~acla_nas.arch.Arch` by validation PSNR (plus its cost).
+
+* ``oneshot``: trains one weight-sharing supernet with uniform path sampling (once per run,
+  checkpointed in ``RUN_DIR/supernet`` and resumed), then scores a candidate in milliseconds by
+  running the supernet along the candidate's path on fixed validation patches.
+* ``proxy``: trains each candidate briefly from scratch with the same recipe, then scores it.
+
+Both cache results by architecture; a non-finite loss fails that candidate only.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .arch import Arch
+from .data import PatchSampler, fixed_patches
+from .errors import UserError
+from .metrics import psnr, quantize
+from .network import build
+from .tasks import Task
+from .trainer import NonFiniteLossError, TrainConfig, Trainer
+
+TRAIN_KEYS = ("steps", "patch", "batch", "lr", "schedule", "grad_clip", "ckpt_every")
+
+
+@dataclass
+class EvalResult:
+    psnr: float
+    macs: int
+    params: int
+    seconds: float
+    state: str = "COMPLETE"  # or FAIL
+    error: str = ""
+
+
+@dataclass
+class SearchData:
+    """What every evaluator and strategy of one search shares: task, images, validation patches."""
+
+    task: Task
+    train_items: Any
+    val_items: Any
+    val: tuple[torch.Tensor, torch.Tensor]
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = False
+
+
+def train_config(section: dict | None, defaults: dict, seed: int, device: str, progress: bool, file: str | None = None) -> TrainConfig:
+    """A TrainConfig from a strategy YAML section over defaults; errors name the section."""
+    merged = {**defaults, **(section or {})}
+    merged.update({"seed": seed, "device": device, "progress": progress, "val_every": 0})
+    return TrainConfig.from_dict(merged, file=file)
+
+
+@torch.no_grad()
+def score_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16) -> float:
+    """Validation PSNR (dB) on the fixed patches with the task's protocol (8-bit outputs)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    lq, hr = data.val
+    try:
+        outs = [model(lq[i : i + batch].to(device)).float().cpu() for i in range(0, len(lq), batch)]
+    finally:
+        model.train(was)
+    out = quantize(torch.cat(outs))
+    if not torch.isfinite(out).all():
+        return math.nan
+    return psnr(out, hr, data.task.crop_border, data.task.test_y_channel)
+
+
+class Evaluator:
+    """Base: a cache by architecture key around :meth:`_score`."""
+
+    name = "base"
+
+    def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
+        self.space = space
+        self.data = data
+        self.options = dict(options or {})
+        self.run_dir = run_dir
+        self.cache: dict[str, EvalResult] = {}
+
+    def prepare(self) -> None:
+        """One-time work before scoring (e.g. supernet training); resumable."""
+
+    def evaluate(self, arch: Arch) -> EvalResult:
+        key = arch.key()
+        if key in self.cache:
+            return self.cache[key]
+        cost = self.space.cost(arch)
+        t0 = time.perf_counter()
+        try:
+            value = self._score(arch)
+            state, error = ("COMPLETE", "") if math.isfinite(value) else ("FAIL", "non-finite output")
+        except NonFiniteLossError as exc:
+            value, state, error = math.nan, "FAIL", str(exc)
+        result = EvalResult(value, int(cost["macs"]), int(cost["params"]), time.perf_counter() - t0, state, error)
+        self.cache[key] = result
+        return result
+
+    def _score(self, arch: Arch) -> float:
+        raise NotImplementedError
+
+
+class OneShotEvaluator(Evaluator):
+    """Scores candidates with weights inherited from a supernet trained by uniform path sampling."""
+
+    name = "oneshot"
+    DEFAULTS = {"steps": 300, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 50}
+
+    def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
+        super().__init__(space, data, options, run_dir)
+        self.supernet = space.supernet()
+        self.trained = False
+        self.train_result: dict | None = None
+
+    def sample_path(self, step: int) -> None:
+        """Uniform path sampling, a pure function of (seed, step) so a resumed run is identical."""
+        rng = random.Random(self.data.seed * 1_000_003 + step)
+        self.supernet.use(self.space.sample(rng).modules)
+
+    def prepare(self) -> None:
+        if self.trained:
+            return
+        cfg = train_config(self.options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet")
+        sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
+        out = None if self.run_dir is None else self.run_dir / "supernet"
+        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path)
+        self.train_result = trainer.fit()
+        self.supernet = trainer.model
+        self.trained = True
+
+    def _score(self, arch: Arch) -> float:
+        if not self.trained:
+            self.prepare()
+        self.supernet.use(arch.modules)
+        return score_on_patches(self.supernet, self.data)
+
+
+class ProxyEvaluator(Evaluator):
+    """Trains each candidate briefly from scratch (same recipe and seed for all), then scores it."""
+
+    name = "proxy"
+    DEFAULTS = {"steps": 100, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 10_000}
+
+    def _score(self, arch: Arch) -> float:
+        cfg = train_config(self.options, self.DEFAULTS, self.data.seed, self.data.device, False, "proxy")
+        torch.manual_seed(self.data.seed)
+        model = build(arch)
+        sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
+        trainer = Trainer(model, self.data.task, sampler, cfg, None)
+        trainer.fit()
+        return score_on_patches(trainer.model, self.data)
+
+
+EVALUATORS: dict[str, type[Evaluator]] = {"oneshot": OneShotEvaluator, "proxy": ProxyEvaluator}
+
+
+def make_evaluator(name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None) -> Evaluator:
+    if name not in EVALUATORS:
+        raise UserError(f"unknown evaluator {name!r} (expected {', '.join(EVALUATORS)})", file=file, field="evaluator")
+    return EVALUATORS[name](space, data, options, run_dir)
+
+
+def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return fixed_patches(val_items, task, n, patch, seed)
+
+
+__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "make_evaluator", "score_on_patches", "train_config"]

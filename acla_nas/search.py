@@ -1,0 +1,218 @@
+"""One search run: space + strategy preset -> run directory (resumable).
+
+Run directory: ``config.yaml`` (everything needed to reproduce), ``trajectory.csv``,
+``best_arch.yaml``, ``sites.csv``, ``checkpoints/`` / ``supernet/``, and the Optuna storage
+(``study.journal``) for multi-trial strategies. Running the same command on an existing run
+directory resumes it; a different configuration is refused rather than mixed in.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+from .arch import read_yaml, write_text_atomic
+from .data import fixed_patches, make_source
+from .errors import UserError
+from .evaluators import SearchData, make_evaluator
+from .space import SearchSpace
+from .strategies.base import SearchContext, make_strategy, strategy_class
+from .tasks import make_task
+
+STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "val", "seed")
+RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    best_arch: Any
+    best_scores: dict
+    seconds: float
+
+
+def load_strategy_file(path: str | Path) -> dict:
+    """Read and check a strategy preset (strategies/*.yaml)."""
+    data = read_yaml(path)
+    f = str(path)
+    if not isinstance(data, dict):
+        raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=f)
+    for key in data:
+        if key not in STRATEGY_KEYS:
+            raise UserError(f"unknown key (expected {', '.join(STRATEGY_KEYS)})", file=f, field=str(key))
+    if not isinstance(data.get("strategy"), str):
+        raise UserError("expected a strategy name (random, tpe, evolution, darts) or package.module:Class", file=f, field="strategy")
+    strategy_class(data["strategy"], f)
+    ev = data.setdefault("evaluator", "oneshot")
+    if ev not in ("oneshot", "proxy"):
+        raise UserError(f"expected oneshot or proxy, got {ev!r}", file=f, field="evaluator")
+    trials = data.setdefault("trials", 20)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UserError(f"expected a positive integer, got {trials!r}", file=f, field="trials")
+    obj = data.setdefault("objectives", ["psnr"])
+    if isinstance(obj, str):
+        obj = data["objectives"] = [obj]
+    if obj not in (["psnr"], ["psnr", "flops"]):
+        raise UserError(f"expected [psnr] or [psnr, flops], got {obj!r}", file=f, field="objectives")
+    for key in ("options", "supernet", "proxy", "val"):
+        if not isinstance(data.setdefault(key, {}), dict):
+            raise UserError("expected a mapping", file=f, field=key)
+    for key in data["val"]:
+        if key not in ("patches", "patch"):
+            raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
+        v = data["val"][key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"expected a positive integer, got {v!r}", file=f, field=f"val.{key}")
+    return data
+
+
+def _compare_configs(stored: dict, current: dict, path: Path) -> None:
+    a = {k: v for k, v in stored.items() if k not in RUNTIME_KEYS}
+    b = {k: v for k, v in current.items() if k not in RUNTIME_KEYS}
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise UserError(
+            f"this run directory holds a search with another configuration (differs in: {', '.join(diff)}); "
+            "run the same command to resume it, or choose another --out",
+            file=str(path),
+        )
+
+
+def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None, device: str | None, storage: str | None, workers: int) -> tuple[SearchSpace, dict]:
+    space = SearchSpace.from_yaml(space_path)
+    strat = load_strategy_file(strategy_path)
+    if trials is not None:
+        strat["trials"] = trials
+    if steps is not None:
+        # one knob for quick runs: the training length of whatever the strategy trains
+        if strat["strategy"] == "darts":
+            strat["options"]["steps"] = steps
+        strat["supernet"]["steps"] = steps
+        strat["proxy"]["steps"] = steps
+    if seed is not None:
+        strat["seed"] = seed
+    strat.setdefault("seed", 0)
+    config = {
+        "acla_nas": __version__,
+        "space_file": str(space_path),
+        "space": space.to_dict(),
+        "strategy_file": str(strategy_path),
+        "strategy": strat,
+        "device": device or "auto",
+        "storage": storage,
+        "workers": workers,
+    }
+    cfg_path = out / "config.yaml"
+    if cfg_path.is_file():
+        stored = read_yaml(cfg_path)
+        if isinstance(stored, dict):
+            # compare through YAML so tuples/lists and key order do not matter
+            _compare_configs(stored, yaml.safe_load(yaml.safe_dump(config)), cfg_path)
+    return space, config
+
+
+def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) -> SearchData:
+    task = make_task(space.spec.task)
+    source = make_source(space.spec.data, task.scale)
+    train_items, val_items = source.split("train"), source.split("val")
+    v = strat.get("val", {})
+    val = fixed_patches(val_items, task, v.get("patches", 16), v.get("patch", 48), seed=int(strat["seed"]))
+    return SearchData(task, train_items, val_items, val, device=device, seed=int(strat["seed"]), progress=progress)
+
+
+def _context(space: SearchSpace, config: dict, out: Path, progress: bool, worker: bool = False) -> SearchContext:
+    strat = config["strategy"]
+    data = search_data(space, strat, config["device"], progress)
+    cls = strategy_class(strat["strategy"])
+    evaluator = None
+    if cls.multi_trial:
+        section = strat.get("supernet") if strat["evaluator"] == "oneshot" else strat.get("proxy")
+        evaluator = make_evaluator(strat["evaluator"], space, data, section, out)
+    return SearchContext(
+        space=space,
+        data=data,
+        run_dir=out,
+        run_name=out.name,
+        strategy_name=strat["strategy"],
+        evaluator_name=strat["evaluator"] if cls.multi_trial else "oneshot",
+        evaluator=evaluator,
+        trials=int(strat["trials"]),
+        seed=int(strat["seed"]),
+        storage=config.get("storage"),
+        workers=int(config.get("workers", 1)),
+        objectives=tuple(strat["objectives"]),
+        options=dict(strat.get("options") or {}),
+        steps=None,
+        worker=worker,
+    )
+
+
+def _worker_main(space_path: str, config: dict, out: str) -> None:
+    """An extra process of ``--workers N``: the same loop on the same Optuna storage."""
+    import torch
+
+    torch.set_num_threads(1)
+    space = SearchSpace.from_yaml(space_path)
+    ctx = _context(space, config, Path(out), progress=False, worker=True)
+    make_strategy(ctx).run()
+
+
+def run_search(
+    space_path: str,
+    strategy_path: str,
+    out: str | Path,
+    *,
+    trials: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> SearchResult:
+    """Start or resume the search in ``out``; returns the best architecture found."""
+    out = Path(out)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"expected a positive integer, got {workers!r}", field="--workers")
+    space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{n},{c},{s}\n" for n, c, s in space.site_table()))
+    ctx = _context(space, config, out, progress)
+    strategy = make_strategy(ctx, config["strategy_file"])
+    if workers > 1 and strategy.multi_trial:
+        if ctx.evaluator is not None:
+            ctx.evaluator.prepare()  # train the supernet once, before the workers load it
+        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(space_path, config, str(out))) for _ in range(workers - 1)]
+        for p in procs:
+            p.start()
+        try:
+            strategy.run()
+        finally:
+            for p in procs:
+                p.join()
+        strategy.run()  # writes the final trajectory (and finishes anything a worker left)
+    else:
+        strategy.run()
+    best = strategy.best()
+    if best is None:
+        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(out / "trajectory.csv"))
+    arch, scores = best
+    doc = arch.to_dict()
+    doc["provenance"] = {
+        "space": config["space_file"],
+        "strategy": config["strategy"]["strategy"],
+        "evaluator": ctx.evaluator_name,
+        "run": str(out),
+        "seed": ctx.seed,
+        **{k: (float(v) if isinstance(v, float) else v) for k, v in scores.items() if v is not None},
+    }
+    write_text_atomic(out / "best_arch.yaml", yaml.safe_dump(doc, sort_keys=False))
+    return SearchResult(out, arch, scores, ctx.elapsed())
+
+
+__all__ = ["SearchResult", "run_search", "load_strategy_file"]

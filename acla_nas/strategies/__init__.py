@@ -1,0 +1,11 @@
+"""Search strategies behind one small protocol (:class:`~acla_nas.strategies.base.Strategy`).
+
+Built in: ``random`` (baseline), ``tpe`` (Optuna's TPE), ``evolution`` (regularized/aging
+evolution written as an Optuna sampler) and ``darts`` (differentiable relaxation). A strategy
+YAML may instead name ``package.module:Class`` (a :class:`Strategy` subclass).
+"""
+from __future__ import annotations
+
+from .base import SearchContext, Strategy, make_strategy, strategy_names
+
+__all__ = ["SearchContext", "Strategy", "make_strategy", "strategy_names"]

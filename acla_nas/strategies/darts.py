@@ -1,0 +1,278 @@
+"""DARTS-style differentiable relaxation of the key budgets (first-order, bi-level).
+
+Architecture parameters (``nn.Parameter``, one logit per key-budget choice of each site, 0 = no
+module) weight the budgets; the supernet evaluates each site once at K_max and blends the budgets
+by prefix slicing (:meth:`acla_nas.network.Supernet.use_mix`). Network weights train on training
+patches, architecture parameters on validation patches (first-order approximation), after a
+warm-up of uniform path sampling that trains every budget. Optional Gumbel-softmax sampling with
+an annealed temperature; a differentiable resource penalty (expected MACs and expected module
+count from the probabilities) keeps the derived architecture within the space's budget. The
+architecture is derived by argmax with a budget-aware repair (the least likely module is shrunk
+until the constraints hold). The reference scope of each site is not relaxed: it is fixed to the
+site's widest scope choice (softmax sets differ between scopes, so blending them would need one
+attention pass per scope).
+
+Every ``log_every`` steps a trajectory row records each budget's probability, the temperature and
+the derived architecture with its one-shot validation PSNR. Checkpoints (atomic) hold the
+supernet, the architecture parameters, both optimisers and the rows, so a killed run resumes.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..arch import Arch, ModuleChoice
+from ..data import PatchSampler
+from ..errors import UserError
+from ..evaluators import score_on_patches
+from ..trainer import NonFiniteLossError, _atomic_torch_save, load_checkpoint, seed_everything
+from ..trajectory import make_row, write_trajectory
+from .base import SearchContext, Strategy
+
+CKPT = "darts.pt"
+
+
+class ArchParameters(nn.Module):
+    """One logit per key-budget choice of each site (registered parameters, saved in state dicts)."""
+
+    def __init__(self, budgets: dict[str, tuple[int, ...]]) -> None:
+        super().__init__()
+        self.budgets = dict(budgets)
+        self.names = list(budgets)
+        self.alpha = nn.ParameterList([nn.Parameter(torch.zeros(len(b))) for b in budgets.values()])
+
+    def probs(self, temperature: float, gumbel: bool = False) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, a in zip(self.names, self.alpha):
+            out[name] = F.gumbel_softmax(a, tau=temperature, hard=False) if gumbel else torch.softmax(a / temperature, 0)
+        return out
+
+
+class DartsStrategy(Strategy):
+    name = "darts"
+    multi_trial = False
+    OPTIONS = {
+        "steps": int,
+        "warmup": (int, float),  # steps (int) or fraction (float) of uniform path sampling first
+        "batch": int,
+        "patch": int,
+        "w_lr": float,
+        "a_lr": float,
+        "gumbel": bool,
+        "tau_start": (int, float),
+        "tau_end": (int, float),
+        "penalty": (int, float),
+        "log_every": int,
+        "ckpt_every": int,
+        "grad_clip": (int, float),
+    }
+    DEFAULTS: dict[str, Any] = {
+        "steps": 400,
+        "warmup": 0.3,
+        "batch": 8,
+        "patch": 48,
+        "w_lr": 5e-4,
+        "a_lr": 3e-3,
+        "gumbel": False,
+        "tau_start": 1.0,
+        "tau_end": 0.2,
+        "penalty": 2.0,
+        "log_every": 20,
+        "ckpt_every": 50,
+        "grad_clip": 1.0,
+    }
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        o = {**self.DEFAULTS, **self.options}
+        if ctx.steps is not None:
+            o["steps"] = ctx.steps
+        self.o = o
+        space = ctx.space
+        self.sites = {n: s for n, s in space.sites.items() if s.nonzero}
+        # the widest scope choice of each site (most reference layers)
+        self.scope = {n: s.scopes[max(range(len(s.scopes)), key=lambda j: (len(s.refs[j]), -j))] for n, s in self.sites.items()}
+        self.refs = {n: s.refs[s.scopes.index(self.scope[n])] for n, s in self.sites.items()}
+        table = space.costs()
+        self.plain_macs = float(table.plain_macs)
+        self.macs = {n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[0]) for k in s.budgets]) for n, s in self.sites.items()}
+        self.params_cost = {n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[1]) for k in s.budgets]) for n, s in self.sites.items()}
+        self.limits = {k: float(v) for k, v in space.limits().items()}
+        self.rows: list[dict[str, Any]] = []
+        self.final: tuple[Arch, dict] | None = None
+
+    # -- schedule ------------------------------------------------------------------------------
+    def temperature(self, step: int) -> float:
+        t0, t1, n = float(self.o["tau_start"]), float(self.o["tau_end"]), max(1, self.o["steps"] - 1)
+        return t0 * (t1 / t0) ** (min(step, n) / n)
+
+    def warmup_steps(self) -> int:
+        w = self.o["warmup"]
+        return int(w) if isinstance(w, int) else int(round(float(w) * self.o["steps"]))
+
+    # -- penalty and derivation ----------------------------------------------------------------
+    def penalty(self, probs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Differentiable excess of expected MACs / params / modules over the space's limits."""
+        pen = torch.zeros(())
+        if "macs" in self.limits:
+            expected = self.plain_macs + sum((p * self.macs[n]).sum() for n, p in probs.items())
+            pen = pen + F.relu(expected - self.limits["macs"]) / self.plain_macs
+        if "params" in self.limits:
+            plain_p = float(self.ctx.space.costs().plain_params)
+            expected = plain_p + sum((p * self.params_cost[n]).sum() for n, p in probs.items())
+            pen = pen + F.relu(expected - self.limits["params"]) / plain_p
+        mm = self.ctx.space.max_modules
+        if mm is not None:
+            on = sum((p * torch.tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
+            pen = pen + F.relu(on - mm)
+        return pen
+
+    def derive(self, probs: dict[str, torch.Tensor]) -> Arch:
+        """Argmax per site, then shrink the least likely module until the constraints hold."""
+        space = self.ctx.space
+        pick = {n: int(p.argmax()) for n, p in probs.items()}
+
+        def arch_of() -> Arch:
+            mods = {n: ModuleChoice(self.sites[n].budgets[i], self.scope[n]) for n, i in pick.items() if self.sites[n].budgets[i] > 0}
+            return space.template().with_modules(mods)
+
+        arch = arch_of()
+        for _ in range(sum(len(s.budgets) for s in self.sites.values()) + 1):
+            if space.satisfies(arch)[0]:
+                return arch
+            candidates = []
+            for n, i in pick.items():
+                budgets = self.sites[n].budgets
+                smaller = [j for j, k in enumerate(budgets) if k < budgets[i]]
+                if budgets[i] > 0 and smaller:
+                    j = max(smaller, key=lambda j: budgets[j])
+                    candidates.append((float(probs[n][i]), n, j))
+            if not candidates:
+                break
+            _, n, j = min(candidates)
+            pick[n] = j
+            arch = arch_of()
+        if not space.satisfies(arch)[0]:
+            arch = space.template()  # the plain backbone is the last resort
+        return arch
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def _save(self, step: int, supernet: nn.Module, alpha: ArchParameters, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer, seconds: float) -> None:
+        _atomic_torch_save(
+            {
+                "step": step,
+                "supernet": supernet.state_dict(),
+                "alpha": alpha.state_dict(),
+                "w_opt": w_opt.state_dict(),
+                "a_opt": a_opt.state_dict(),
+                "rows": self.rows,
+                "seconds": seconds,
+                "options": {k: (float(v) if isinstance(v, float) else v) for k, v in self.o.items()},
+                "torch_rng": torch.get_rng_state(),
+            },
+            self.ctx.run_dir / "checkpoints" / CKPT,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        ctx, o = self.ctx, self.o
+        data = ctx.data
+        supernet = ctx.space.supernet()
+        alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
+        w_opt = torch.optim.Adam(supernet.parameters(), lr=o["w_lr"])
+        a_opt = torch.optim.Adam(alpha.parameters(), lr=o["a_lr"], betas=(0.5, 0.999), weight_decay=1e-3)
+        train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
+        val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
+        path = ctx.run_dir / "checkpoints" / CKPT
+        start = 0
+        seed_everything(data.seed)
+        if path.is_file():
+            ck = load_checkpoint(path)
+            stored = ck.get("options", {})
+            if any(stored.get(k) != (float(v) if isinstance(v, float) else v) for k, v in o.items()):
+                raise UserError("the DARTS checkpoint was made with other options; use another --out directory", file=str(path))
+            supernet.load_state_dict(ck["supernet"])
+            alpha.load_state_dict(ck["alpha"])
+            w_opt.load_state_dict(ck["w_opt"])
+            a_opt.load_state_dict(ck["a_opt"])
+            self.rows = list(ck["rows"])
+            torch.set_rng_state(ck["torch_rng"])
+            start = int(ck["step"])
+            ctx.elapsed_offset = float(ck["seconds"])
+            ctx.started = time.perf_counter()
+        steps, warm = o["steps"], self.warmup_steps()
+        for step in range(start, steps):
+            if step > start and step % o["ckpt_every"] == 0:
+                self._save(step, supernet, alpha, w_opt, a_opt, ctx.elapsed())
+            tau = self.temperature(step)
+            supernet.train()
+            # weights on training patches
+            lq, hr = train.batch_at(step)
+            if step < warm:
+                supernet.use(ctx.space.sample(random.Random(data.seed * 1_000_003 + step)).modules)
+            else:
+                with torch.no_grad():
+                    probs = alpha.probs(tau, o["gumbel"])
+                supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
+            loss = F.l1_loss(supernet(lq), hr)
+            if not math.isfinite(float(loss)):
+                raise NonFiniteLossError(f"the supernet loss became {float(loss)} at DARTS step {step}; the last checkpoint is kept")
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(supernet.parameters(), o["grad_clip"])
+            w_opt.step()
+            # architecture on validation patches (first order)
+            if step >= warm:
+                vlq, vhr = val.batch_at(step)
+                probs = alpha.probs(tau, o["gumbel"])
+                supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
+                a_loss = F.l1_loss(supernet(vlq), vhr) + o["penalty"] * self.penalty(probs)
+                a_opt.zero_grad(set_to_none=True)
+                w_opt.zero_grad(set_to_none=True)
+                a_loss.backward()
+                a_opt.step()
+            if (step + 1) % o["log_every"] == 0 or step + 1 == steps:
+                self.log(step + 1, supernet, alpha, tau, state="COMPLETE")
+        self._save(steps, supernet, alpha, w_opt, a_opt, ctx.elapsed())
+        write_trajectory(self.rows, ctx.run_dir / "trajectory.csv", ctx.sites)
+
+    @torch.no_grad()
+    def log(self, step: int, supernet: Any, alpha: ArchParameters, tau: float, state: str) -> None:
+        ctx = self.ctx
+        probs = alpha.probs(tau)
+        arch = self.derive(probs)
+        supernet.use(arch.modules)
+        value = score_on_patches(supernet, ctx.data)
+        cost = ctx.space.cost(arch)
+        extra: dict[str, Any] = {"temperature": tau}
+        for n in ctx.sites:
+            if n in probs:
+                for k, p in zip(self.sites[n].budgets, probs[n].tolist()):
+                    extra[f"p:{n}:{k}"] = round(p, 6)
+        self.rows.append(
+            make_row(
+                run=ctx.run_name, strategy=ctx.strategy_name, evaluator="oneshot", step=step, state=state if math.isfinite(value) else "FAIL",
+                sites=ctx.sites, arch=arch, encoding=ctx.space.encode(arch), psnr=value, flops=cost["macs"], params=cost["params"],
+                seconds=ctx.elapsed(), extra=extra,
+            )
+        )
+        write_trajectory(self.rows, ctx.run_dir / "trajectory.csv", ctx.sites)
+
+    def best(self) -> tuple[Arch, dict] | None:
+        """The architecture derived at the last logged step (DARTS's answer), with its scores."""
+        if not self.rows:
+            path = self.ctx.run_dir / "checkpoints" / CKPT
+            if not path.is_file():
+                return None
+            self.rows = list(load_checkpoint(path)["rows"])
+        last = self.rows[-1]
+        import json
+
+        arch = self.ctx.space.decode(json.loads(last["arch"]))
+        return arch, {"psnr": last["psnr"], "flops": last["flops"], "params": last["params"], "step": last["step"]}
