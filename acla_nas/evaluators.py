@@ -118,6 +118,7 @@ class OneShotEvaluator(Evaluator):
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         super().__init__(space, data, options, run_dir)
+        torch.manual_seed(data.seed)  # reproducible supernet initialisation
         self.supernet = space.supernet()
         self.trained = False
         self.train_result: dict | None = None

@@ -61,6 +61,10 @@ def load_strategy_file(path: str | Path) -> dict:
     for key in ("options", "supernet", "proxy", "val"):
         if not isinstance(data.setdefault(key, {}), dict):
             raise UserError("expected a mapping", file=f, field=key)
+    try:
+        strategy_class(data["strategy"], f).check_options(data["options"])
+    except UserError as exc:
+        raise exc.at(file=f) from None
     for key in data["val"]:
         if key not in ("patches", "patch"):
             raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
@@ -70,9 +74,16 @@ def load_strategy_file(path: str | Path) -> dict:
     return data
 
 
+def _comparable(config: dict) -> dict:
+    """The parts of a config that define the run (the trial budget may grow: more trials extend it)."""
+    out = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    if isinstance(out.get("strategy"), dict):
+        out["strategy"] = {k: v for k, v in out["strategy"].items() if k != "trials"}
+    return out
+
+
 def _compare_configs(stored: dict, current: dict, path: Path) -> None:
-    a = {k: v for k, v in stored.items() if k not in RUNTIME_KEYS}
-    b = {k: v for k, v in current.items() if k not in RUNTIME_KEYS}
+    a, b = _comparable(stored), _comparable(current)
     if a != b:
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         raise UserError(
@@ -181,7 +192,7 @@ def run_search(
     space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{n},{c},{s}\n" for n, c, s in space.site_table()))
+    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
     ctx = _context(space, config, out, progress)
     strategy = make_strategy(ctx, config["strategy_file"])
     if workers > 1 and strategy.multi_trial:

@@ -183,6 +183,7 @@ class DartsStrategy(Strategy):
     def run(self) -> None:
         ctx, o = self.ctx, self.o
         data = ctx.data
+        seed_everything(data.seed)  # before building: initial weights are part of the run
         supernet = ctx.space.supernet()
         alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
         w_opt = torch.optim.Adam(supernet.parameters(), lr=o["w_lr"])
@@ -191,7 +192,6 @@ class DartsStrategy(Strategy):
         val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
         path = ctx.run_dir / "checkpoints" / CKPT
         start = 0
-        seed_everything(data.seed)
         if path.is_file():
             ck = load_checkpoint(path)
             stored = ck.get("options", {})
@@ -221,8 +221,8 @@ class DartsStrategy(Strategy):
                     probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
             loss = F.l1_loss(supernet(lq), hr)
-            if not math.isfinite(float(loss)):
-                raise NonFiniteLossError(f"the supernet loss became {float(loss)} at DARTS step {step}; the last checkpoint is kept")
+            if not math.isfinite(float(loss.detach())):
+                raise NonFiniteLossError(f"the supernet loss became {float(loss.detach())} at DARTS step {step}; the last checkpoint is kept")
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(supernet.parameters(), o["grad_clip"])

@@ -73,8 +73,8 @@ class OptunaStrategy(Strategy):
     def _requeue_stale(self, study: optuna.Study) -> None:
         """Trials left RUNNING by a killed process: mark FAIL and ask for their parameters again."""
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             study._storage.set_trial_system_attr(t._trial_id, "acla_nas:interrupted", True)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             if t.params:
                 study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
 
@@ -152,8 +152,8 @@ class OptunaStrategy(Strategy):
         ctx = self.ctx
         rows = []
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-            if t.state == TrialState.RUNNING or not t.params:
-                continue
+            if t.state == TrialState.RUNNING or not t.params or t.system_attrs.get("acla_nas:interrupted"):
+                continue  # interrupted trials were queued again and appear once, when re-run
             arch = ctx.space.decode(t.params)
             state = t.state.name
             rows.append(
