@@ -8,17 +8,10 @@ the same command resumes an interrupted run and leaves a completed one untouched
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from ..errors import UserError
 
 NAME = "train"
 HELP = "train a child architecture (arch YAML) from scratch; re-running resumes"
 
-_OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,120 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _train_config(section: dict, args: argparse.Namespace, file: str):
-    from ..trainer import TrainConfig
-
-    base = TrainConfig.from_dict(section, file=file).to_dict()
-    for name in _OVERRIDES:
-        value = getattr(args, name)
-        if value is None:
-            continue
-        try:
-            TrainConfig.from_dict({name: value})
-        except UserError as exc:
-            raise UserError(exc.message, field=f"--{name.replace('_', '-')}") from None
-        base[name] = value
-    if args.quiet:
-        base["progress"] = False
-    return TrainConfig.from_dict(base)
-
-
-def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ (one level into sections)."""
-    out = []
-    for key in sorted(set(stored) | set(current), key=str):
-        a, b = stored.get(key), current.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict) and not prefix:
-            out += _differences(a, b, f"{key}.")
-        else:
-            out.append(f"{prefix}{key}")
-    return out
-
-
-def _check_config_file(out: Path, config: dict[str, Any]) -> None:
-    """``config.yaml`` pins the run directory to one experiment; write it once."""
-    from ..arch import read_yaml, write_text_atomic
-
-    path = out / "config.yaml"
-    comparable = {k: v for k, v in config.items() if k != "runtime"}
-    if path.is_file():
-        stored = read_yaml(path)
-        stored = {k: v for k, v in (stored or {}).items() if k != "runtime"} if isinstance(stored, dict) else stored
-        if stored != comparable:
-            keys = _differences(stored if isinstance(stored, dict) else {}, comparable)
-            raise UserError(f"the run directory belongs to another config (differs in: {', '.join(keys) or 'layout'}); "
-                            "use another --out directory or the same settings", file=str(path))
-        return
-    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..arch import load_arch_file
-    from ..data import PatchSampler, fixed_patches, make_source
-    from ..network import build
-    from ..restore import save_model_file
-    from ..tasks import make_task
-    from ..trainer import Trainer, evaluate_model, seed_everything
+    from ..retrain import OVERRIDES, report, train_arch
 
-    file = str(args.arch)
-    arch, extra = load_arch_file(file)
-    try:
-        task = make_task(arch.task)
-        cfg = _train_config(extra.get("train") or {}, args, file)
-    except UserError as exc:
-        raise (exc if exc.file or (exc.field or "").startswith("--") else exc.at(file=file)) from None
-    data_spec = extra.get("data") or {"kind": "embedded"}
-    try:
-        source = make_source(data_spec, task.scale)
-        train_items = source.split("train")
-        val_items = source.split("val")
-    except UserError as exc:
-        raise (exc if exc.file else exc.at(file=file)) from None
-
-    seed_everything(cfg.seed)
-    model = build(arch, file=file)
-    sampler = PatchSampler(train_items, task, cfg.patch, cfg.batch, seed=cfg.seed)
-    val = fixed_patches(val_items, task, cfg.val_patches, cfg.patch, seed=cfg.seed)
-    test_items = source.split("test") if source.splits.get("test") else None
-
-    # only a fully checked setup may claim the run directory
-    out = Path(args.out)
-    train_dict = cfg.to_dict()
-    runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
-    _check_config_file(out, {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime})
-
-    def final_eval(m) -> dict:
-        if not test_items:
-            return {}
-        res = evaluate_model(m, test_items, task, m_device(m))
-        return {"data": source.name, **res}
-
-    trainer = Trainer(model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()})
-    result = trainer.fit()
-    model_path = out / "model.pt"
-    if not model_path.is_file():
-        save_model_file(model_path, trainer.model, arch.to_dict(), task.spec,
-                        {k: result.get(k) for k in ("val_psnr", "test", "steps", "final_loss")})
-    _report(result, task, model_path)
+    overrides = {name: getattr(args, name) for name in OVERRIDES}
+    result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet)
+    report(result, task, model_path)
     return 0
-
-
-def m_device(model) -> Any:
-    """The device a model's parameters live on (CPU for a parameter-free model)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else "cpu"
-
-
-def _report(result: dict, task, model_path: Path) -> None:
-    val = result.get("val_psnr")
-    line = f"{task.describe()}: {result['steps']} steps"
-    if val is not None:
-        line += f", validation PSNR {val:.2f} dB"
-    test = result.get("test") or {}
-    if test.get("n"):
-        line += (f"; test ({test.get('data')}, {test['n']} images) PSNR {test['psnr']:.2f} dB / SSIM {test['ssim']:.4f}"
-                 f" (input {test['floor_psnr']:.2f} dB / {test['floor_ssim']:.4f})")
-    print(line)
-    print(f"model: {model_path}")
