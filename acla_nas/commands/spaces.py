@@ -1,0 +1,97 @@
+"""``acla-nas spaces [FILE...]``: list the shipped search spaces, or validate the given files."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+NAME = "spaces"
+HELP = "list the shipped search spaces, or validate search-space files"
+DESCRIPTION = (
+    "Without files: list the search spaces in search_spaces/ (of the current directory and of the "
+    "acla-nas checkout) with backbone, task, sites, budgets, scopes and size. With files: validate "
+    "each, print OK and its size, or one line naming the file and field that is wrong (exit 2)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="FILE", help="search-space YAML files to validate")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each space's summary and site table")
+
+
+def shipped_dirs() -> list[Path]:
+    """``search_spaces/`` of the current directory and of the package's parent directory."""
+    import acla_nas
+
+    found: list[Path] = []
+    for base in (Path.cwd(), Path(acla_nas.__file__).resolve().parent.parent):
+        d = (base / "search_spaces").resolve()
+        if d.is_dir() and d not in found:
+            found.append(d)
+    return found
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _details(space) -> str:
+    rows = [f"    {name:<16} channels {ch:>4}  stride {stride}" for name, ch, stride in space.site_table()]
+    return space.describe() + "\n  candidate sites:\n" + "\n".join(rows)
+
+
+def _list(verbose: bool) -> int:
+    from ..space import SearchSpace, approx
+
+    dirs = shipped_dirs()
+    files = [f for d in dirs for f in sorted(d.glob("*.y*ml"))]
+    if not files:
+        raise UserError("no search_spaces/ directory found (looked in the current directory and next to the acla_nas package)")
+    header = ("file", "backbone", "task", "sites", "budgets", "scopes", "size")
+    rows, failed = [], 0
+    for f in files:
+        try:
+            s = SearchSpace.from_yaml(f)
+        except UserError as exc:
+            print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        n = s.size()
+        rows.append((_show(f), s.spec.backbone, s.task_label(), str(len(s.sites)), s.budgets_label(), s.scopes_label(), f"{n} ({approx(n)})"))
+        if verbose:
+            print(_details(s) + "\n")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 2 if failed else 0
+
+
+def _validate(paths: list[str], verbose: bool) -> int:
+    from ..space import SearchSpace, approx
+
+    failed = 0
+    for p in paths:
+        try:
+            s = SearchSpace.from_yaml(p)
+        except UserError as exc:
+            print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        n = s.size()
+        line = f"OK {p}: {len(s.sites)} sites, {n} architectures ({approx(n)})"
+        if s.max_modules is not None:
+            m = s.size_at_most_modules()
+            line += f", {m} ({approx(m)}) with at most {s.max_modules} modules"
+        print(line)
+        if verbose:
+            print(_details(s))
+    return 2 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _validate(args.files, args.verbose) if args.files else _list(args.verbose)
