@@ -353,7 +353,7 @@ def paired_source(spec: dict, scale: int = 1) -> DataSource:
     return DataSource(name or str(hr_dir), dict(spec), splits, scale=scale)
 
 
-_KEYS = {
+DATA_KEYS = {
     "embedded": {"kind", "max_side"},
     "folder": {"kind", "path", "val_fraction", "test_fraction", "max_side"},
     "paired": {"kind", "hr", "lr", "val_fraction", "test_fraction"},
@@ -369,11 +369,11 @@ def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
     if not isinstance(spec, dict):
         raise UserError(f"expected a mapping like {{kind: folder, path: DIR}}, got {spec!r}", field="data")
     kind = spec.get("kind", "embedded")
-    if kind not in _KEYS:
-        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(_KEYS)})", field="data.kind")
-    extra = sorted(set(spec) - _KEYS[kind])
+    if kind not in DATA_KEYS:
+        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_KEYS)})", field="data.kind")
+    extra = sorted(set(spec) - DATA_KEYS[kind])
     if extra:
-        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(_KEYS[kind]))})",
+        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(DATA_KEYS[kind]))})",
                         field=f"data.{extra[0]}")
     if kind == "embedded":
         return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE))

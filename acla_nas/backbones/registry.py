@@ -23,8 +23,10 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def call_factory(factory: Callable[..., nn.Module], kwargs: dict, what: str) -> nn.Module:
-    """Call a factory with kwargs, turning unknown or ill-typed kwargs into a UserError."""
+def call_factory(factory: Callable[..., nn.Module], kwargs: dict, what: str, any_error: bool = False) -> nn.Module:
+    """Call a factory with kwargs, turning unknown or ill-typed kwargs into a UserError.
+
+    ``any_error``: user code (``module:factory``) may fail in any way; report it in one line too."""
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -40,6 +42,10 @@ def call_factory(factory: Callable[..., nn.Module], kwargs: dict, what: str) -> 
         raise
     except (TypeError, ValueError) as exc:
         raise UserError(f"{what} rejected its arguments: {exc}", field="backbone.kwargs") from exc
+    except Exception as exc:
+        if not any_error:
+            raise
+        raise UserError(f"{what} failed: {type(exc).__name__}: {exc}", field="backbone.name") from exc
 
 
 def create_backbone(name: str, scale: int = 1, kwargs: dict | None = None, sites: str | list[str] | None = None) -> nn.Module:

@@ -20,7 +20,7 @@ from .registry import call_factory
 PROBE_SIZE = 48  # divisible by 2, 3, 4, 6, 8, 12, 16
 
 
-def _pattern_regex(patterns: list[str]) -> re.Pattern[str]:
+def site_pattern_regex(patterns: list[str]) -> re.Pattern[str]:
     parts = []
     for pat in patterns:
         rx = re.escape(pat).replace(r"\*\*", ".+").replace(r"\*", "[^.]+").replace(r"\?", "[^.]")
@@ -100,15 +100,18 @@ def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwar
     """Build a user backbone and attach its probed site list as ``acla_sites``."""
     if not sites:
         raise UserError("a user backbone needs a site pattern over module names (e.g. 'body.*')", field="backbone.sites")
-    patterns = [p.strip() for p in (sites.split(",") if isinstance(sites, str) else sites) if str(p).strip()]
-    if not all(isinstance(p, str) for p in patterns) or not patterns:
-        raise UserError("expected a pattern string or a list of them", field="backbone.sites")
+    raw = sites.split(",") if isinstance(sites, str) else sites
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
+        raise UserError("expected a pattern string or a list of pattern strings", field="backbone.sites")
+    patterns = [p.strip() for p in raw if p.strip()]
+    if not patterns:
+        raise UserError("expected a pattern string or a list of pattern strings", field="backbone.sites")
     factory = import_factory(spec)
     kwargs = dict(kwargs or {})
-    model = call_factory(factory, kwargs, f"factory {spec!r}")
+    model = call_factory(factory, kwargs, f"factory {spec!r}", any_error=True)
     if not isinstance(model, nn.Module):
         raise UserError(f"factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module", field="backbone.name")
-    rx = _pattern_regex(patterns)
+    rx = site_pattern_regex(patterns)
     names = [n for n, _ in model.named_modules() if n and rx.match(n)]
     if not names:
         raise UserError(f"site pattern {sites!r} matches no module name of {spec!r}", field="backbone.sites")

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..arch import Arch
 from ..errors import UserError
 from ..trajectory import make_row, write_trajectory
-from .base import SearchContext, Strategy
+from .base import Strategy
 
 STUDY_NAME = "acla-nas"
 INFEASIBLE_FACTOR = 50  # give up after this many infeasible proposals per trial of budget
