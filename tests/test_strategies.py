@@ -36,7 +36,7 @@ PRESETS = {
     "random": {"strategy": "random", "trials": 3, **FAST},
     "tpe": {"strategy": "tpe", "trials": 3, "options": {"n_startup_trials": 2}, **FAST},
     "evolution": {"strategy": "evolution", "trials": 4, "options": {"population": 2, "sample_size": 2}, **FAST},
-    "darts": {"strategy": "darts", "options": {"steps": 4, "warmup": 1, "batch": 2, "patch": 24, "log_every": 2, "ckpt_every": 2}, "val": FAST["val"]},
+    "darts": {"strategy": "darts", "options": {"steps": 6, "warmup": 1, "batch": 2, "patch": 24, "log_every": 2, "ckpt_every": 2}, "val": FAST["val"]},
 }
 
 
@@ -131,13 +131,16 @@ def test_darts_resume_equals_uninterrupted_run(tmp_path: Path, space_file: str, 
 
     def killed(self, step, *a, **k):
         original(self, step, *a, **k)
-        if step == 2:
+        if step == 4:  # after the checkpoint of step 2: the resumed run must continue from it
             raise KeyboardInterrupt
 
     monkeypatch.setattr(DartsStrategy, "log", killed)
     with pytest.raises(KeyboardInterrupt):
         run_search(space_file, strat, tmp_path / "resumed", progress=False)
     monkeypatch.setattr(DartsStrategy, "log", original)
+    from acla_nas.strategies.darts import load_darts_checkpoint
+
+    assert load_darts_checkpoint(tmp_path / "resumed" / "checkpoints" / "darts.pt")["step"] == 2
     run_search(space_file, strat, tmp_path / "resumed", progress=False)
     cols = lambda df: df.drop(columns=["seconds", "run"])  # noqa: E731
     a = pd.read_csv(tmp_path / "straight" / "trajectory.csv")

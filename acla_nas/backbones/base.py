@@ -87,14 +87,24 @@ class Upsampler(nn.Sequential):
 
 
 class Tail(nn.Module):
-    """Image reconstruction: upsampler + conv for SR, conv + global input residual for scale 1."""
+    """Image reconstruction: upsampler + conv for SR, conv + global input residual for scale 1.
 
-    def __init__(self, scale: int, channels: int, out_channels: int = 3) -> None:
+    ``image_skip`` (SR only) adds the bicubic upsampling of the input, so the network learns a
+    residual over bicubic: not in the original EDSR/RCAN, but it makes short CPU trainings (proxy
+    evaluation, demos) start at the bicubic baseline instead of far below it.
+    """
+
+    def __init__(self, scale: int, channels: int, out_channels: int = 3, image_skip: bool = False) -> None:
         super().__init__()
         self.scale = scale
+        self.image_skip = bool(image_skip)
         self.up = Upsampler(scale, channels)
         self.conv = conv(channels, out_channels)
 
     def forward(self, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         y = self.conv(self.up(feats))
-        return y + image if self.scale == 1 else y
+        if self.scale == 1:
+            return y + image
+        if self.image_skip:
+            y = y + nn.functional.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return y

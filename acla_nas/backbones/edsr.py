@@ -13,7 +13,7 @@ from .registry import register_backbone
 
 
 class EDSR(Backbone):
-    def __init__(self, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, scale: int = 2) -> None:
+    def __init__(self, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, scale: int = 2, image_skip: bool = False) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "edsr")
         n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats")
@@ -22,7 +22,7 @@ class EDSR(Backbone):
         self.head = conv(3, n_feats)
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)])
         self.body_conv = conv(n_feats, n_feats)
-        self.tail = Tail(self.scale, n_feats)
+        self.tail = Tail(self.scale, n_feats, image_skip=image_skip)
         self.sites = [Site("head", n_feats)] + [Site(f"body.{i}", n_feats) for i in range(n_resblocks)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,6 +33,6 @@ class EDSR(Backbone):
 
 
 @register_backbone("edsr")
-def edsr(scale: int = 2, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0) -> EDSR:
+def edsr(scale: int = 2, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, image_skip: bool = False) -> EDSR:
     """EDSR; ``edsr(n_feats=256, n_resblocks=32, res_scale=0.1)`` is the paper's large model."""
-    return EDSR(n_feats=n_feats, n_resblocks=n_resblocks, res_scale=res_scale, scale=scale)
+    return EDSR(n_feats=n_feats, n_resblocks=n_resblocks, res_scale=res_scale, scale=scale, image_skip=image_skip)

@@ -43,7 +43,7 @@ class ResidualGroup(nn.Module):
 
 
 class RCAN(Backbone):
-    def __init__(self, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, scale: int = 2) -> None:
+    def __init__(self, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, scale: int = 2, image_skip: bool = False) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "rcan")
         n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats")
@@ -54,7 +54,7 @@ class RCAN(Backbone):
         self.head = conv(3, n_feats)
         self.groups = nn.Sequential(*[ResidualGroup(n_feats, n_resblocks, reduction) for _ in range(n_resgroups)])
         self.body_conv = conv(n_feats, n_feats)
-        self.tail = Tail(self.scale, n_feats)
+        self.tail = Tail(self.scale, n_feats, image_skip=image_skip)
         self.sites = [Site("head", n_feats)] + [Site(f"groups.{i}", n_feats) for i in range(n_resgroups)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,5 +65,5 @@ class RCAN(Backbone):
 
 
 @register_backbone("rcan")
-def rcan(scale: int = 2, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16) -> RCAN:
-    return RCAN(n_feats=n_feats, n_resgroups=n_resgroups, n_resblocks=n_resblocks, reduction=reduction, scale=scale)
+def rcan(scale: int = 2, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, image_skip: bool = False) -> RCAN:
+    return RCAN(n_feats=n_feats, n_resgroups=n_resgroups, n_resblocks=n_resblocks, reduction=reduction, scale=scale, image_skip=image_skip)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,11 +32,22 @@ from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler
 from ..errors import UserError
 from ..evaluators import score_on_patches
-from ..trainer import NonFiniteLossError, _atomic_torch_save, load_checkpoint, seed_everything
+from ..trainer import NonFiniteLossError, _atomic_torch_save, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy
 
 CKPT = "darts.pt"
+
+
+def load_darts_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A DARTS checkpoint (tensors and plain data only: ``weights_only=True``)."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise UserError(f"cannot read the DARTS checkpoint: {type(exc).__name__}: {exc}", file=str(path)) from None
+    if not isinstance(ck, dict) or "alpha" not in ck or "supernet" not in ck:
+        raise UserError("not an acla-nas DARTS checkpoint", file=str(path))
+    return ck
 
 
 class ArchParameters(nn.Module):
@@ -193,7 +205,7 @@ class DartsStrategy(Strategy):
         path = ctx.run_dir / "checkpoints" / CKPT
         start = 0
         if path.is_file():
-            ck = load_checkpoint(path)
+            ck = load_darts_checkpoint(path)
             stored = ck.get("options", {})
             if any(stored.get(k) != (float(v) if isinstance(v, float) else v) for k, v in o.items()):
                 raise UserError("the DARTS checkpoint was made with other options; use another --out directory", file=str(path))
@@ -270,7 +282,7 @@ class DartsStrategy(Strategy):
             path = self.ctx.run_dir / "checkpoints" / CKPT
             if not path.is_file():
                 return None
-            self.rows = list(load_checkpoint(path)["rows"])
+            self.rows = list(load_darts_checkpoint(path)["rows"])
         last = self.rows[-1]
         import json
 

@@ -1,0 +1,45 @@
+"""``acla-nas pipeline SPACE.yaml --strategy STRATEGY.yaml --out RUN_DIR``: the whole job."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "pipeline"
+HELP = "search -> export -> retrain (plain, paper placement, discovered) -> evaluate -> plots"
+DESCRIPTION = (
+    "Run the whole job and print the final table. Re-running the same command resumes at the "
+    "stage where it stopped."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", metavar="SPACE.yaml")
+    p.add_argument("--strategy", required=True, metavar="STRATEGY.yaml")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--trials", type=int, help="evaluated trials of the search")
+    p.add_argument("--steps", type=int, help="training steps of the supernet / DARTS / proxy training")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default=None)
+    p.add_argument("--storage", default=None, metavar="URL")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--retrain-steps", type=int, help="training steps of each retrained model (default 600)")
+    p.add_argument("--retrain-batch", type=int)
+    p.add_argument("--retrain-patch", type=int)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import format_table, run_pipeline
+
+    retrain = {k: v for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch)) if v is not None}
+    res = run_pipeline(
+        args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed, device=args.device,
+        storage=args.storage, workers=args.workers, retrain=retrain, progress=not args.quiet,
+    )
+    from ..space import SearchSpace
+
+    space = SearchSpace.from_yaml(args.space)
+    print()
+    print(format_table(res.table, tuple(space.spec.input_size), "embedded test split" if space.spec.data.get("kind", "embedded") == "embedded" else str(space.spec.data)))
+    timing = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())
+    print(f"\nstages: {timing}; results in {res.run_dir} (final_table.csv, report.html, plots/)")
+    return 0
