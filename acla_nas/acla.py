@@ -15,7 +15,9 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
   ``B_l`` (one 1x1 conv over the concatenated layers) zero-initialised.
 
 This is the same function class as separate key/value projections without biases, at half the
-sampled channels. Sampling coordinates are normalised (``align_corners=False``), so an earlier
+sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
+for memory traffic (``_AttentionCore``); under tracing, compilation or on other devices the plain
+formulation in ``ACLA.forward`` is used. Both compute the same function. Sampling coordinates are normalised (``align_corners=False``), so an earlier
 layer with another spatial size is sampled at the corresponding position; other channel counts
 are handled by the per-layer ``A_l`` / ``B_l``.
 
@@ -84,6 +86,130 @@ def initial_offsets(k_max: int, radius: float) -> torch.Tensor:
         out[j, 0] = r * math.cos(angle)
         out[j, 1] = r * math.sin(angle)
     return out
+
+
+# -- attention core, CPU fast path ------------------------------------------------------------
+# The same function as the plain formulation in ``ACLA.forward`` (equal up to float rounding),
+# arranged for CPU memory traffic: the plain one makes a temporary as large as the samples for
+# every product with the query or the weights, and autograd several more for their gradients.
+# (Measured in benchmarks/acla_module.py: about 1.4x faster and 35% less peak memory.)
+#
+# * Samples are taken in rows ordered (query row, key): the grid is (B, H*k, W, 2) and the samples
+#   (B, C, H, k, W). ``grid_sample`` then sweeps each reference map once, all keys of a query row
+#   together, rather than once per key, so the taps it reads and the gradient it scatters stay in
+#   cache (its backward pass alone: 1.3x faster at 128^2, 1.5x at 256^2).
+# * Every contraction accumulates over its short axis (the C channels or the k keys) with
+#   ``addcmul_`` into its small output: no temporary the size of the samples.
+# * One autograd node covers sampling, logits, attention weights and the weighted sum: the
+#   weights (softmax, gate, budget mix) come from a function run on detached inputs and
+#   differentiated with ``torch.autograd.grad`` in the backward pass, so the samples' gradient
+#   ``g (x) attn + q (x) dlogit`` is written over the samples themselves (no longer needed by then)
+#   and handed to ``grid_sampler_2d_backward``: no gradient buffer the size of the samples either.
+_SMALL = 1 << 14  # outputs smaller than this: one broadcast product and sum (fewer, larger ops)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor, dim: int, out: torch.Tensor) -> torch.Tensor:
+    """``out = (a * b).sum(dim)`` for broadcastable ``a``, ``b`` (``out`` may be strided),
+    accumulated slice by slice along ``dim`` without a temporary of the broadcast shape."""
+    if out.numel() < _SMALL:
+        return torch.sum(a * b, dim, out=out)
+    torch.mul(a.select(dim, 0), b.select(dim, 0), out=out)
+    for i in range(1, a.shape[dim]):
+        out.addcmul_(a.select(dim, i), b.select(dim, i))
+    return out
+
+
+class _AttentionCore(torch.autograd.Function):
+    """Cross-layer attention of one query map over its reference layers (CPU fast path).
+
+    ``apply(weights_fn, scales, n, *qs, *refs, *grids, *extra)``: per layer ``l < n`` the query
+    ``qs[l]`` (B,C_l,H,W), the reference map ``refs[l]`` (B,C_l,h_l,w_l) and the sampling grid
+    ``grids[l]`` (B, H*k, W, 2), rows ordered (query row, key). ``weights_fn(logit, *extra)`` maps
+    the (B,n,k,H,W) logits to attention weights of the same shape. Returns the weighted sums of
+    the samples, all layers concatenated (B, sum C_l, H, W).
+    """
+
+    @staticmethod
+    def forward(ctx, weights_fn, scales, n, *tensors):
+        qs, refs, grids, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n : 3 * n], tensors[3 * n :]
+        b, _, h, w = qs[0].shape
+        k = grids[0].shape[1] // h
+        samples = []
+        logit = qs[0].new_empty(b, n, k, h, w)
+        for i in range(n):
+            c = qs[i].shape[1]
+            s = torch.grid_sampler_2d(refs[i], grids[i], 0, 0, False)
+            samples.append(s)
+            lg = logit[:, i].permute(0, 2, 1, 3)  # (B,H,k,W)
+            _dot(s.view(b, c, h, k, w), qs[i].unsqueeze(3), 1, lg).mul_(scales[i])
+        train = any(ctx.needs_input_grad[3:])
+        if train:
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_() if t is not None and t.requires_grad else t for t in extra]
+                logit.requires_grad_()
+                attn = weights_fn(logit, *leaves)
+        else:
+            attn = weights_fn(logit, *extra)
+        out = qs[0].new_empty(b, sum(q.shape[1] for q in qs), h, w)
+        start = 0
+        for i in range(n):
+            c = qs[i].shape[1]
+            a = attn[:, i].detach().permute(0, 2, 1, 3).unsqueeze(1)  # (B,1,H,k,W)
+            _dot(samples[i].view(b, c, h, k, w), a, 3, out[:, start : start + c])
+            start += c
+        if train:
+            ctx.save_for_backward(*qs, *refs, *grids)
+            ctx.samples, ctx.logit, ctx.attn, ctx.leaves = samples, logit, attn, leaves
+            ctx.n, ctx.scales, ctx.fresh = n, scales, True
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        n, scales = ctx.n, ctx.scales
+        saved = ctx.saved_tensors
+        qs, refs, grids = saved[:n], saved[n : 2 * n], saved[2 * n :]
+        need = ctx.needs_input_grad[3:]
+        b, _, h, w = qs[0].shape
+        k = grids[0].shape[1] // h
+        attn = ctx.attn
+        if ctx.fresh:
+            samples = ctx.samples
+            ctx.fresh = False  # overwritten below; a second backward pass samples again
+        else:
+            samples = [torch.grid_sampler_2d(r, g, 0, 0, False) for r, g in zip(refs, grids)]
+        dims = [q.shape[1] for q in qs]
+        g_parts = grad_out.split(dims, 1)
+        grad_attn = torch.empty_like(attn)
+        for i in range(n):
+            g5 = g_parts[i].unsqueeze(3)  # (B,C,H,1,W)
+            _dot(samples[i].view(b, dims[i], h, k, w), g5, 1, grad_attn[:, i].permute(0, 2, 1, 3))
+        wrt = [ctx.logit] + [t for t in ctx.leaves if t is not None and t.requires_grad]
+        grads = torch.autograd.grad(attn, wrt, grad_attn, retain_graph=True, allow_unused=True)
+        grad_logit = grads[0]
+        grad_q, grad_ref, grad_grid = [None] * n, [None] * n, [None] * n
+        for i in range(n):
+            c = dims[i]
+            s5 = samples[i].view(b, c, h, k, w)
+            gl = (grad_logit[:, i] * scales[i]).permute(0, 2, 1, 3).unsqueeze(1)  # (B,1,H,k,W)
+            q5 = qs[i].unsqueeze(3)
+            if need[i]:
+                grad_q[i] = _dot(s5, gl, 3, qs[i].new_empty(qs[i].shape))
+            if need[n + i] or need[2 * n + i]:
+                a = attn[:, i].detach().permute(0, 2, 1, 3).unsqueeze(1)
+                torch.mul(g_parts[i].unsqueeze(3), a, out=s5)  # the samples' gradient, in place
+                s5.addcmul_(q5, gl)
+                grad_ref[i], grad_grid[i] = torch.ops.aten.grid_sampler_2d_backward(
+                    samples[i], refs[i], grids[i], 0, 0, False, [need[n + i], need[2 * n + i]]
+                )
+        it = iter(grads[1:])
+        grad_extra = [next(it) if t is not None and t.requires_grad else None for t in ctx.leaves]
+        return (None, None, None, *grad_q, *grad_ref, *grad_grid, *grad_extra)
+
+
+def _plain_core() -> bool:
+    """Use the plain broadcasting formulation (tracing, scripting, compiling, exporting)."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
 class ACLA(nn.Module):
@@ -170,7 +296,7 @@ class ACLA(nn.Module):
         sub = mask[:, :k]
         empty = sub.detach().sum(1, keepdim=True) == 0
         ref = gate_logits[:, :k] if gate_logits is not None else torch.zeros_like(sub)
-        best = F.one_hot(ref.argmax(1), k).permute(0, 3, 1, 2).to(sub.dtype)
+        best = F.one_hot(ref.max(1).indices, k).permute(0, 3, 1, 2).to(sub.dtype)  # = argmax(1), first max; faster on CPU
         return torch.where(empty, best, sub)
 
     # -- forward -------------------------------------------------------------------------------
@@ -212,49 +338,56 @@ class ACLA(nn.Module):
         offsets = self.offset(x).view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
         gate_logits = self.gate(x)[:, :k] if self.gate is not None else None
 
-        # Base grid: normalised coordinates of the query pixel centres (align_corners=False).
-        ys = (torch.arange(h, device=x.device, dtype=dtype) * 2 + 1) / h - 1
-        xs = (torch.arange(w, device=x.device, dtype=dtype) * 2 + 1) / w - 1
-        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H,W,2) as (x,y)
-
-        samples: list[torch.Tensor] = []
-        logits: list[torch.Tensor] = []
-        locations: list[torch.Tensor] = []
-        start = 0
+        # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
+        # from the sizes with tensor ops so an exported graph stays valid at other input sizes.
+        off = offsets.permute(0, 1, 2, 4, 5, 3)  # (B,L,k,H,W,2) offsets in query pixels, (x, y)
+        px = torch.arange(w, device=x.device, dtype=dtype).view(1, 1, 1, 1, w) + off[..., 0]
+        py = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, 1, h, 1) + off[..., 1]
+        grids = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1)  # (B,L,k,H,W,2)
+        locations = [grids[:, li].detach() for li in layers] if self.record else []
         for li in layers:
-            ref = refs[li]
-            if ref is None:
+            if refs[li] is None:
                 raise ValueError(f"reference layer {li} is active but no tensor was given")
-            c_l = self.ref_channels[li]
-            q_l = q_all[:, start : start + c_l]
-            start += c_l
-            off = offsets[:, li].permute(0, 1, 3, 4, 2)  # (B,k,H,W,2) pixels
-            grid = base + off * base.new_tensor([2.0 / w, 2.0 / h])
-            if self.record:
-                locations.append(grid.detach())
-            s = F.grid_sample(ref, grid.reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
-            s = s.view(b, c_l, k, h, w)
-            samples.append(s)
-            logits.append((s * q_l.unsqueeze(2)).sum(1) * (1.0 / math.sqrt(c_l)))
-        logit = torch.stack(logits, 1)  # (B,L,k,H,W)
-
+        sizes = [self.ref_channels[li] for li in layers]
+        scales = [1.0 / math.sqrt(c) for c in sizes]
         gate = self._gate_mask(gate_logits, k) if gate_logits is not None else None
+        choice = gate_logits.detach() if gate_logits is not None else None  # only picks keys (no gradient)
+
+        def weights(logit: torch.Tensor, gate: torch.Tensor | None, mix_weights: torch.Tensor | None) -> torch.Tensor:
+            """Attention weights (B,L,k,H,W) from the logits: masked softmax, or the budget mix."""
+            if mix_weights is None:
+                return self._masked_softmax(logit, gate, choice, k)
+            attn = torch.zeros_like(logit)
+            for budget, weight in zip(budgets, mix_weights):
+                if budget > 0:
+                    a = self._masked_softmax(logit[:, :, :budget], gate, choice, budget)
+                    attn = attn + weight * F.pad(a, (0, 0, 0, 0, 0, k - budget))
+            return attn
+
+        mix_weights = None if mix is None else mix[1]
+        if _plain_core() or x.device.type != "cpu":
+            logits, samples = [], []
+            for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
+                s = F.grid_sample(refs[li], grids[:, li].reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+                s = s.view(b, -1, k, h, w)
+                samples.append(s)
+                logits.append((s * q_l.unsqueeze(2)).sum(1) * sc)
+            attn = weights(torch.stack(logits, 1), gate, mix_weights)  # (B,L,k,H,W)
+            agg = torch.cat([(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)], 1)
+        else:
+            rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
+            ref_list = [refs[li] for li in layers]
+            agg = _AttentionCore.apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
+
         if mix is None:
-            attn = self._masked_softmax(logit, gate, gate_logits, k)
             kept = self._kept(gate, gate_logits, k, x)
         else:
-            attn = torch.zeros_like(logit)
             kept = torch.zeros(b, h, w, device=x.device, dtype=dtype)
             for budget, weight in zip(budgets, mix[1]):
-                if budget == 0:
-                    continue
-                a = self._masked_softmax(logit[:, :, :budget], gate, gate_logits, budget)
-                attn = attn + weight * F.pad(a, (0, 0, 0, 0, 0, k - budget))
-                kept = kept + weight.detach() * self._kept(gate, gate_logits, budget, x)
-
-        agg = [(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)]
+                if budget > 0:
+                    kept = kept + weight.detach() * self._kept(gate, gate_logits, budget, x)
         out_weight = self.out.weight if chan_idx is None else self.out.weight[:, chan_idx.to(x.device)]
-        y = F.conv2d(torch.cat(agg, 1), out_weight)
+        y = F.conv2d(agg, out_weight)
         if mix is None:
             y = y + self.out.bias.view(1, -1, 1, 1)
         else:  # the blend of outputs: the bias counts once per non-zero budget's weight
