@@ -114,7 +114,7 @@ class OneShotEvaluator(Evaluator):
     """Scores candidates with weights inherited from a supernet trained by uniform path sampling."""
 
     name = "oneshot"
-    DEFAULTS = {"steps": 300, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 50}
+    DEFAULTS = {"steps": 1000, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 100}
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         super().__init__(space, data, options, run_dir)

@@ -28,7 +28,7 @@ from .cost import count_macs, count_params
 from .errors import UserError
 from .network import build
 
-DEFAULT_RECIPE: dict[str, Any] = {"steps": 600, "patch": 48, "batch": 8, "lr": 5.0e-4, "schedule": "cosine", "val_every": 0, "val_patches": 16, "ckpt_every": 100}
+DEFAULT_RECIPE: dict[str, Any] = {"steps": 1500, "patch": 48, "batch": 8, "lr": 5.0e-4, "schedule": "cosine", "val_every": 0, "val_patches": 16, "ckpt_every": 100}
 VARIANTS = ("plain", "paper", "discovered")
 
 

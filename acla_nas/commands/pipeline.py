@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--storage", default=None, metavar="URL")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--retrain-steps", type=int, help="training steps of each retrained model (default 600)")
+    p.add_argument("--retrain-steps", type=int, help="training steps of each retrained model (default 1500)")
     p.add_argument("--retrain-batch", type=int)
     p.add_argument("--retrain-patch", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
