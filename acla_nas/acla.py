@@ -44,6 +44,7 @@ ACLA_OPTIONS = {
     "gate_init": float,  # initial gate logit (positive: keys start kept)
     "offset_kernel": int,  # kernel size of the offset/gate predictors (1 or 3)
     "init_radius": float,  # spacing, in query pixels, of the initial key rings
+    "key_penalty": float,  # training loss weight on the fraction of keys kept (0: no pressure to drop keys)
 }
 ACLA_DEFAULTS: dict[str, object] = {
     "adaptive": True,
@@ -51,6 +52,7 @@ ACLA_DEFAULTS: dict[str, object] = {
     "gate_init": 2.0,
     "offset_kernel": 3,
     "init_radius": 1.0,
+    "key_penalty": 0.0,
 }
 
 
@@ -70,6 +72,8 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
         raise UserError("expected 1, 3 or 5", file=file, field="acla.offset_kernel")
     if merged["tau"] <= 0:
         raise UserError("expected a positive temperature", file=file, field="acla.tau")
+    if not merged["key_penalty"] >= 0:
+        raise UserError("expected a non-negative weight", file=file, field="acla.key_penalty")
     return merged
 
 
@@ -219,12 +223,17 @@ class ACLA(nn.Module):
         channels: channels of the query (current) feature map; the output has the same.
         ref_channels: channels of each earlier (reference) layer, earliest first.
         k_max: keys sampled per reference layer at the full budget.
-        adaptive, tau, gate_init, offset_kernel, init_radius: see ``ACLA_DEFAULTS``.
+        adaptive, tau, gate_init, offset_kernel, init_radius, key_penalty: see ``ACLA_OPTIONS``.
 
     After each forward, ``last_keys_used`` holds the mean number of the K keys that a query kept
     (per reference layer; a query attends to ``L * last_keys_used`` keys in all). With
     ``record = True`` it also keeps ``last_key_map`` (B,H,W) and ``last_locations`` (per layer,
     (B,K,H,W,2) normalised x,y sampling coordinates) for visualisation.
+
+    Without pressure the gate has no reason to drop a key (more keys never hurt the loss), so
+    ``key_penalty`` > 0 makes each training forward leave ``key_cost`` = key_penalty x the
+    fraction of keys kept (differentiable through the straight-through gate); the network sums
+    it in ``auxiliary_loss()`` and the trainer adds that to the reconstruction loss.
     """
 
     def __init__(
@@ -238,6 +247,7 @@ class ACLA(nn.Module):
         gate_init: float = 2.0,
         offset_kernel: int = 3,
         init_radius: float = 1.0,
+        key_penalty: float = 0.0,
     ) -> None:
         super().__init__()
         if k_max < 1:
@@ -249,6 +259,7 @@ class ACLA(nn.Module):
         self.k_max = int(k_max)
         self.adaptive = bool(adaptive)
         self.tau = float(tau)
+        self.key_penalty = float(key_penalty)
         n_layers = len(self.ref_channels)
         total = sum(self.ref_channels)
         # Query projected into each reference layer's channel space (folded key projection).
@@ -271,6 +282,7 @@ class ACLA(nn.Module):
         self._offsets_in = [sum(self.ref_channels[:i]) for i in range(n_layers)]
         self.record = False
         self.last_keys_used: torch.Tensor | None = None
+        self.key_cost: torch.Tensor | None = None
         self.last_key_map: torch.Tensor | None = None
         self.last_locations: list[torch.Tensor] | None = None
 
@@ -352,6 +364,9 @@ class ACLA(nn.Module):
         scales = [1.0 / math.sqrt(c) for c in sizes]
         gate = self._gate_mask(gate_logits, k) if gate_logits is not None else None
         choice = gate_logits.detach() if gate_logits is not None else None  # only picks keys (no gradient)
+        self.key_cost = None
+        if self.training and self.key_penalty > 0 and gate is not None and mix is None:
+            self.key_cost = self.key_penalty * self._keep_one(gate, gate_logits, k).mean()
 
         def weights(logit: torch.Tensor, gate: torch.Tensor | None, mix_weights: torch.Tensor | None) -> torch.Tensor:
             """Attention weights (B,L,k,H,W) from the logits: masked softmax, or the budget mix."""

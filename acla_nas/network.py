@@ -91,6 +91,8 @@ class ACLANetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.bus.feats = {}
+        for m in self.acla.values():  # a module skipped in this pass must not leave a stale penalty
+            m.key_cost = None
         try:
             return self.backbone(x)
         finally:
@@ -98,6 +100,11 @@ class ACLANetwork(nn.Module):
 
     def acla_modules(self) -> dict[str, ACLA]:
         return {k.replace("__", "."): m for k, m in self.acla.items()}
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """The modules' key-usage penalties of the last training forward (None when there are none)."""
+        costs = [m.key_cost for m in self.acla.values() if m.key_cost is not None]
+        return torch.stack(costs).sum() if costs else None
 
     def keys_used(self) -> dict[str, float]:
         """Mean keys kept per query at each module in the last forward pass."""

@@ -179,7 +179,14 @@ def run_pipeline(
         from .plots import plot_runs
         from .report import write_report
 
+        from .plots.key_usage import plot_key_usage
+
         plot_runs([run_dir], run_dir / "plots")
+        child = run_dir / "retrain" / "discovered" / "model.pt"
+        if child.is_file():
+            _files, note = plot_key_usage(child, None, run_dir / "plots", ["png"])
+            if note:
+                log(f"[5/5 plots] {note}")
         write_report(run_dir)
         log(f"[5/5 plots] {run_dir / 'plots'}, {run_dir / 'report.html'}")
     except UserError as exc:  # a figure the data cannot support is not a failed pipeline

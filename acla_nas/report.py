@@ -185,7 +185,27 @@ CAPTIONS = {
     "darts_keys": "DARTS: expected key count per site over training.",
     "pareto": "PSNR against FLOPs and parameters; the non-dominated front connected, exported picks starred.",
     "topk_frequency": "How often each site takes each key budget among the best architectures.",
+    "key_usage": ("Trained child on one image: keys kept per query pixel by each ACLA module (the adaptive "
+                  "selection) and the sampled key locations of a few query pixels."),
 }
+
+
+def _key_usage(run_dir: Path) -> tuple[Any, str | None]:
+    """The key-usage figure of the run's trained child (None and a note when there is none)."""
+    from .plots.key_usage import find_checkpoint, load_input_image
+
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is None:
+        return None, None
+    from .plots.draw import draw_key_usage, key_usage_infos
+    from .restore import load_model
+
+    try:
+        model, _arch, _payload = load_model(ckpt, "cpu")
+    except UserError as exc:
+        return None, f"key usage skipped: {exc}"
+    infos = key_usage_infos(model, load_input_image(None))
+    return (draw_key_usage(infos), None) if infos else (None, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,6 +234,11 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
     for stem, fig in figs:
         caption = next((c for key, c in CAPTIONS.items() if stem.startswith(key)), stem)
         sections.append(_img(fig, caption))
+    key_fig, key_note = _key_usage(run_dir)
+    if key_fig is not None:
+        sections.append(_img(key_fig, CAPTIONS["key_usage"]))
+    elif key_note:
+        notes.append(key_note)
     if notes:
         sections.append("<ul>" + "".join(f'<li class="note">{esc(n)}</li>' for n in notes) + "</ul>")
     body = "\n".join(sections)

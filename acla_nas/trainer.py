@@ -349,6 +349,10 @@ class Trainer:
             raise ValueError(f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
                              f"({self.task.describe()}) needs {tuple(hr.shape)}")
         loss = F.l1_loss(out, hr)
+        aux = getattr(self.model, "auxiliary_loss", None)
+        extra = aux() if callable(aux) else None
+        if extra is not None:  # e.g. the ACLA key-usage penalty
+            loss = loss + extra
         value = float(loss.detach())
         if not math.isfinite(value):
             raise self._non_finite("loss", value, step)

@@ -79,3 +79,21 @@ def test_deepcopy_and_trace_keep_behaviour() -> None:
     assert torch.equal(net(x), y) and not torch.allclose(clone(x), y)
     traced = torch.jit.trace(net, x, check_trace=False)
     assert torch.allclose(traced(x), y, atol=1e-6)
+
+
+def test_auxiliary_loss_sums_the_key_penalties_of_this_pass_only() -> None:
+    mods = {"body.1": {"keys": 4, "scope": 2}, "body.3": {"keys": 2}}
+    net = build(Arch.from_dict({**BASE, "modules": mods, "acla": {"key_penalty": 0.5}})).train()
+    x = torch.rand(2, 3, 9, 9)
+    assert net.auxiliary_loss() is None  # nothing before a forward
+    net(x)
+    aux = net.auxiliary_loss()
+    expected = sum(m.key_cost for m in net.acla_modules().values())
+    assert aux is not None and torch.allclose(aux, expected) and aux.requires_grad
+    assert 0 < aux.item() <= 2 * 0.5
+    net.eval()
+    net(x)
+    assert net.auxiliary_loss() is None  # inference: no penalty, no stale value
+    plain = build(Arch.from_dict({**BASE, "modules": mods})).train()
+    plain(x)
+    assert plain.auxiliary_loss() is None

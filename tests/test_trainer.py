@@ -174,3 +174,16 @@ def test_tiled_restore_equals_full_inference(scale):
     assert tiled.shape == full.shape == (1, 3, 45 * scale, 70 * scale)
     assert (tiled - full).abs().max() < 1e-5
     assert torch.equal(restore_image(net, lq, scale, tile=None), full)
+
+
+def test_trainer_adds_the_model_auxiliary_loss(photos):
+    class WithAux(TinySR):
+        def auxiliary_loss(self) -> torch.Tensor:
+            return torch.tensor(10.0)
+
+    losses = []
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=2, patch=16, batch=4, lr=1e-3, seed=0, val_every=0, progress=False, device="cpu")
+    Trainer(WithAux(), TASK, PatchSampler(photos, TASK, 16, 4, seed=0), cfg,
+            after_step=lambda s, loss: losses.append(loss)).fit()
+    assert len(losses) == 2 and all(10.0 < v < 11.0 for v in losses)  # L1 of [0,1] images + 10

@@ -1,0 +1,67 @@
+"""Key-usage figure of a trained child: which checkpoint, which image, then the drawing.
+
+Shared by ``acla-nas plot``, the pipeline and the report, so all three pick the same
+checkpoint (the retrained discovered child first: its gates are trained, unlike the
+inherited supernet weights) and the same default image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+#: where a run keeps trained children, best first
+CHECKPOINT_CANDIDATES = ("model.pt", "retrain/discovered/model.pt")
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The trained child of a run for the key-usage figure, or None."""
+    for rel in CHECKPOINT_CANDIDATES:
+        if (run_dir / rel).is_file():
+            return run_dir / rel
+    found = sorted(run_dir.glob("export/*/model.pt"))
+    return found[0] if found else None
+
+
+def load_input_image(path: str | None) -> Any:
+    """(3,H,W) float tensor in [0,1]: the file, else a 128 px crop of a bundled photograph."""
+    import numpy as np
+    import torch
+
+    if path:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        except (OSError, UnidentifiedImageError) as exc:
+            raise UserError(f"cannot read image ({exc.__class__.__name__})", file=path, field="--image") from None
+    else:
+        try:
+            from skimage import data as skdata
+
+            arr = skdata.astronaut()[20:276, 120:376].astype(np.float32) / 255.0
+            arr = arr[::2, ::2]
+        except Exception:  # noqa: BLE001 - any failure: fall back to a synthetic pattern
+            yy, xx = np.mgrid[0:128, 0:128] / 128.0
+            arr = np.stack([xx, yy, 0.5 + 0.5 * np.sin(12 * xx * yy)], -1).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+
+
+def plot_key_usage(ckpt: Path, image: str | None, out: Path, formats: list[str]) -> tuple[list[Path], str | None]:
+    """Draw ``key_usage.<fmt>`` for the child in ``ckpt``; returns (files, note why not)."""
+    from ..restore import load_model
+    from .draw import key_usage_figure
+
+    try:
+        model, _arch, _payload = load_model(ckpt, "cpu")
+    except UserError as exc:
+        return [], f"key usage skipped: {exc}"
+    img = load_input_image(image)
+    files: list[Path] = []
+    for fmt in formats:
+        paths, note = key_usage_figure(model, img, out / f"key_usage.{fmt}")
+        if note:
+            return files, note
+        files += paths
+    return files, None
