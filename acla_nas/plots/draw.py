@@ -296,7 +296,9 @@ def draw_key_usage(infos: Sequence[D.KeyUsageInfo]) -> Figure:
             ax1.scatter([], [], marker=markers[li % len(markers)], color="0.4", s=18, label=f"keys from {nm}")
         ax1.scatter([], [], marker="*", color="0.4", s=80, label="query pixel")
         ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-        ax1.set_title("sampled key locations", fontsize=9)
+        dists = [np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)]
+        med = float(np.median(np.concatenate(dists))) if dists else float("nan")
+        ax1.set_title(f"sampled key locations (median distance to the query {med:.1f} px)", fontsize=9)
         for ax in (ax0, ax1):
             ax.set_xlim(-0.5, w - 0.5)
             ax.set_ylim(h - 0.5, -0.5)
@@ -337,10 +339,14 @@ def key_usage_infos(model: Any, image: Any, n_queries: int = 4) -> list[D.KeyUsa
             m.record = o
         model.train(was_training)
     out = []
+    refs = getattr(model, "refs", None) or {}
     for name, m in mods:
         if m.last_key_map is None or not m.last_locations:
             continue
-        out.append(D.key_usage_info(m.last_key_map, m.last_locations, x[0], n_queries=n_queries, name=name or "ACLA"))
+        site = name.removeprefix("acla.").replace("__", ".")  # ModuleDict keys cannot hold dots
+        ref_names = refs.get(site, []) if len(refs.get(site, [])) == len(m.last_locations) else []
+        out.append(D.key_usage_info(m.last_key_map, m.last_locations, x[0], n_queries=n_queries,
+                                    name=site or "ACLA", ref_names=ref_names))
     return out
 
 
