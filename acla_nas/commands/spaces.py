@@ -46,7 +46,7 @@ def _details(space) -> str:
 
 
 def _list(verbose: bool) -> int:
-    from ..space import SearchSpace, approx
+    from ..space import approx
 
     dirs = shipped_dirs()
     files = [f for d in dirs for f in sorted(d.glob("*.y*ml"))]
@@ -55,10 +55,8 @@ def _list(verbose: bool) -> int:
     header = ("file", "backbone", "task", "sites", "budgets", "scopes", "size")
     rows, failed = [], 0
     for f in files:
-        try:
-            s = SearchSpace.from_yaml(f)
-        except UserError as exc:
-            print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
+        s = _load(f)
+        if s is None:
             failed += 1
             continue
         n = s.size()
@@ -71,15 +69,24 @@ def _list(verbose: bool) -> int:
     return 2 if failed else 0
 
 
+def _load(path: str):
+    """The space of ``path``, or None after printing its one-line error."""
+    from ..space import SearchSpace
+
+    try:
+        return SearchSpace.from_yaml(path)
+    except UserError as exc:
+        print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
+        return None
+
+
 def _validate(paths: list[str], verbose: bool) -> int:
-    from ..space import SearchSpace, approx
+    from ..space import approx
 
     failed = 0
     for p in paths:
-        try:
-            s = SearchSpace.from_yaml(p)
-        except UserError as exc:
-            print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
+        s = _load(p)
+        if s is None:
             failed += 1
             continue
         n = s.size()
