@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class EvalResult:
     seconds: float
     state: str = "COMPLETE"  # or FAIL
     error: str = ""
+    cached: bool = False  # a repeat of an architecture scored before (seconds is then 0)
 
 
 @dataclass
@@ -93,8 +94,8 @@ class Evaluator:
 
     def evaluate(self, arch: Arch) -> EvalResult:
         key = arch.key()
-        if key in self.cache:
-            return self.cache[key]
+        if key in self.cache:  # a repeat costs nothing: say so, so timings stay honest
+            return replace(self.cache[key], seconds=0.0, cached=True)
         cost = self.space.cost(arch)
         t0 = time.perf_counter()
         try:

@@ -117,10 +117,12 @@ def main() -> None:
 
             study = optuna.load_study(study_name="acla-nas", storage=open_storage(f"journal:{run_dir / 'study.journal'}"))
             trials = [tr for tr in study.trials if tr.state.name == "COMPLETE"]
+            fresh = [tr for tr in trials if not tr.user_attrs.get("cached")]
             evals = [tr.user_attrs["eval_seconds"] for tr in trials]
             spans = [(tr.datetime_complete - tr.datetime_start).total_seconds() for tr in trials]
-            row["ms_per_candidate"] = 1000 * sum(evals) / len(evals)
+            row["ms_per_candidate"] = 1000 * sum(evals) / max(1, len(fresh))
             row["overhead_ms_per_trial"] = 1000 * (sum(spans) - sum(evals)) / len(spans)
+            row["repeats_from_cache"] = len(trials) - len(fresh)
             row["infeasible_proposals"] = sum(1 for tr in study.trials if tr.state.name == "PRUNED")
             row["evaluations"] = len(trials)
         else:

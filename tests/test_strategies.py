@@ -278,3 +278,22 @@ def test_bad_strategy_files_exit_2_with_one_line(tmp_path: Path, space_file: str
     assert code == 2 and len(err.splitlines()) == 1
     assert "bad.yaml" in err and field in err
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_evaluators_cache_by_architecture_and_mark_repeats(space_file: str) -> None:
+    from acla_nas.evaluators import ProxyEvaluator
+    from acla_nas.search import search_data
+
+    space = SearchSpace.from_yaml(space_file)
+    data = search_data(space, {"seed": 0, "val": FAST["val"]}, "cpu", progress=False)
+    ev = ProxyEvaluator(space, data, FAST["proxy"])
+    calls = []
+    original = ev._score
+    ev._score = lambda arch: calls.append(arch.key()) or original(arch)
+    a, b = space.sample(1), space.sample(2)
+    first = ev.evaluate(a)
+    again = ev.evaluate(a)
+    assert len(calls) == 1 and not first.cached and first.seconds > 0
+    assert again.cached and again.seconds == 0.0 and again.psnr == first.psnr and again.macs == first.macs
+    ev.evaluate(b)
+    assert len(calls) == (1 if a.key() == b.key() else 2)

@@ -137,6 +137,7 @@ class OptunaStrategy(Strategy):
         trial.set_user_attr("flops", result.macs)
         trial.set_user_attr("params", result.params)
         trial.set_user_attr("eval_seconds", result.seconds)
+        trial.set_user_attr("cached", result.cached)
         trial.set_user_attr("seconds", ctx.elapsed())
         if result.state != "COMPLETE":
             trial.set_user_attr("error", result.error[:500])
