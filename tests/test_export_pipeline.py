@@ -134,6 +134,9 @@ def test_pipeline_runs_all_stages_and_resumes(tmp_path: Path) -> None:
         assert (run_dir / "retrain" / name / "model.pt").is_file() or name != "plain"
     assert (run_dir / "final_table.csv").is_file() and (run_dir / "report.html").is_file()
     assert any((run_dir / "plots").glob("*.png"))
+    has_modules = table.loc["discovered", "modules"] != "-"
+    assert (run_dir / "plots" / "key_usage.png").is_file() == has_modules  # the retrained child's gates
+    assert ("keys kept per query" in (run_dir / "report.html").read_text()) == has_modules
     state = json.loads((run_dir / "pipeline.json").read_text())
     assert set(state) == {"search", "export", "retrain", "evaluate", "plots"}
     # resuming a finished pipeline retrains nothing and gives the same table
