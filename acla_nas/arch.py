@@ -206,6 +206,11 @@ def load_arch_file(path: str | Path) -> tuple[Arch, dict]:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(path))
+    space_keys = [k for k in ("sites", "keys", "scopes", "constraints") if k in data]
+    if space_keys and "modules" not in data:
+        raise UserError(f"this is a search space (it has {', '.join(space_keys)}); expected an arch file with "
+                        "backbone, task and modules, such as RUN_DIR/best_arch.yaml or one written by `acla-nas export`",
+                        file=str(path))
     extra = {k: data.pop(k) for k in EXTRA_SECTIONS if k in data}
     for key, value in extra.items():
         if not isinstance(value, dict):

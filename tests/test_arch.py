@@ -75,3 +75,10 @@ def test_resolve_modules_checks_sites() -> None:
         resolve_modules(arch, ORDER)
     with pytest.raises(UserError, match="earliest site"):
         resolve_modules(Arch.from_dict(BASE).with_modules({"head": ModuleChoice(4)}), ORDER)
+
+
+def test_a_search_space_given_as_arch_is_named_as_such() -> None:
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "edsr_x2_demo.yaml"
+    with pytest.raises(UserError, match="this is a search space") as info:
+        load_arch_file(space)
+    assert info.value.file == str(space)
