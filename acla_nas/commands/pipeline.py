@@ -12,19 +12,12 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("space", metavar="SPACE.yaml")
-    p.add_argument("--strategy", required=True, metavar="STRATEGY.yaml")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--trials", type=int, help="evaluated trials of the search")
-    p.add_argument("--steps", type=int, help="training steps of the supernet / DARTS / proxy training")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", default=None)
-    p.add_argument("--storage", default=None, metavar="URL")
-    p.add_argument("--workers", type=int, default=1)
+    from .search import add_arguments as add_search_arguments
+
+    add_search_arguments(p)  # the search stage takes the same arguments as `acla-nas search`
     p.add_argument("--retrain-steps", type=int, help="training steps of each retrained model (default 1500)")
-    p.add_argument("--retrain-batch", type=int)
-    p.add_argument("--retrain-patch", type=int)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--retrain-batch", type=int, help="batch size of the retraining (default 8)")
+    p.add_argument("--retrain-patch", type=int, help="HR patch size of the retraining (default 48)")
 
 
 def run(args: argparse.Namespace) -> int:
