@@ -133,4 +133,6 @@ def report(result: dict, task, model_path: Path) -> None:
         line += (f"; test ({test.get('data')}, {test['n']} images) PSNR {test['psnr']:.2f} dB / SSIM {test['ssim']:.4f}"
                  f" (input {test['floor_psnr']:.2f} dB / {test['floor_ssim']:.4f})")
     print(line)
+    if test.get("keys_used"):
+        print("keys kept per query (test mean): " + ", ".join(f"{site} {k:.2f}" for site, k in test["keys_used"].items()))
     print(f"model: {model_path}")

@@ -497,12 +497,15 @@ def evaluate_model(
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
 
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
-    Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does."""
+    Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
+    with ACLA modules, ``keys_used`` gives each module's mean number of keys kept per query,
+    averaged over the images (of the last tile of each image when tiled)."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     was_training = model.training
     model.eval()
     names = list(getattr(images, "names", [])) or [f"#{i}" for i in range(len(images))]
-    rows = []
+    rows, keys = [], []
+    key_report = getattr(model, "keys_used", None)
     try:
         for i in range(len(images)):
             item = images[i]
@@ -514,11 +517,16 @@ def evaluate_model(
             out = quantize(restore_image(model, lq.to(dev), task.scale, tile, overlap).float().cpu())
             if out.shape != hr.shape:
                 raise ValueError(f"the model output {tuple(out.shape)} does not match the HR image {tuple(hr.shape)}")
+            if callable(key_report):
+                keys.append(key_report())
             floor = quantize(task.input_floor(lq, hr))
             cb, y = task.crop_border, task.test_y_channel
             rows.append({"image": names[i], "psnr": psnr(out, hr, cb, y), "ssim": ssim(out, hr, cb, y),
                          "floor_psnr": psnr(floor, hr, cb, y), "floor_ssim": ssim(floor, hr, cb, y)})
     finally:
         model.train(was_training)
-    return {"psnr": _mean(rows, "psnr"), "ssim": _mean(rows, "ssim"), "floor_psnr": _mean(rows, "floor_psnr"),
-            "floor_ssim": _mean(rows, "floor_ssim"), "n": len(rows), "per_image": rows}
+    result = {"psnr": _mean(rows, "psnr"), "ssim": _mean(rows, "ssim"), "floor_psnr": _mean(rows, "floor_psnr"),
+              "floor_ssim": _mean(rows, "floor_ssim"), "n": len(rows), "per_image": rows}
+    if keys and keys[0]:
+        result["keys_used"] = {site: sum(k[site] for k in keys) / len(keys) for site in keys[0]}
+    return result

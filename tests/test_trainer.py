@@ -187,3 +187,18 @@ def test_trainer_adds_the_model_auxiliary_loss(photos):
     Trainer(WithAux(), TASK, PatchSampler(photos, TASK, 16, 4, seed=0), cfg,
             after_step=lambda s, loss: losses.append(loss)).fit()
     assert len(losses) == 2 and all(10.0 < v < 11.0 for v in losses)  # L1 of [0,1] images + 10
+
+
+def test_evaluate_model_reports_keys_kept_by_acla_modules(photos):
+    from acla_nas.arch import Arch
+    from acla_nas.network import build
+
+    arch = Arch.from_dict({"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 2}}, "task": {"name": "sr", "scale": 2},
+                           "modules": {"body.1": {"keys": 4}}})
+    torch.manual_seed(0)
+    net = build(arch)
+    with torch.no_grad():
+        net.acla_modules()["body.1"].gate.bias.copy_(torch.tensor([3.0, 3.0, -3.0, -3.0]))  # keep the first two keys
+    res = evaluate_model(net, photos, TASK, "cpu")
+    assert res["keys_used"] == {"body.1": pytest.approx(2.0)}
+    assert "keys_used" not in evaluate_model(Bicubic(), photos, TASK, "cpu")
