@@ -192,20 +192,15 @@ CAPTIONS = {
 
 def _key_usage(run_dir: Path) -> tuple[Any, str | None]:
     """The key-usage figure of the run's trained child (None and a note when there is none)."""
-    from .plots.key_usage import find_checkpoint, load_input_image
+    from .plots.key_usage import checkpoint_key_usage, find_checkpoint
 
     ckpt = find_checkpoint(run_dir)
     if ckpt is None:
         return None, None
-    from .plots.draw import draw_key_usage, key_usage_infos
-    from .restore import load_model
+    from .plots.draw import draw_key_usage
 
-    try:
-        model, _arch, _payload = load_model(ckpt, "cpu")
-    except UserError as exc:
-        return None, f"key usage skipped: {exc}"
-    infos = key_usage_infos(model, load_input_image(None))
-    return (draw_key_usage(infos), None) if infos else (None, None)
+    infos, note = checkpoint_key_usage(ckpt)
+    return (draw_key_usage(infos), None) if infos else (None, note)
 
 
 # --------------------------------------------------------------------------------------------

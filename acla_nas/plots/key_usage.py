@@ -48,20 +48,24 @@ def load_input_image(path: str | None) -> Any:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
 
-def plot_key_usage(ckpt: Path, image: str | None, out: Path, formats: list[str]) -> tuple[list[Path], str | None]:
-    """Draw ``key_usage.<fmt>`` for the child in ``ckpt``; returns (files, note why not)."""
+def checkpoint_key_usage(ckpt: Path, image: str | None = None) -> tuple[list[Any], str | None]:
+    """Key-usage data of the child in ``ckpt`` on ``image`` (one model run): ``([], note)`` when
+    the file cannot be loaded, ``([], None)`` when the child has no ACLA module."""
     from ..restore import load_model
-    from .draw import key_usage_figure
+    from .draw import key_usage_infos
 
     try:
         model, _arch, _payload = load_model(ckpt, "cpu")
     except UserError as exc:
         return [], f"key usage skipped: {exc}"
-    img = load_input_image(image)
-    files: list[Path] = []
-    for fmt in formats:
-        paths, note = key_usage_figure(model, img, out / f"key_usage.{fmt}")
-        if note:
-            return files, note
-        files += paths
-    return files, None
+    return key_usage_infos(model, load_input_image(image)), None
+
+
+def plot_key_usage(ckpt: Path, image: str | None, out: Path, formats: list[str]) -> tuple[list[Path], str | None]:
+    """Draw ``key_usage.<fmt>`` for the child in ``ckpt``; returns (files, note why not)."""
+    from .draw import draw_key_usage, save_figure
+
+    infos, note = checkpoint_key_usage(ckpt, image)
+    if not infos:
+        return [], note or "key usage skipped: the model has no ACLA module"
+    return save_figure(draw_key_usage(infos), out, "key_usage", formats), None
