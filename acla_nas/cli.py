@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, commands
-from .errors import UserError
+from .errors import ReplicatedError, UserError
 
 
 def _verbs() -> list:
@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"acla-nas {args.verb}: error: {exc}", file=sys.stderr)
+        if not isinstance(exc, ReplicatedError):  # under torchrun, rank 0 prints the shared error
+            print(f"acla-nas {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"acla-nas {args.verb}: interrupted; run the same command again to resume", file=sys.stderr)

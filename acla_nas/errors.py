@@ -27,3 +27,8 @@ class UserError(Exception):
         if field:
             new_field = f"{field}.{self.field}" if self.field else field
         return UserError(self.message, file=file or self.file, field=new_field)
+
+
+class ReplicatedError(UserError):
+    """A user error found by rank 0 of a process group and raised on every rank; only rank 0
+    prints it, so one bad input is one line, not one per process."""

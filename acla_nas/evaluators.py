@@ -135,7 +135,8 @@ class OneShotEvaluator(Evaluator):
         cfg = train_config(self.options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet")
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
         out = None if self.run_dir is None else self.run_dir / "supernet"
-        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path)
+        # a path leaves other sites' modules unused: DDP must not wait for their gradients
+        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path, ddp_find_unused=True)
         self.train_result = trainer.fit()
         self.supernet = trainer.model
         self.trained = True

@@ -4,6 +4,10 @@ Writes ``DIR/config.yaml`` (arch + data + train settings: everything to reproduc
 ``DIR/checkpoints/last.pt``, ``DIR/metrics.json`` (validation and test metrics, history) and
 ``DIR/model.pt`` (weights + arch + task: all that ``evaluate`` and ``restore`` need). Running it
 again resumes an interrupted run and leaves a completed one untouched.
+
+Data-parallel: ``nproc > 1`` starts that many processes (:func:`acla_nas.distributed.launch`);
+started by torchrun, each process joins its process group. The global batch (``train.batch``) is
+split across them and rank 0 alone writes files.
 """
 from __future__ import annotations
 
@@ -66,8 +70,29 @@ def _check_config_file(out: Path, config: dict[str, Any]) -> None:
     write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
 
 
-def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = None, progress: bool = True) -> tuple[dict, Path, Any]:
-    """Train the child of ``arch_file`` into ``out``; returns (result, model.pt path, task)."""
+def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = None, progress: bool = True,
+               nproc: int = 1) -> tuple[dict, Path, Any]:
+    """Train the child of ``arch_file`` into ``out``; returns (result, model.pt path, task) (on
+    every rank under torchrun; only rank 0 wrote anything)."""
+    from . import distributed
+    from .tasks import make_task
+
+    device = (overrides or {}).get("device")
+    if nproc != 1:
+        result, model_path, spec = distributed.launch(nproc, _train_job, (arch_file, out, overrides, progress), device=device)
+        return result, Path(model_path), make_task(spec)
+    with distributed.process_group(device):
+        return _train(arch_file, out, overrides, progress)
+
+
+def _train_job(arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool) -> tuple[dict, str, dict]:
+    """One rank of ``nproc``: what crosses back to the launching process (picklable)."""
+    result, model_path, task = _train(arch_file, out, overrides, progress)
+    return result, str(model_path), task.spec
+
+
+def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool) -> tuple[dict, Path, Any]:
+    from . import distributed
     from .arch import load_arch_file
     from .data import PatchSampler, fixed_patches, make_source
     from .network import build
@@ -100,7 +125,7 @@ def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = 
     out = Path(out)
     train_dict = cfg.to_dict()
     runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
-    _check_config_file(out, {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime})
+    distributed.on_main(_check_config_file, out, {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime})
 
     def final_eval(m) -> dict:
         if not test_items:
@@ -111,7 +136,7 @@ def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = 
     trainer = Trainer(model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()})
     result = trainer.fit()
     model_path = out / "model.pt"
-    if not model_path.is_file():
+    if distributed.is_main() and not model_path.is_file():
         save_model_file(model_path, trainer.model, arch.to_dict(), task.spec,
                         {k: result.get(k) for k in ("val_psnr", "test", "steps", "final_loss")})
     return result, model_path, task

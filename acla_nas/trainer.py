@@ -17,6 +17,11 @@ With an ``out_dir`` the run is durable:
 Callers customise a step with ``before_step(step)`` (e.g. sample a supernet path: derive its
 randomness from ``step`` or the global torch RNG, which is checkpointed) and
 ``after_step(step, loss)``; ``param_groups`` adds optimizer groups (e.g. architecture weights).
+
+Inside a process group (torchrun, or ``--nproc``; see :mod:`acla_nas.distributed`) the model is
+wrapped in DistributedDataParallel and each rank trains on its slice of the same global batch,
+so the weights follow the single-process run; rank 0 alone validates and writes files, the
+checkpoint keeps every rank's RNG state, and a resume reads it on rank 0 and broadcasts it.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .data import Item, PatchSampler, _mix_seed, to_float
 from .device import resolve_device
 from .errors import UserError
@@ -253,10 +259,15 @@ class Trainer:
         param_groups: Sequence[dict[str, Any]] | None = None,
         final_eval: Callable[[nn.Module], dict] | None = None,
         meta: dict[str, Any] | None = None,
+        ddp_find_unused: bool = False,
     ) -> None:
         self.config, self.task, self.sampler = config, task, sampler
-        self.device = resolve_device(config.device)
+        self.rank = distributed.current()
+        distributed.check_batch(config.batch, "train.batch")
+        self.device = distributed.device_for(resolve_device(config.device))
         self.model = model.to(self.device)
+        # under DDP the step runs through the wrapper; ``model`` stays the plain module
+        self.net = distributed.wrap(self.model, self.device, find_unused=ddp_find_unused)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.val_data, self.before_step, self.after_step = val_data, before_step, after_step
         self.final_eval, self.meta = final_eval, dict(meta or {})
@@ -291,7 +302,12 @@ class Trainer:
                             "use another --out directory or the same settings", file=str(file))
 
     def _save(self, step: int, rng: dict[str, Any]) -> None:
+        """Write the checkpoint (rank 0; every rank must call it: RNG states are gathered)."""
         assert self.checkpoint_path is not None
+        ranks = distributed.gather(_rng_to_storable(rng))
+        if not self.rank.main:
+            self._last_saved = step
+            return
         state = {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
@@ -300,13 +316,15 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": {"seed": self.sampler.seed, "step": step},
-            "rng": _rng_to_storable(rng),
+            "rng": ranks[0],
             "config": self.config.to_dict(),
             "task": self.task.spec,
             "history": self.history,
             "seconds": self._elapsed,
             "meta": self.meta,
         }
+        if len(ranks) > 1:
+            state["rng_ranks"] = ranks
         _atomic_torch_save(state, self.checkpoint_path)
         self._last_saved = step
 
@@ -315,11 +333,21 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])
-        _restore_rng(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if len(ranks) == self.rank.world:
+            _restore_rng(ranks[self.rank.rank])
+        else:  # resumed on another number of processes: same weights, fresh noise per rank
+            _restore_rng(ckpt["rng"])
+            self._seed_rank(int(ckpt["step"]))
         self.history = list(ckpt.get("history", []))
         self._elapsed = float(ckpt.get("seconds", 0.0))
         self._last_saved = int(ckpt["step"])
         return int(ckpt["step"])
+
+    def _seed_rank(self, step: int = 0) -> None:
+        """Ranks after 0 draw their own noise (e.g. ACLA's gate), still a function of the seed."""
+        if self.rank.rank > 0:
+            torch.manual_seed(_mix_seed(self.config.seed * 7919 + self.rank.rank, step))
 
     def _stored_result(self) -> dict[str, Any] | None:
         """The result of a completed run in ``out_dir`` (weights loaded into the model), if any."""
@@ -343,8 +371,9 @@ class Trainer:
 
     def _train_step(self, lq: torch.Tensor, hr: torch.Tensor, step: int) -> float:
         self.model.train()
+        lq, hr = distributed.shard((lq, hr))  # this rank's slice of the global batch
         lq, hr = lq.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
-        out = self.model(lq)
+        out = self.net(lq)
         if out.shape != hr.shape:
             raise ValueError(f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
                              f"({self.task.describe()}) needs {tuple(hr.shape)}")
@@ -353,7 +382,7 @@ class Trainer:
         extra = aux() if callable(aux) else None
         if extra is not None:  # e.g. the ACLA key-usage penalty
             loss = loss + extra
-        value = float(loss.detach())
+        value = distributed.mean(loss.detach())  # the global-batch loss, the same on every rank
         if not math.isfinite(value):
             raise self._non_finite("loss", value, step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -389,27 +418,42 @@ class Trainer:
             self.model.train(was_training)
 
     # -- the loop --------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        """Train to ``config.steps`` (resuming when ``out_dir`` holds a checkpoint); returns the result."""
+    def _read_state(self) -> tuple[str, Any]:
+        """What ``out_dir`` holds: ("done", (result, weights)), ("resume", checkpoint) or ("fresh", None)."""
         stored = self._stored_result()
         if stored is not None:
-            return stored
-        cfg, start = self.config, 0
+            return "done", (stored, self.model.state_dict() if self.rank.enabled else None)
         ckpt_path = self.checkpoint_path
         if ckpt_path is not None and ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path, self.device)
+            ckpt = load_checkpoint(ckpt_path, "cpu" if self.rank.enabled else self.device)
             self._check_same_run(ckpt.get("config", {}), ckpt.get("task", {}), ckpt_path)
-            start = self._resume(ckpt)
+            return "resume", ckpt
+        return "fresh", None
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``config.steps`` (resuming when ``out_dir`` holds a checkpoint); returns the result."""
+        kind, payload = distributed.on_main(self._read_state)  # files are read on rank 0 only
+        if kind == "done":
+            stored, weights = payload
+            if weights is not None and not self.rank.main:
+                self.model.load_state_dict(weights)
+            return stored
+        cfg, start = self.config, 0
+        if kind == "resume":
+            start = self._resume(payload)
+            if cfg.progress and self.rank.main:
+                print(f"{self.out_dir}: resuming at step {start} ({self.checkpoint_path.name})", file=sys.stderr)
         else:
             seed_everything(cfg.seed)
+            self._seed_rank()
             self.sampler.load_state_dict({"seed": self.sampler.seed, "step": 0})
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.rank.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         return self._loop(start)
 
     def _loop(self, start: int) -> dict[str, Any]:
         cfg = self.config
-        show = cfg.progress and sys.stderr.isatty()
+        show = cfg.progress and sys.stderr.isatty() and self.rank.main
         bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not show, dynamic_ncols=True, leave=False)
         t0, losses, loss = time.perf_counter(), [], float("nan")
         rng = _capture_rng(self.device)
@@ -430,12 +474,13 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 if cfg.val_every and (step + 1) % cfg.val_every == 0 and step + 1 < cfg.steps:
-                    self._log(step + 1, losses, self.validate(), t0)
+                    self._log(step + 1, losses, self.validate() if self.rank.main else None, t0)
                     losses = []
         except KeyboardInterrupt:
             # save only an exact step boundary: interrupted before this step's update began
+            # (not under DDP: the other ranks may not stop at the same step to gather with us)
             if self.out_dir is not None and not self._updating and self._completed == step \
-                    and step != self._last_saved and step > 0:
+                    and step != self._last_saved and step > 0 and not self.rank.enabled:
                 self._elapsed += time.perf_counter() - t0
                 self._save(step, rng)
             raise
@@ -443,7 +488,7 @@ class Trainer:
             bar.close()
         self._elapsed += time.perf_counter() - t0
         t0 = time.perf_counter()
-        final_val = self.validate()
+        final_val = self.validate() if self.rank.main else None
         self._log(cfg.steps, losses, final_val, t0)
         return self._finish(final_val)
 
@@ -457,7 +502,7 @@ class Trainer:
         })
 
     def _finish(self, final_val: float | None) -> dict[str, Any]:
-        test = self.final_eval(self.model) if self.final_eval is not None else None
+        test = self.final_eval(self.model) if self.final_eval is not None and self.rank.main else None
         last_loss = next((h["loss"] for h in reversed(self.history) if h["loss"] is not None), None)
         result = {
             "completed": True,
@@ -472,8 +517,9 @@ class Trainer:
         }
         if self.out_dir is not None:
             self._save(self.config.steps, _capture_rng(self.device))
-            _atomic_json(result, self.out_dir / "metrics.json")
-        return result
+            if self.rank.main:
+                _atomic_json(result, self.out_dir / "metrics.json")
+        return distributed.broadcast(result)  # every rank returns rank 0's result
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -24,13 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--val-every", type=int, help="validate every N steps (0 = only at the end)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="data-parallel processes (torch.distributed: gloo on CPU, NCCL on GPUs); the batch is the "
+                             "global batch, split across them. Or start the command under torchrun instead")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..retrain import OVERRIDES, report, train_arch
 
+    from ..distributed import is_main
+
     overrides = {name: getattr(args, name) for name in OVERRIDES}
-    result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet)
-    report(result, task, model_path)
+    result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet, nproc=args.nproc)
+    if is_main():  # under torchrun, rank 0 reports
+        report(result, task, model_path)
     return 0

@@ -15,6 +15,12 @@ attention pass per scope).
 Every ``log_every`` steps a trajectory row records each budget's probability, the temperature and
 the derived architecture with its one-shot validation PSNR. Checkpoints (atomic) hold the
 supernet, the architecture parameters, both optimisers and the rows, so a killed run resumes.
+
+Data-parallel (torchrun or ``--nproc``, :mod:`acla_nas.distributed`): the supernet is wrapped in
+DDP for the weight step and each rank takes its slice of the global training and validation
+batches; the architecture gradients (outside the DDP module) are averaged explicitly, so every
+rank keeps the same architecture parameters. Rank 0 alone logs, scores and writes; a resume reads
+the checkpoint on rank 0 and broadcasts it.
 """
 from __future__ import annotations
 
@@ -28,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..arch import Arch, ModuleChoice
-from ..data import PatchSampler
+from ..data import PatchSampler, _mix_seed
 from ..errors import UserError
 from ..evaluators import score_on_patches
 from ..trainer import NonFiniteLossError, _atomic_torch_save, seed_everything
@@ -176,6 +183,10 @@ class DartsStrategy(Strategy):
 
     # -- checkpointing -------------------------------------------------------------------------
     def _save(self, step: int, supernet: nn.Module, alpha: ArchParameters, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer, seconds: float) -> None:
+        """Checkpoint on rank 0 (every rank calls it: the RNG states of all ranks are kept)."""
+        rngs = distributed.gather(torch.get_rng_state())
+        if not distributed.is_main():
+            return
         _atomic_torch_save(
             {
                 "step": step,
@@ -186,15 +197,28 @@ class DartsStrategy(Strategy):
                 "rows": self.rows,
                 "seconds": seconds,
                 "options": {k: (float(v) if isinstance(v, float) else v) for k, v in self.o.items()},
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": rngs[0],
+                **({"torch_rng_ranks": rngs} if len(rngs) > 1 else {}),
             },
             self.ctx.run_dir / "checkpoints" / CKPT,
         )
 
     # -- the loop ------------------------------------------------------------------------------
+    def _read_checkpoint(self, path: Path) -> dict[str, Any] | None:
+        """The checkpoint to resume from (checked against the options), or None for a fresh run."""
+        if not path.is_file():
+            return None
+        ck = load_darts_checkpoint(path)
+        stored = ck.get("options", {})
+        if any(stored.get(k) != (float(v) if isinstance(v, float) else v) for k, v in self.o.items()):
+            raise UserError("the DARTS checkpoint was made with other options; use another --out directory", file=str(path))
+        return ck
+
     def run(self) -> None:
         ctx, o = self.ctx, self.o
         data = ctx.data
+        rank = distributed.current()
+        distributed.check_batch(o["batch"], "options.batch")
         seed_everything(data.seed)  # before building: initial weights are part of the run
         supernet = ctx.space.supernet()
         alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
@@ -204,55 +228,59 @@ class DartsStrategy(Strategy):
         val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
         path = ctx.run_dir / "checkpoints" / CKPT
         start = 0
-        if path.is_file():
-            ck = load_darts_checkpoint(path)
-            stored = ck.get("options", {})
-            if any(stored.get(k) != (float(v) if isinstance(v, float) else v) for k, v in o.items()):
-                raise UserError("the DARTS checkpoint was made with other options; use another --out directory", file=str(path))
+        ck = distributed.on_main(self._read_checkpoint, path)  # read on rank 0, sent to the others
+        if ck is not None:
             supernet.load_state_dict(ck["supernet"])
             alpha.load_state_dict(ck["alpha"])
             w_opt.load_state_dict(ck["w_opt"])
             a_opt.load_state_dict(ck["a_opt"])
             self.rows = list(ck["rows"])
-            torch.set_rng_state(ck["torch_rng"])
+            ranks = ck.get("torch_rng_ranks") or [ck["torch_rng"]]
+            torch.set_rng_state(ranks[rank.rank] if len(ranks) == rank.world else ck["torch_rng"])
             start = int(ck["step"])
             ctx.elapsed_offset = float(ck["seconds"])
             ctx.started = time.perf_counter()
+        if rank.rank > 0 and (ck is None or len(ck.get("torch_rng_ranks") or [0]) != rank.world):
+            torch.manual_seed(_mix_seed(data.seed * 7919 + rank.rank, start))  # each rank its own noise
+        net = distributed.wrap(supernet, torch.device("cpu"), find_unused=True)  # DDP for the weight step
         steps, warm = o["steps"], self.warmup_steps()
         for step in range(start, steps):
             if step > start and step % o["ckpt_every"] == 0:
                 self._save(step, supernet, alpha, w_opt, a_opt, ctx.elapsed())
             tau = self.temperature(step)
             supernet.train()
-            # weights on training patches
-            lq, hr = train.batch_at(step)
+            # weights on training patches (this rank's slice of the global batch)
+            lq, hr = distributed.shard(train.batch_at(step))
             if step < warm:
                 supernet.use(ctx.space.sample(random.Random(data.seed * 1_000_003 + step)).modules)
             else:
                 with torch.no_grad():
                     probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
-            loss = F.l1_loss(supernet(lq), hr)
-            if not math.isfinite(float(loss.detach())):
-                raise NonFiniteLossError(f"the supernet loss became {float(loss.detach())} at DARTS step {step}; the last checkpoint is kept")
+            loss = F.l1_loss(net(lq), hr)
+            value = distributed.mean(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"the supernet loss became {value} at DARTS step {step}; the last checkpoint is kept")
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(supernet.parameters(), o["grad_clip"])
             w_opt.step()
             # architecture on validation patches (first order)
             if step >= warm:
-                vlq, vhr = val.batch_at(step)
+                vlq, vhr = distributed.shard(val.batch_at(step))
                 probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
                 a_loss = F.l1_loss(supernet(vlq), vhr) + o["penalty"] * self.penalty(probs)
                 a_opt.zero_grad(set_to_none=True)
                 w_opt.zero_grad(set_to_none=True)
-                a_loss.backward()
+                a_loss.backward()  # through the plain module: DDP's hooks stay out of the architecture step
+                distributed.average_gradients(list(alpha.parameters()))
                 a_opt.step()
-            if (step + 1) % o["log_every"] == 0 or step + 1 == steps:
+            if ((step + 1) % o["log_every"] == 0 or step + 1 == steps) and rank.main:
                 self.log(step + 1, supernet, alpha, tau, state="COMPLETE")
         self._save(steps, supernet, alpha, w_opt, a_opt, ctx.elapsed())
-        write_trajectory(self.rows, ctx.run_dir / "trajectory.csv", ctx.sites)
+        if rank.main:
+            write_trajectory(self.rows, ctx.run_dir / "trajectory.csv", ctx.sites)
 
     @torch.no_grad()
     def log(self, step: int, supernet: Any, alpha: ArchParameters, tau: float, state: str) -> None:
