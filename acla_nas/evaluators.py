@@ -21,7 +21,7 @@ import torch
 from .arch import Arch
 from .data import PatchSampler, fixed_patches
 from .errors import UserError
-from .metrics import psnr, quantize
+from .metrics import psnr, quantize, ssim
 from .network import build
 from .tasks import Task
 from .trainer import NonFiniteLossError, TrainConfig, Trainer
@@ -38,6 +38,7 @@ class EvalResult:
     state: str = "COMPLETE"  # or FAIL
     error: str = ""
     cached: bool = False  # a repeat of an architecture scored before (seconds is then 0)
+    ssim: float = math.nan  # on the same validation patches and protocol as psnr
 
 
 @dataclass
@@ -61,20 +62,33 @@ def train_config(section: dict | None, defaults: dict, seed: int, device: str, p
 
 
 @torch.no_grad()
-def score_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16) -> float:
-    """Validation PSNR (dB) on the fixed patches with the task's protocol (8-bit outputs)."""
+def _patch_outputs(model: torch.nn.Module, data: SearchData, batch: int) -> torch.Tensor | None:
+    """The 8-bit-quantised outputs on the fixed validation patches (None when not finite)."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    lq, hr = data.val
+    lq, _ = data.val
     try:
         outs = [model(lq[i : i + batch].to(device)).float().cpu() for i in range(0, len(lq), batch)]
     finally:
         model.train(was)
     out = quantize(torch.cat(outs))
-    if not torch.isfinite(out).all():
-        return math.nan
-    return psnr(out, hr, data.task.crop_border, data.task.test_y_channel)
+    return out if torch.isfinite(out).all() else None
+
+
+def score_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16) -> float:
+    """Validation PSNR (dB) on the fixed patches with the task's protocol (8-bit outputs)."""
+    out = _patch_outputs(model, data, batch)
+    return math.nan if out is None else psnr(out, data.val[1], data.task.crop_border, data.task.test_y_channel)
+
+
+def scores_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16) -> tuple[float, float]:
+    """(PSNR, SSIM) on the fixed patches, same protocol: what a trial records."""
+    out = _patch_outputs(model, data, batch)
+    if out is None:
+        return math.nan, math.nan
+    cb, y = data.task.crop_border, data.task.test_y_channel
+    return psnr(out, data.val[1], cb, y), ssim(out, data.val[1], cb, y)
 
 
 class Evaluator:
@@ -98,16 +112,20 @@ class Evaluator:
             return replace(self.cache[key], seconds=0.0, cached=True)
         cost = self.space.cost(arch)
         t0 = time.perf_counter()
+        similarity = math.nan
         try:
             value = self._score(arch)
+            if isinstance(value, tuple):  # (psnr, ssim); a plain float is PSNR alone
+                value, similarity = value
             state, error = ("COMPLETE", "") if math.isfinite(value) else ("FAIL", "non-finite output")
         except NonFiniteLossError as exc:
             value, state, error = math.nan, "FAIL", str(exc)
-        result = EvalResult(value, int(cost["macs"]), int(cost["params"]), time.perf_counter() - t0, state, error)
+        result = EvalResult(value, int(cost["macs"]), int(cost["params"]), time.perf_counter() - t0, state, error, ssim=similarity)
         self.cache[key] = result
         return result
 
-    def _score(self, arch: Arch) -> float:
+    def _score(self, arch: Arch) -> float | tuple[float, float]:
+        """Validation PSNR, or (PSNR, SSIM)."""
         raise NotImplementedError
 
 
@@ -141,11 +159,11 @@ class OneShotEvaluator(Evaluator):
         self.supernet = trainer.model
         self.trained = True
 
-    def _score(self, arch: Arch) -> float:
+    def _score(self, arch: Arch) -> tuple[float, float]:
         if not self.trained:
             self.prepare()
         self.supernet.use(arch.modules)
-        return score_on_patches(self.supernet, self.data)
+        return scores_on_patches(self.supernet, self.data)
 
 
 class ProxyEvaluator(Evaluator):
@@ -154,14 +172,14 @@ class ProxyEvaluator(Evaluator):
     name = "proxy"
     DEFAULTS = {"steps": 100, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 10_000}
 
-    def _score(self, arch: Arch) -> float:
+    def _score(self, arch: Arch) -> tuple[float, float]:
         cfg = train_config(self.options, self.DEFAULTS, self.data.seed, self.data.device, False, "proxy")
         torch.manual_seed(self.data.seed)
         model = build(arch)
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
         trainer = Trainer(model, self.data.task, sampler, cfg, None)
         trainer.fit()
-        return score_on_patches(trainer.model, self.data)
+        return scores_on_patches(trainer.model, self.data)
 
 
 EVALUATORS: dict[str, type[Evaluator]] = {"oneshot": OneShotEvaluator, "proxy": ProxyEvaluator}
@@ -177,4 +195,4 @@ def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int
     return fixed_patches(val_items, task, n, patch, seed)
 
 
-__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "make_evaluator", "score_on_patches", "train_config"]
+__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "make_evaluator", "score_on_patches", "scores_on_patches", "train_config"]

@@ -4,24 +4,38 @@ Run directory: ``config.yaml`` (everything needed to reproduce), ``trajectory.cs
 ``best_arch.yaml``, ``sites.csv``, ``checkpoints/`` / ``supernet/``, and the Optuna storage
 (``study.journal``) for multi-trial strategies. Running the same command on an existing run
 directory resumes it; a different configuration is refused rather than mixed in.
+
+Order of work: files checked, then the study opened and checked (:mod:`acla_nas.study`), then
+``config.yaml`` written, and only then data loaded and networks trained. Scale-out: ``--workers``
+runs more trial loops on the same study (more processes or machines may join it through the same
+``--storage``); ``--nproc`` (or torchrun) trains the supernet or runs DARTS data-parallel, after
+which rank 0 alone runs the trials.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import queue as queue_mod
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import __version__
+from . import __version__, distributed
 from .arch import read_yaml, write_text_atomic
 from .data import fixed_patches, make_source
 from .errors import UserError
 from .evaluators import SearchData, make_evaluator
 from .space import SearchSpace
+from .storage import StorageSpec, parse_storage
 from .strategies.base import SearchContext, make_strategy, strategy_class
 from .tasks import make_task
+from .trajectory import outputs_lock
+
+WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
 
 STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "val", "seed")
 RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
@@ -33,6 +47,19 @@ class SearchResult:
     best_arch: Any
     best_scores: dict
     seconds: float
+    pending: int = 0  # trials still running in other processes when this one finished
+
+
+@dataclass
+class Plan:
+    """A checked search, as every process of it needs it (picklable: sent to spawned processes)."""
+
+    space_path: str
+    config: dict
+    out: Path
+    storage: StorageSpec | None  # the study's storage (multi-trial Optuna strategies)
+    elapsed_offset: float | None  # search seconds of earlier sessions
+    started: float  # wall clock at the start of this session
 
 
 def load_strategy_file(path: str | Path) -> dict:
@@ -114,7 +141,7 @@ def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: in
         "strategy_file": str(strategy_path),
         "strategy": strat,
         "device": device or "auto",
-        "storage": storage,
+        "storage": None if storage is None else parse_storage(storage, out).shown,  # no password
         "workers": workers,
     }
     cfg_path = out / "config.yaml"
@@ -135,7 +162,8 @@ def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) ->
     return SearchData(task, train_items, val_items, val, device=device, seed=int(strat["seed"]), progress=progress)
 
 
-def _context(space: SearchSpace, config: dict, out: Path, progress: bool, worker: bool = False) -> SearchContext:
+def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
+    config, out = plan.config, plan.out
     strat = config["strategy"]
     data = search_data(space, strat, config["device"], progress)
     cls = strategy_class(strat["strategy"])
@@ -143,6 +171,11 @@ def _context(space: SearchSpace, config: dict, out: Path, progress: bool, worker
     if cls.multi_trial:
         section = strat.get("supernet") if strat["evaluator"] == "oneshot" else strat.get("proxy")
         evaluator = make_evaluator(strat["evaluator"], space, data, section, out)
+    run_study = None
+    if plan.storage is not None:
+        from .study import open_run_study
+
+        run_study = open_run_study(out, config, plan.storage)
     return SearchContext(
         space=space,
         data=data,
@@ -159,17 +192,121 @@ def _context(space: SearchSpace, config: dict, out: Path, progress: bool, worker
         options=dict(strat.get("options") or {}),
         steps=None,
         worker=worker,
+        run_study=run_study,
+        started=plan.started,
+        elapsed_offset=plan.elapsed_offset,
     )
 
 
-def _worker_main(space_path: str, config: dict, out: str) -> None:
+def _plan(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None,
+          device: str | None, storage: str | None, workers: int) -> Plan:
+    """Check everything, open and check the study, then claim the run directory (config.yaml)."""
+    from .strategies.optuna_loop import OptunaStrategy
+
+    space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
+    out.mkdir(parents=True, exist_ok=True)
+    spec, offset = None, None
+    if issubclass(strategy_class(config["strategy"]["strategy"]), OptunaStrategy):
+        from .study import open_run_study
+
+        spec = parse_storage(storage, out)
+        study = open_run_study(out, config, spec).load()
+        offset = max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False) if "seconds" in t.user_attrs])
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
+    return Plan(str(space_path), config, out, spec, offset, time.time())
+
+
+def _worker_main(plan: Plan, ready: Any) -> None:
     """An extra process of ``--workers N``: the same loop on the same Optuna storage."""
     import torch
 
     torch.set_num_threads(1)
-    space = SearchSpace.from_yaml(space_path)
-    ctx = _context(space, config, Path(out), progress=False, worker=True)
-    make_strategy(ctx).run()
+    space = SearchSpace.from_yaml(plan.space_path)
+    ctx = _context(space, plan, progress=False, worker=True)
+    strategy = make_strategy(ctx)
+    if ctx.evaluator is not None:
+        ctx.evaluator.prepare()  # loads the supernet the main process trained
+    ready.put(1)
+    strategy.run()
+
+
+def _wait_ready(ready: Any, procs: list[Any]) -> None:
+    """Let the workers load data and weights before the main loop starts, so the trials are
+    shared among them (fast one-shot trials would otherwise all go to the main process)."""
+    waiting, deadline = len(procs), time.monotonic() + WORKER_START_TIMEOUT
+    while waiting and time.monotonic() < deadline:
+        try:
+            ready.get(timeout=0.5)
+            waiting -= 1
+        except queue_mod.Empty:
+            if all(p.exitcode is not None for p in procs):
+                return
+
+
+@contextlib.contextmanager
+def _workers(plan: Plan, n: int) -> Iterator[None]:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(plan, ready)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        _wait_ready(ready, procs)
+        yield
+    finally:
+        for p in procs:
+            p.join()
+
+
+def _execute(plan: Plan, progress: bool) -> SearchResult | None:
+    """The search in this process (a rank of a process group, or alone); rank 0 returns the result."""
+    rank = distributed.current()
+    space = SearchSpace.from_yaml(plan.space_path)
+    ctx = _context(space, plan, progress and rank.main)
+    strategy = make_strategy(ctx, plan.config["strategy_file"])
+    if strategy.multi_trial:
+        if ctx.evaluator is not None:
+            ctx.evaluator.prepare()  # the supernet: data-parallel across the ranks, if any
+        distributed.leave()  # trials run on rank 0 (and its --workers), each on one process
+        if not rank.main:
+            return None
+        workers = int(plan.config.get("workers", 1))
+        if workers > 1:
+            with _workers(plan, workers - 1):
+                strategy.run()
+        strategy.run()  # finishes what a worker left, writes the final trajectory
+    else:
+        strategy.run()  # DARTS: every rank, data-parallel
+        distributed.leave()
+        if not rank.main:
+            return None
+    out = plan.out
+    with outputs_lock(out):
+        return _finish(strategy, ctx, plan)
+
+
+def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
+    """best_arch.yaml from the study's current state (under the run directory's outputs lock)."""
+    out = plan.out
+    best = strategy.best()
+    if best is None:
+        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(out / "trajectory.csv"))
+    arch, scores = best
+    doc = arch.to_dict()
+    doc["provenance"] = {
+        "space": plan.config["space_file"],
+        "strategy": plan.config["strategy"]["strategy"],
+        "evaluator": ctx.evaluator_name,
+        "run": str(out),
+        "seed": ctx.seed,
+        **{k: (float(v) if isinstance(v, float) else v) for k, v in scores.items() if v is not None},
+    }
+    write_text_atomic(out / "best_arch.yaml", yaml.safe_dump(doc, sort_keys=False))
+    pending = 0
+    if ctx.run_study is not None and hasattr(strategy, "pending"):
+        pending = len(strategy.pending(ctx.run_study.load()))
+    return SearchResult(out, arch, scores, ctx.elapsed(), pending)
 
 
 def run_search(
@@ -183,47 +320,22 @@ def run_search(
     device: str | None = None,
     storage: str | None = None,
     workers: int = 1,
+    nproc: int = 1,
     progress: bool = True,
-) -> SearchResult:
-    """Start or resume the search in ``out``; returns the best architecture found."""
+) -> SearchResult | None:
+    """Start or resume the search in ``out``; returns the best architecture found (None on the
+    ranks after 0 of a torchrun job)."""
     out = Path(out)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UserError(f"expected a positive integer, got {workers!r}", field="--workers")
-    space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
-    ctx = _context(space, config, out, progress)
-    strategy = make_strategy(ctx, config["strategy_file"])
-    if workers > 1 and strategy.multi_trial:
-        if ctx.evaluator is not None:
-            ctx.evaluator.prepare()  # train the supernet once, before the workers load it
-        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(space_path, config, str(out))) for _ in range(workers - 1)]
-        for p in procs:
-            p.start()
-        try:
-            strategy.run()
-        finally:
-            for p in procs:
-                p.join()
-        strategy.run()  # writes the final trajectory (and finishes anything a worker left)
-    else:
-        strategy.run()
-    best = strategy.best()
-    if best is None:
-        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(out / "trajectory.csv"))
-    arch, scores = best
-    doc = arch.to_dict()
-    doc["provenance"] = {
-        "space": config["space_file"],
-        "strategy": config["strategy"]["strategy"],
-        "evaluator": ctx.evaluator_name,
-        "run": str(out),
-        "seed": ctx.seed,
-        **{k: (float(v) if isinstance(v, float) else v) for k, v in scores.items() if v is not None},
-    }
-    write_text_atomic(out / "best_arch.yaml", yaml.safe_dump(doc, sort_keys=False))
-    return SearchResult(out, arch, scores, ctx.elapsed())
+    for name, value in (("--workers", workers), ("--nproc", nproc)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"expected a positive integer, got {value!r}", field=name)
+    kwargs = dict(trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
+    if nproc > 1:
+        plan = _plan(space_path, strategy_path, out, **kwargs)  # checked before any process starts
+        return distributed.launch(nproc, _execute, (plan, progress), device=device)
+    with distributed.process_group(device):  # torchrun: join its process group
+        plan = distributed.on_main(_plan, space_path, strategy_path, out, **kwargs)
+        return _execute(plan, progress)
 
 
 __all__ = ["SearchResult", "run_search", "load_strategy_file"]

@@ -6,10 +6,11 @@ The CSV is rewritten atomically from the full row list, so a crash never leaves 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,23 @@ def write_trajectory(rows: Iterable[dict[str, Any]], path: str | Path, sites: Se
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return df
+
+
+@contextlib.contextmanager
+def outputs_lock(run_dir: str | Path) -> Iterator[None]:
+    """Serialise "read the study, rewrite the outputs" among the processes of one run directory,
+    so a process holding an older view cannot overwrite a newer table (``flock`` on the folder)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: last writer wins
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_trajectory(path: str | Path) -> pd.DataFrame:

@@ -111,11 +111,9 @@ def main() -> None:
         df = pd.read_csv(run_dir / "trajectory.csv")
         row = {"strategy": name, "wall_s": wall}
         if name != "darts":
-            import optuna
+            from acla_nas.study import load_run_study
 
-            from acla_nas.strategies.optuna_loop import open_storage
-
-            study = optuna.load_study(study_name="acla-nas", storage=open_storage(f"journal:{run_dir / 'study.journal'}"))
+            study = load_run_study(run_dir)
             trials = [tr for tr in study.trials if tr.state.name == "COMPLETE"]
             fresh = [tr for tr in trials if not tr.user_attrs.get("cached")]
             evals = [tr.user_attrs["eval_seconds"] for tr in trials]

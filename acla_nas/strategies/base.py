@@ -30,12 +30,14 @@ class SearchContext:
     options: dict = field(default_factory=dict)
     steps: int | None = None  # --steps override for strategies that train (DARTS)
     worker: bool = False  # True in the extra processes of --workers N
-    started: float = field(default_factory=time.perf_counter)
-    elapsed_offset: float = 0.0
+    run_study: Any = None  # acla_nas.study.RunStudy: the opened and checked study (multi-trial)
+    started: float = field(default_factory=time.time)  # wall clock, shared with --workers processes
+    elapsed_offset: float | None = None  # seconds of earlier sessions; None until known
 
     def elapsed(self) -> float:
-        """Wall seconds of search work so far, across resumed sessions."""
-        return self.elapsed_offset + time.perf_counter() - self.started
+        """Wall seconds of search work so far, across resumed sessions (one clock for all the
+        processes of a session: worker times are not added up)."""
+        return (self.elapsed_offset or 0.0) + time.time() - self.started
 
     @property
     def sites(self) -> list[str]:

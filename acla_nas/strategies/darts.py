@@ -239,7 +239,7 @@ class DartsStrategy(Strategy):
             torch.set_rng_state(ranks[rank.rank] if len(ranks) == rank.world else ck["torch_rng"])
             start = int(ck["step"])
             ctx.elapsed_offset = float(ck["seconds"])
-            ctx.started = time.perf_counter()
+            ctx.started = time.time()
         if rank.rank > 0 and (ck is None or len(ck.get("torch_rng_ranks") or [0]) != rank.world):
             torch.manual_seed(_mix_seed(data.seed * 7919 + rank.rank, start))  # each rank its own noise
         net = distributed.wrap(supernet, torch.device("cpu"), find_unused=True)  # DDP for the weight step

@@ -40,6 +40,7 @@ class AgingEvolutionSampler(SpaceRandomSampler):
 
     def mutate(self, params: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
         choices = {k: list(v) for k, v in self.space.choices().items() if len(v) > 1}
+        params = self.space.encode(self.space.decode(params))  # a scope for every site (trials record it only where a module is)
         parent_key = self.space.decode(params).key()
         for _ in range(MAX_TRIES):
             name = rng.choice(sorted(choices))

@@ -1,54 +1,67 @@
 """Multi-trial search on an Optuna study: storage gives resume and many workers for free.
 
-Each trial asks the sampler for a flat categorical encoding of an architecture, checks the
-space's constraints (an infeasible proposal is recorded as PRUNED and does not use up the trial
-budget), scores it with the evaluator and tells the study. The study is the source of truth; the
-trajectory table is regenerated from it after every trial. A trial left RUNNING by a killed
-process is marked FAIL on restart and its parameters are queued again, so no completed trial is
-lost or repeated.
+Each trial asks the sampler for an architecture, define-by-run: ``<site>.keys`` for every site
+and ``<site>.scope`` only where a module exists (a conditional parameter, so a site left empty
+does not record a scope that then tops the parameter importances). The space's constraints are
+checked (an infeasible proposal is recorded as PRUNED and does not use up the trial budget), the
+evaluator scores it and the study is told: values ``psnr`` (and ``macs`` for two objectives),
+user attributes ``ssim``, ``macs``, ``params``, ``seconds``. The study is the source of truth;
+the trajectory table is regenerated from it.
+
+Many workers (threads of ``--workers``, processes on other machines) share the study safely:
+
+* every worker sweeps trials whose worker is gone before it asks (:mod:`acla_nas.liveness`): they
+  are failed and queued again with their parameters, so no completed trial is lost or repeated;
+* the trial budget is exact: after ``ask`` a trial is *admitted* only while fewer trials than
+  the budget hold a slot below its number (completed or failed by evaluation, running, queued);
+  otherwise it is closed as FAIL with ``acla_nas:surplus`` and left out of every count and table;
+* a trial that was taken over while its worker was paused is never told: the late result is
+  dropped (it is being run again elsewhere).
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-from pathlib import Path
+import sys
+import warnings
 from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
+from .. import liveness
 from ..arch import Arch
 from ..errors import UserError
-from ..trajectory import make_row, write_trajectory
+from ..trajectory import make_row, outputs_lock, write_trajectory
 from .base import Strategy
 
-STUDY_NAME = "acla-nas"
 INFEASIBLE_FACTOR = 50  # give up after this many infeasible proposals per trial of budget
+SURPLUS = "acla_nas:surplus"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def default_storage(run_dir: Path) -> str:
-    return f"journal:{run_dir / 'study.journal'}"
-
-
-def open_storage(url: str) -> Any:
-    """``journal:PATH`` (the default, a file in the run directory) or any Optuna storage URL."""
-    if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-    try:
-        return optuna.storages.get_storage(url)
-    except Exception as exc:  # bad URL, missing driver, unreachable database
-        raise UserError(f"cannot open the Optuna storage {url!r}: {type(exc).__name__}: {exc}", field="--storage") from exc
-
-
 def distributions(space: Any) -> dict[str, CategoricalDistribution]:
     return {name: CategoricalDistribution(list(values)) for name, values in space.choices().items()}
+
+
+def counted(t: FrozenTrial) -> bool:
+    """A finished trial that used up budget: completed, or failed by its own evaluation (a trial
+    failed because its worker died, or closed as surplus, has no ``error`` and is not counted)."""
+    return t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+
+
+def holds_slot(t: FrozenTrial) -> bool:
+    """Counted, or still able to become counted (running, not surplus; queued)."""
+    if t.state == TrialState.RUNNING:
+        return not t.system_attrs.get(SURPLUS)
+    return t.state == TrialState.WAITING or counted(t)
+
+
+def macs_of(t: FrozenTrial) -> Any:
+    return t.user_attrs.get("macs", t.user_attrs.get("flops", math.nan))  # "flops": before acla-nas named it
 
 
 class OptunaStrategy(Strategy):
@@ -62,53 +75,44 @@ class OptunaStrategy(Strategy):
     # -- study ---------------------------------------------------------------------------------
     def study(self) -> optuna.Study:
         ctx = self.ctx
-        storage = open_storage(ctx.storage or default_storage(ctx.run_dir))
-        directions = ["maximize"] + (["minimize"] if "flops" in ctx.objectives else [])
-        try:
-            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.make_sampler(), directions=directions, load_if_exists=True)
-        except ValueError as exc:  # e.g. stored directions differ
-            raise UserError(f"the study in the storage does not match this search: {exc}", field="--storage") from exc
-        return study
+        if ctx.run_study is None:
+            raise UserError("the search's study was not opened (run strategies through acla_nas.search.run_search)")
+        return ctx.run_study.load(self.make_sampler())
 
-    def _requeue_stale(self, study: optuna.Study) -> None:
-        """Trials left RUNNING by a killed process: mark FAIL and ask for their parameters again."""
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_system_attr(t._trial_id, "acla_nas:interrupted", True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
+    def session_offset(self, study: optuna.Study) -> float:
+        """Search seconds recorded by earlier sessions: this session's clock starts there."""
+        return max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False) if "seconds" in t.user_attrs])
 
-    @staticmethod
-    def _counts(study: optuna.Study) -> tuple[int, int]:
-        used = infeasible = 0
+    def _counts(self, study: optuna.Study) -> tuple[int, int, int]:
+        """(counted, running elsewhere, infeasible) trials."""
+        done = running = infeasible = 0
         for t in study.get_trials(deepcopy=False):
-            if t.system_attrs.get("acla_nas:interrupted"):
-                continue
-            if t.state == TrialState.PRUNED:
+            if counted(t):
+                done += 1
+            elif t.state == TrialState.RUNNING and holds_slot(t):
+                running += 1
+            elif t.state == TrialState.PRUNED:
                 infeasible += 1
-            elif t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
-                used += 1
-        return used, infeasible
+        return done, running, infeasible
 
     def run(self) -> None:
         ctx = self.ctx
         study = self.study()
-        if not ctx.worker:
-            self._requeue_stale(study)
-        done = [t for t in study.get_trials(deepcopy=False) if "seconds" in t.user_attrs]
-        ctx.elapsed_offset = max([ctx.elapsed_offset] + [float(t.user_attrs["seconds"]) for t in done])
+        if ctx.elapsed_offset is None:
+            ctx.elapsed_offset = self.session_offset(study)
         self._seed_cache(study)
         if ctx.evaluator is not None:
             ctx.evaluator.prepare()
-        dists = distributions(ctx.space)
         while True:
-            used, infeasible = self._counts(study)
-            if used >= ctx.trials:
+            liveness.sweep(study)
+            done, running, infeasible = self._counts(study)
+            if done + running >= ctx.trials:
                 break
             if infeasible > INFEASIBLE_FACTOR * max(1, ctx.trials):
                 raise UserError(f"{infeasible} proposals violated the space's constraints; the strategy cannot find feasible architectures", field="constraints")
-            self.run_trial(study, dists)
-        self.write(study)
+            self.run_trial(study)
+        if not ctx.worker:
+            self.write(study)
 
     def _seed_cache(self, study: optuna.Study) -> None:
         """Completed trials of an earlier session fill the evaluator's cache (never re-scored)."""
@@ -120,55 +124,95 @@ class OptunaStrategy(Strategy):
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             key = t.user_attrs.get("arch_key")
             if key:
-                ev.cache[key] = EvalResult(t.values[0], int(t.user_attrs.get("flops", 0)), int(t.user_attrs.get("params", 0)), 0.0)
+                ev.cache[key] = EvalResult(t.values[0], int(macs_of(t) or 0), int(t.user_attrs.get("params", 0)), 0.0,
+                                           ssim=float(t.user_attrs.get("ssim", math.nan)))
 
-    def run_trial(self, study: optuna.Study, dists: dict[str, CategoricalDistribution]) -> None:
+    def _admitted(self, study: optuna.Study, number: int) -> bool:
+        below = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and holds_slot(t))
+        return below < self.ctx.trials
+
+    def suggest(self, trial: Trial) -> dict[str, Any]:
+        """The flat encoding, define-by-run: a site's scope only where it carries a module."""
+        flat: dict[str, Any] = {}
+        choices = self.ctx.space.choices()
+        for site in self.ctx.space.sites:
+            keys = trial.suggest_categorical(f"{site}.keys", choices[f"{site}.keys"])
+            flat[f"{site}.keys"] = keys
+            if keys != 0 and choices[f"{site}.scope"]:
+                flat[f"{site}.scope"] = trial.suggest_categorical(f"{site}.scope", choices[f"{site}.scope"])
+        return flat
+
+    def run_trial(self, study: optuna.Study) -> None:
         ctx = self.ctx
-        trial = study.ask(fixed_distributions=dists)
-        arch = ctx.space.decode(trial.params)
-        ok, why = ctx.space.satisfies(arch)
-        trial.set_user_attr("arch_key", arch.key())
-        if not ok:
-            trial.set_user_attr("infeasible", why)
-            trial.set_user_attr("seconds", ctx.elapsed())
-            study.tell(trial, state=TrialState.PRUNED)
+        with warnings.catch_warnings():  # heartbeats are kept by liveness.heartbeat, not Study.optimize
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        liveness.claim(study, trial._trial_id)
+        if not self._admitted(study, trial.number):  # other workers filled the budget meanwhile
+            study._storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
+            self._tell(study, trial, {}, TrialState.FAIL)
             return
-        result = ctx.evaluator.evaluate(arch)
-        trial.set_user_attr("flops", result.macs)
-        trial.set_user_attr("params", result.params)
-        trial.set_user_attr("eval_seconds", result.seconds)
-        trial.set_user_attr("cached", result.cached)
-        trial.set_user_attr("seconds", ctx.elapsed())
+        try:
+            with liveness.heartbeat(study, trial._trial_id):
+                arch = ctx.space.decode(self.suggest(trial))
+                ok, why = ctx.space.satisfies(arch)
+                attrs: dict[str, Any] = {"arch_key": arch.key()}
+                if not ok:
+                    self._tell(study, trial, {**attrs, "infeasible": why, "seconds": ctx.elapsed()}, TrialState.PRUNED)
+                    return
+                result = ctx.evaluator.evaluate(arch)
+        except BaseException:  # Ctrl-C, a crash: give the trial back now rather than at the next sweep
+            liveness.abandon(study, trial._trial_id)
+            raise
+        attrs.update(macs=result.macs, params=result.params, eval_seconds=result.seconds, cached=result.cached, seconds=ctx.elapsed())
+        if math.isfinite(result.ssim):
+            attrs["ssim"] = result.ssim
         if result.state != "COMPLETE":
-            trial.set_user_attr("error", result.error[:500])
-            study.tell(trial, state=TrialState.FAIL)
+            attrs["error"] = result.error[:500]
+            recorded = self._tell(study, trial, attrs, TrialState.FAIL)
         else:
             values = [result.psnr] + ([float(result.macs)] if len(study.directions) > 1 else [])
-            study.tell(trial, values)
-        if not ctx.worker:
+            recorded = self._tell(study, trial, attrs, TrialState.COMPLETE, values)
+        if recorded and not ctx.worker:
             self.write(study)
+
+    @staticmethod
+    def _tell(study: optuna.Study, trial: Trial, attrs: dict[str, Any], state: TrialState, values: list[float] | None = None) -> bool:
+        """Record and finish the trial, unless another worker took it over (then drop, say so)."""
+        try:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, values, state=state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        frozen = study._storage.get_trial(trial._trial_id)
+        mine = frozen.state == state and all(frozen.user_attrs.get(k) == v for k, v in attrs.items())
+        if not mine:
+            print(f"acla-nas: trial {trial.number} was taken over while this worker was paused; its result is dropped "
+                  "(the trial is run again)", file=sys.stderr)
+        return mine
 
     # -- outputs -------------------------------------------------------------------------------
     def rows(self, study: optuna.Study) -> list[dict[str, Any]]:
+        """One row per finished trial that counts or was infeasible (not the re-run attempts)."""
         ctx = self.ctx
         rows = []
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-            if t.state == TrialState.RUNNING or not t.params or t.system_attrs.get("acla_nas:interrupted"):
-                continue  # interrupted trials were queued again and appear once, when re-run
+            if not t.params or not (counted(t) or t.state == TrialState.PRUNED):
+                continue
             arch = ctx.space.decode(t.params)
-            state = t.state.name
             rows.append(
                 make_row(
                     run=ctx.run_name,
                     strategy=ctx.strategy_name,
                     evaluator=ctx.evaluator_name,
                     step=t.number,
-                    state=state,
+                    state=t.state.name,
                     sites=ctx.sites,
                     arch=arch,
-                    encoding=t.params,
+                    encoding=ctx.space.encode(arch),
                     psnr=t.values[0] if t.state == TrialState.COMPLETE else math.nan,
-                    flops=t.user_attrs.get("flops", math.nan),
+                    flops=macs_of(t),
                     params=t.user_attrs.get("params", math.nan),
                     seconds=t.user_attrs.get("seconds", math.nan),
                 )
@@ -176,10 +220,16 @@ class OptunaStrategy(Strategy):
         return rows
 
     def write(self, study: optuna.Study) -> None:
+        with outputs_lock(self.ctx.run_dir):  # read and write under one lock: never an older view last
+            self._write(study)
+
+    def _write(self, study: optuna.Study) -> None:
         write_trajectory(self.rows(study), self.ctx.run_dir / "trajectory.csv", self.ctx.sites)
         if len(study.directions) > 1:
+            space = self.ctx.space
             front = [
-                {"trial": t.number, "psnr": t.values[0], "flops": t.values[1], "params": t.user_attrs.get("params"), "arch": json.dumps(t.params, sort_keys=True)}
+                {"trial": t.number, "psnr": t.values[0], "flops": t.values[1], "params": t.user_attrs.get("params"),
+                 "arch": json.dumps(space.encode(space.decode(t.params)), sort_keys=True)}
                 for t in sorted(study.best_trials, key=lambda t: t.values[1])
             ]
             import pandas as pd
@@ -193,7 +243,14 @@ class OptunaStrategy(Strategy):
             return None
         top = max(complete, key=lambda t: (t.values[0], -t.number))
         arch = self.ctx.space.decode(top.params)
-        return arch, {"psnr": top.values[0], "flops": top.user_attrs.get("flops"), "params": top.user_attrs.get("params"), "trial": top.number}
+        scores = {"psnr": top.values[0], "flops": macs_of(top), "params": top.user_attrs.get("params"), "trial": top.number}
+        if "ssim" in top.user_attrs:
+            scores["ssim"] = top.user_attrs["ssim"]
+        return arch, scores
+
+    def pending(self, study: optuna.Study) -> list[FrozenTrial]:
+        """Trials still running in other processes (their results arrive when they finish)."""
+        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if holds_slot(t)]
 
 
 class SpaceRandomSampler(optuna.samplers.BaseSampler):
