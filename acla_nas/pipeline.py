@@ -52,7 +52,8 @@ def _variant_archs(run_dir: Path, space: Any) -> dict[str, Arch]:
     return {"plain": refs["plain"], "paper": refs["paper"], "discovered": discovered}
 
 
-def retrain_variants(run_dir: Path, space: Any, recipe: dict, seed: int, device: str | None, progress: bool, log: Any = print) -> dict[str, dict]:
+def retrain_variants(run_dir: Path, space: Any, recipe: dict, seed: int, device: str | None, progress: bool, log: Any = print,
+                     nproc: int = 1) -> dict[str, dict]:
     """Train each distinct variant once from scratch with the same recipe; returns name -> metrics."""
     from .retrain import train_arch
 
@@ -75,7 +76,7 @@ def retrain_variants(run_dir: Path, space: Any, recipe: dict, seed: int, device:
             if not arch_file.is_file():
                 write_text_atomic(arch_file, yaml.safe_dump(doc, sort_keys=False))
             log(f"[retrain] {name}: {arch.n_modules()} ACLA module(s), {recipe['steps']} steps")
-            result, model_path, _task = train_arch(arch_file, d, {"device": device}, progress=progress)
+            result, model_path, _task = train_arch(arch_file, d, {"device": device}, progress=progress, nproc=nproc)
             trained[key] = (result, model_path)
         out[name] = {"arch": arch, "result": result, "model": model_path}
     return out
@@ -128,12 +129,18 @@ def run_pipeline(
     device: str | None = None,
     storage: str | None = None,
     workers: int = 1,
+    nproc: int = 1,
     retrain: dict | None = None,
     progress: bool = True,
     log: Any = print,
 ) -> PipelineResult:
+    from . import distributed
     from .export import export_run
     from .search import run_search
+
+    if distributed.from_env().enabled:
+        raise UserError("the pipeline starts its own processes: run it with --nproc N, not under torchrun "
+                        "(torchrun works with the search and train verbs)", field="--nproc")
 
     run_dir = Path(out)
     recipe = {**DEFAULT_RECIPE, **(retrain or {})}
@@ -147,7 +154,8 @@ def run_pipeline(
 
     t = time.perf_counter()
     log("[1/5 search] " + ("resuming" if (run_dir / "config.yaml").is_file() else "starting") + f" in {run_dir}")
-    res = run_search(space_path, strategy_path, run_dir, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers, progress=progress)
+    res = run_search(space_path, strategy_path, run_dir, trials=trials, steps=steps, seed=seed, device=device, storage=storage,
+                     workers=workers, nproc=nproc, progress=progress)
     seconds["search"] = time.perf_counter() - t
     _stage_log(run_dir, "search", seconds["search"])
     space = _space_of(run_dir)
@@ -164,7 +172,7 @@ def run_pipeline(
     _stage_log(run_dir, "export", seconds["export"])
 
     t = time.perf_counter()
-    variants = retrain_variants(run_dir, space, recipe, seed_value, device, progress, log)
+    variants = retrain_variants(run_dir, space, recipe, seed_value, device, progress, log, nproc=nproc)
     seconds["retrain"] = time.perf_counter() - t
     _stage_log(run_dir, "retrain", seconds["retrain"])
 

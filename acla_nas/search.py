@@ -331,6 +331,8 @@ def run_search(
             raise UserError(f"expected a positive integer, got {value!r}", field=name)
     kwargs = dict(trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
     if nproc > 1:
+        if distributed.from_env().enabled:
+            raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
         plan = _plan(space_path, strategy_path, out, **kwargs)  # checked before any process starts
         return distributed.launch(nproc, _execute, (plan, progress), device=device)
     with distributed.process_group(device):  # torchrun: join its process group

@@ -23,6 +23,7 @@ from PIL import Image
 
 from acla_nas.data import embedded_dir
 from acla_nas.retrain import train_arch
+from acla_nas.search import run_search
 
 TOL = 1e-6
 STEPS = 16
@@ -94,3 +95,59 @@ def test_a_killed_two_process_run_resumes_under_torchrun_with_the_weights_of_one
     print(f"DDP (2 gloo ranks, killed at step {saved['step']}, resumed) vs one process after {STEPS} steps: max |diff| {diff:.2e}")
     assert diff < TOL
     assert max_diff(ddp, {k: torch.zeros_like(v) for k, v in single.items()}) > 1e4 * TOL  # not trivially equal
+
+
+SPACE = {
+    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
+    "task": {"name": "sr", "scale": 2},
+    "data": {"kind": "embedded"},
+    "eval": {"input_size": [16, 16]},
+    "sites": "all",
+    "keys": [0, 2, 4],
+    "scopes": [1, "all"],
+    "constraints": {"max_modules": 2},
+    "acla": {"adaptive": False},
+}
+
+
+@pytest.mark.parametrize("strategy", ["random", "darts"])
+def test_supernet_and_darts_under_ddp_equal_one_process(tmp_path: Path, strategy: str) -> None:
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    preset = {"strategy": strategy, "val": {"patches": 3, "patch": 24}}
+    if strategy == "darts":
+        preset["options"] = {"steps": 6, "warmup": 2, "batch": 4, "patch": 24, "log_every": 3, "ckpt_every": 3}
+        ckpt = Path("checkpoints") / "darts.pt"
+    else:
+        preset.update(trials=2, supernet={"steps": 6, "batch": 4, "patch": 24, "ckpt_every": 3})
+        ckpt = Path("supernet") / "checkpoints" / "last.pt"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(preset))
+    one = run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "one", device="cpu", progress=False)
+    two = run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "two", device="cpu", progress=False, nproc=2)
+    a = torch.load(tmp_path / "one" / ckpt, map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "two" / ckpt, map_location="cpu", weights_only=True)
+    key = "supernet" if strategy == "darts" else "model"
+    assert max_diff(a[key], b[key]) < TOL
+    if strategy == "darts":
+        assert max_diff(a["alpha"], b["alpha"]) < TOL
+        assert float(torch.cat([p.flatten() for p in a["alpha"].values()]).abs().max()) > 100 * TOL  # the architecture did move
+    print(f"{strategy} under DDP (2 gloo ranks) vs one process: max |diff| {max_diff(a[key], b[key]):.2e}")
+    assert two.best_arch == one.best_arch and two.best_scores["psnr"] == pytest.approx(one.best_scores["psnr"], abs=1e-3)
+
+
+def test_launchers_do_not_nest_and_bad_counts_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from acla_nas.cli import main
+    from acla_nas.errors import UserError
+    from acla_nas.pipeline import run_pipeline
+
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"strategy": "random", "trials": 1}))
+    code = main(["search", str(tmp_path / "space.yaml"), "--strategy", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "r"), "--nproc", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--nproc" in err
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UserError, match="torchrun"):
+        run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "r", nproc=2)
+    with pytest.raises(UserError, match="--nproc"):
+        run_pipeline(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "p")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     retrain = {k: v for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch)) if v is not None}
     res = run_pipeline(
         args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed, device=args.device,
-        storage=args.storage, workers=args.workers, retrain=retrain, progress=not args.quiet,
+        storage=args.storage, workers=args.workers, nproc=args.nproc, retrain=retrain, progress=not args.quiet,
     )
     from ..space import SearchSpace
 
