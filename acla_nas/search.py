@@ -201,20 +201,18 @@ def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = Fals
 def _plan(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None,
           device: str | None, storage: str | None, workers: int) -> Plan:
     """Check everything, open and check the study, then claim the run directory (config.yaml)."""
-    from .strategies.optuna_loop import OptunaStrategy
+    from .strategies.optuna_loop import OptunaStrategy, session_offset
+    from .study import open_run_study
 
     space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
     out.mkdir(parents=True, exist_ok=True)
-    spec, offset = None, None
+    spec, offset, started = None, None, time.time()
     if issubclass(strategy_class(config["strategy"]["strategy"]), OptunaStrategy):
-        from .study import open_run_study
-
         spec = parse_storage(storage, out)
-        study = open_run_study(out, config, spec).load()
-        offset = max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False) if "seconds" in t.user_attrs])
+        offset = session_offset(open_run_study(out, config, spec).load(), started)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
-    return Plan(str(space_path), config, out, spec, offset, time.time())
+    return Plan(str(space_path), config, out, spec, offset, started)
 
 
 def _worker_main(plan: Plan, ready: Any) -> None:

@@ -20,6 +20,7 @@ Many workers (threads of ``--workers``, processes on other machines) share the s
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import random
@@ -60,6 +61,15 @@ def holds_slot(t: FrozenTrial) -> bool:
     return t.state == TrialState.WAITING or counted(t)
 
 
+def session_offset(study: optuna.Study, started: float) -> float:
+    """Search seconds recorded by earlier sessions (trials finished before ``started``): this
+    session's clock starts there. Sessions running at the same time (other machines on the same
+    study) are not added: their trials finish after this session began."""
+    cutoff = datetime.datetime.fromtimestamp(started)
+    return max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False)
+                        if "seconds" in t.user_attrs and t.datetime_complete is not None and t.datetime_complete < cutoff])
+
+
 def macs_of(t: FrozenTrial) -> Any:
     return t.user_attrs.get("macs", t.user_attrs.get("flops", math.nan))  # "flops": before acla-nas named it
 
@@ -80,8 +90,7 @@ class OptunaStrategy(Strategy):
         return ctx.run_study.load(self.make_sampler())
 
     def session_offset(self, study: optuna.Study) -> float:
-        """Search seconds recorded by earlier sessions: this session's clock starts there."""
-        return max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False) if "seconds" in t.user_attrs])
+        return session_offset(study, self.ctx.started)
 
     def _counts(self, study: optuna.Study) -> tuple[int, int, int]:
         """(counted, running elsewhere, infeasible) trials."""
