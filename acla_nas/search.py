@@ -222,11 +222,8 @@ def _worker_main(plan: Plan, ready: Any) -> None:
     torch.set_num_threads(1)
     space = SearchSpace.from_yaml(plan.space_path)
     ctx = _context(space, plan, progress=False, worker=True)
-    strategy = make_strategy(ctx)
-    if ctx.evaluator is not None:
-        ctx.evaluator.prepare()  # loads the supernet the main process trained
-    ready.put(1)
-    strategy.run()
+    ctx.on_loop_start = lambda: ready.put(1)  # data, supernet and study loaded: about to ask for trials
+    make_strategy(ctx).run()
 
 
 def _wait_ready(ready: Any, procs: list[Any]) -> None:

@@ -321,3 +321,26 @@ def test_evaluators_cache_by_architecture_and_mark_repeats(space_file: str) -> N
     assert again.cached and again.seconds == 0.0 and again.psnr == first.psnr and again.macs == first.macs
     ev.evaluate(b)
     assert len(calls) == (1 if a.key() == b.key() else 2)
+
+
+def test_admission_keeps_the_trial_count_exact_when_workers_race() -> None:
+    """Two workers both saw one slot left and both asked: only the lower trial number runs."""
+    from types import SimpleNamespace
+
+    from acla_nas.strategies.optuna_loop import SURPLUS, counted, holds_slot
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 0})
+    done = study.ask()
+    study.tell(done, 1.0)
+    me = SimpleNamespace(ctx=SimpleNamespace(trials=2))
+    a, b = study.ask(), study.ask()  # the race: both passed the "one slot left" check
+    assert OptunaStrategy._admitted(me, study, a.number) and not OptunaStrategy._admitted(me, study, b.number)
+    study._storage.set_trial_system_attr(b._trial_id, SURPLUS, True)
+    study.tell(b, state=optuna.trial.TrialState.FAIL)
+    states = {t.number: t for t in study.get_trials()}
+    assert holds_slot(states[a.number]) and not holds_slot(states[b.number]) and not counted(states[b.number])
+    study.tell(a, state=optuna.trial.TrialState.FAIL)  # a worker that died: no "error", not counted
+    assert not counted(study.get_trials()[a.number]) and OptunaStrategy._admitted(me, study, 99)
+    study.enqueue_trial({"x": 1})  # its re-run, queued: holds the slot again
+    assert not OptunaStrategy._admitted(me, study, 99)

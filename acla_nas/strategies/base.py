@@ -31,6 +31,7 @@ class SearchContext:
     steps: int | None = None  # --steps override for strategies that train (DARTS)
     worker: bool = False  # True in the extra processes of --workers N
     run_study: Any = None  # acla_nas.study.RunStudy: the opened and checked study (multi-trial)
+    on_loop_start: Any = None  # called when the trial loop is about to start (--workers: "ready")
     started: float = field(default_factory=time.time)  # wall clock, shared with --workers processes
     elapsed_offset: float | None = None  # seconds of earlier sessions; None until known
 

@@ -112,6 +112,8 @@ class OptunaStrategy(Strategy):
         self._seed_cache(study)
         if ctx.evaluator is not None:
             ctx.evaluator.prepare()
+        if ctx.on_loop_start is not None:
+            ctx.on_loop_start()
         while True:
             liveness.sweep(study)
             done, running, infeasible = self._counts(study)
