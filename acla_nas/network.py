@@ -111,15 +111,15 @@ class ACLANetwork(nn.Module):
         return {s: float(m.last_keys_used) for s, m in self.acla_modules().items() if m.last_keys_used is not None}
 
 
-def _backbone_for(arch: Arch) -> tuple[nn.Module, list[Site]]:
-    scale = task_scale(arch.task)
-    bb = create_backbone(arch.backbone, scale=scale, kwargs=arch.backbone_kwargs, sites=arch.sites)
+def _backbone_for(arch: Arch, file: str | None = None) -> tuple[nn.Module, list[Site]]:
+    scale = task_scale(arch.task, file)
+    bb = create_backbone(arch.backbone, scale=scale, kwargs=arch.backbone_kwargs, sites=arch.sites, file=file)
     return bb, list(bb.acla_sites)
 
 
 def build(arch: Arch, file: str | None = None) -> ACLANetwork:
-    """The child network of ``arch``: its backbone with exactly its ACLA modules."""
-    backbone, sites = _backbone_for(arch)
+    """The child network of ``arch`` (named in ``file``): its backbone with exactly its ACLA modules."""
+    backbone, sites = _backbone_for(arch, file)
     order = [s.name for s in sites]
     channels = {s.name: s.channels for s in sites}
     opts = check_acla_options(arch.acla, file=file)
@@ -200,9 +200,9 @@ class Supernet(ACLANetwork):
         return table[scope]
 
 
-def build_supernet(template: Arch, choices: dict[str, SiteChoices]) -> Supernet:
+def build_supernet(template: Arch, choices: dict[str, SiteChoices], file: str | None = None) -> Supernet:
     """Supernet over ``choices`` on the template's backbone and task (its modules are ignored)."""
-    backbone, sites = _backbone_for(template)
+    backbone, sites = _backbone_for(template, file)
     return Supernet(backbone, sites, choices, template.acla)
 
 

@@ -104,7 +104,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     payload = load_model_file(path)
     file = str(_model_file(path))
     arch = Arch.from_dict(payload["arch"], file=file)
-    model = build(arch)
+    model = build(arch, file=file)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -162,14 +162,18 @@ def _context(space: SearchSpace, config: dict, out: Path, progress: bool, worker
     )
 
 
-def _worker_main(space_path: str, config: dict, out: str) -> None:
-    """An extra process of ``--workers N``: the same loop on the same Optuna storage."""
+def _worker_main(space_path: str, config: dict, out: str, allowed: tuple[str, ...] = ()) -> None:
+    """An extra process of ``--workers N``: the same loop on the same Optuna storage, with the
+    imports the user allowed in the parent process."""
     import torch
 
+    from .trust import allow_imports
+
     torch.set_num_threads(1)
-    space = SearchSpace.from_yaml(space_path)
-    ctx = _context(space, config, Path(out), progress=False, worker=True)
-    make_strategy(ctx).run()
+    with allow_imports(allowed):
+        space = SearchSpace.from_yaml(space_path)
+        ctx = _context(space, config, Path(out), progress=False, worker=True)
+        make_strategy(ctx).run()
 
 
 def run_search(
@@ -198,7 +202,10 @@ def run_search(
     if workers > 1 and strategy.multi_trial:
         if ctx.evaluator is not None:
             ctx.evaluator.prepare()  # train the supernet once, before the workers load it
-        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(space_path, config, str(out))) for _ in range(workers - 1)]
+        from .trust import allowed_prefixes
+
+        allowed = allowed_prefixes()
+        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(space_path, config, str(out), allowed)) for _ in range(workers - 1)]
         for p in procs:
             p.start()
         try:

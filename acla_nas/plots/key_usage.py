@@ -48,15 +48,18 @@ def load_input_image(path: str | None) -> Any:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
 
-def checkpoint_key_usage(ckpt: Path, image: str | None = None) -> tuple[list[Any], str | None]:
+def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = False) -> tuple[list[Any], str | None]:
     """Key-usage data of the child in ``ckpt`` on ``image`` (one model run): ``([], note)`` when
-    the file cannot be loaded, ``([], None)`` when the child has no ACLA module."""
+    the file cannot be loaded (``strict``: the error is raised instead, for a checkpoint the user
+    named), ``([], None)`` when the child has no ACLA module."""
     from ..restore import load_model
     from .draw import key_usage_infos
 
     try:
         model, _arch, _payload = load_model(ckpt, "cpu")
     except UserError as exc:
+        if strict:
+            raise (exc if exc.field else exc.at(field="--checkpoint")) from None
         return [], f"key usage skipped: {exc}"
     return key_usage_infos(model, load_input_image(image)), None
 
