@@ -65,8 +65,10 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
         typ = ACLA_OPTIONS[key]
         if typ is bool and not isinstance(value, bool):
             raise UserError(f"expected true or false, got {value!r}", file=file, field=f"acla.{key}")
-        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UserError(f"expected a number, got {value!r}", file=file, field=f"acla.{key}")
+        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise UserError(f"expected a finite number, got {value!r}", file=file, field=f"acla.{key}")
+        if typ is int and value != int(value):
+            raise UserError(f"expected an integer, got {value!r}", file=file, field=f"acla.{key}")
         merged[key] = typ(value)
     if merged["offset_kernel"] not in (1, 3, 5):
         raise UserError("expected 1, 3 or 5", file=file, field="acla.offset_kernel")

@@ -35,6 +35,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed despite the up-front estimates (they are lower bounds)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+        or "can't allocate memory" in text or "out of memory" in text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="acla-nas", description="Search, export, retrain and inspect ACLA placements.")
     parser.add_argument("--version", action="version", version=f"acla-nas {__version__}")
@@ -60,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args._run(args) or 0)
     except UserError as exc:
         print(f"acla-nas {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        print(f"acla-nas {args.verb}: error: out of memory ({first}); lower the batch size, the patch or tile size, "
+              "or the backbone's size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"acla-nas {args.verb}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -87,24 +87,68 @@ class _ByteLRU:
 IMAGE_CACHE = _ByteLRU(max_bytes=int(os.environ.get("ACLA_NAS_IMAGE_CACHE_MB", "2048")) * 2**20)
 
 
+def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
+    """High-bit-depth greyscale as 8 bit: 16-bit integers scaled by 1/257, 32-bit floats read as
+    [0, 1]. Anything else is refused rather than silently clipped (Pillow would turn a float image
+    into near-black: every value below 1 becomes 0)."""
+    arr = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not np.isfinite(arr).all():
+            raise UserError("a 32-bit float image with NaN or infinite pixels", file=str(path))
+        if lo < 0 or hi > 1:
+            raise UserError(f"a 32-bit float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
+                            "(or save it as an 8- or 16-bit image)", file=str(path))
+        arr = arr * 255.0
+    else:
+        if lo < 0 or hi > 65535:
+            raise UserError(f"a 32-bit integer image with values in [{lo:g}, {hi:g}]; expected 16-bit values "
+                            "0..65535 (or save it as an 8- or 16-bit image)", file=str(path))
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+
+
 def _decode(path: Path, max_side: int | None) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF -> 8 bit
-                arr = np.asarray(im, dtype=np.float64) / 257.0
-                im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+            if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16/32-bit PNG/TIFF -> 8 bit
+                im = _to_8bit(im, path)
             im = im.convert("RGB")
             if max_side and max(im.size) > max_side:
-                ratio = max_side / max(im.size)
-                size = (max(1, round(im.size[0] * ratio)), max(1, round(im.size[1] * ratio)))
-                im = im.resize(size, Image.Resampling.BICUBIC)
+                im = im.resize(_scaled(im.size, max_side), Image.Resampling.BICUBIC)
             arr = np.asarray(im, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise UserError("image file not found", file=str(path)) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read image ({type(exc).__name__}: {exc})", file=str(path)) from None
+        raise _unreadable(path, exc) from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _unreadable(path: Path, exc: Exception) -> UserError:
+    hint = "; multi-channel float TIFFs are not supported, save 8- or 16-bit" if path.suffix.lower() in (".tif", ".tiff") else ""
+    return UserError(f"cannot read image ({type(exc).__name__}: {exc}){hint}", file=str(path))
+
+
+def _scaled(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(w, h) after the ``max_side`` downscale of :func:`_decode` (same rounding)."""
+    if max_side and max(size) > max_side:
+        ratio = max_side / max(size)
+        return max(1, round(size[0] * ratio)), max(1, round(size[1] * ratio))
+    return size
+
+
+def image_size(path: str | Path, max_side: int | None = None) -> tuple[int, int]:
+    """(height, width) of an image file from its header (nothing decoded), after ``max_side``."""
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            w, h = _scaled(im.size, max_side)
+    except FileNotFoundError:
+        raise UserError("image file not found", file=str(p)) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise _unreadable(p, exc) from None
+    return h, w
 
 
 def load_image_u8(path: str | Path, max_side: int | None = None) -> torch.Tensor:
@@ -192,6 +236,32 @@ class ImageList(Sequence):
     @property
     def paired(self) -> bool:
         return any(r.lr is not None for r in self.refs)
+
+    def hr_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of each item's HR image as used (pairs: ``scale`` x the LR size),
+        read from the file headers, so sizes can be checked before anything is decoded."""
+        out = []
+        for ref in self.refs:
+            if ref.lr is None:
+                out.append(image_size(ref.hr, ref.max_side))
+            else:
+                h, w = image_size(ref.lr, ref.max_side)
+                out.append((h * self.scale, w * self.scale))
+        return out
+
+
+def check_min_side(items: Sequence[Item], min_side: int, why: str, field: str) -> None:
+    """Every item's HR image must be at least ``min_side`` pixels on each side (``why`` says
+    what needs it); the error names the image file (or item) and the field that set the bound."""
+    if isinstance(items, ImageList):
+        sizes = items.hr_sizes()
+        names = [str(r.hr) for r in items.refs]
+    else:
+        sizes = [tuple((it[1] if isinstance(it, tuple) else it).shape[-2:]) for it in items]
+        names = [f"#{i}" for i in range(len(sizes))]
+    for name, (h, w) in zip(names, sizes):
+        if min(h, w) < min_side:
+            raise UserError(f"the image is {w}x{h}, smaller than {min_side}x{min_side}, the least {why}", file=name, field=field)
 
 
 @dataclass
@@ -369,7 +439,7 @@ def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
     if not isinstance(spec, dict):
         raise UserError(f"expected a mapping like {{kind: folder, path: DIR}}, got {spec!r}", field="data")
     kind = spec.get("kind", "embedded")
-    if kind not in DATA_KEYS:
+    if not isinstance(kind, str) or kind not in DATA_KEYS:
         raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_KEYS)})", field="data.kind")
     extra = sorted(set(spec) - DATA_KEYS[kind])
     if extra:
@@ -521,6 +591,6 @@ def full_images(items: Sequence[Item]) -> list[Item]:
 
 __all__ = [
     "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "PatchSampler", "embedded_source", "find_pairs",
-    "fixed_patches", "full_images", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
+    "check_min_side", "fixed_patches", "full_images", "image_size", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
     "split_by_fraction", "to_float",
 ]

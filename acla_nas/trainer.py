@@ -39,6 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import Item, PatchSampler, _mix_seed, to_float
+from .checks import MAX_SEED
 from .device import resolve_device
 from .errors import UserError
 from .metrics import psnr, quantize, ssim
@@ -47,6 +48,7 @@ from .tasks import Task
 
 CHECKPOINT_FORMAT = "acla-nas-checkpoint"
 SCHEDULES = ("cosine", "step", "constant")
+MAX_LR = 10.0  # far above any useful Adam rate; bounds what reaches the optimiser
 # fields that change the trained weights; the others (device, progress, ...) may differ on resume
 RESULT_FIELDS = ("steps", "patch", "batch", "lr", "schedule", "milestones", "gamma", "min_lr", "grad_clip", "seed")
 
@@ -102,7 +104,11 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         return UserError(f"got {value!r}, expected {expected}", file=file, field=f"train.{key}")
 
     ints_pos = {"steps", "patch", "batch", "val_patches", "ckpt_every"}
-    if key in ints_pos | {"seed", "val_every"}:
+    if key == "seed":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise bad(f"an integer in 0..{MAX_SEED}")
+        return value
+    if key in ints_pos | {"val_every"}:
         lo = 1 if key in ints_pos else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise bad(f"an integer >= {lo}")
@@ -116,6 +122,8 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
                 or (key in ("lr", "grad_clip") and value == 0):
             raise bad("a positive number" + (" (or null)" if key == "grad_clip" else ""))
+        if key in ("lr", "min_lr") and value > MAX_LR:
+            raise bad(f"a learning rate <= {MAX_LR:g} (Adam's steps overflow float32 long before 1e38)")
         return float(value)
     if key == "schedule":
         if value not in SCHEDULES:
@@ -128,6 +136,10 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
     if key == "device":
         if not isinstance(value, str):
             raise bad("auto, cpu, cuda or cuda:N")
+        try:
+            resolve_device(value)  # what this torch build and machine support, checked up front
+        except UserError as exc:
+            raise UserError(exc.message, file=file, field=f"train.{key}") from None
         return value
     if key == "progress":
         if not isinstance(value, bool):
@@ -253,8 +265,10 @@ class Trainer:
         param_groups: Sequence[dict[str, Any]] | None = None,
         final_eval: Callable[[nn.Module], dict] | None = None,
         meta: dict[str, Any] | None = None,
+        section: str = "train",
     ) -> None:
         self.config, self.task, self.sampler = config, task, sampler
+        self.section = section  # where the user sets this run's lr (train, supernet, proxy): named in errors
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -338,8 +352,9 @@ class Trainer:
     def _non_finite(self, what: str, value: float, step: int) -> NonFiniteLossError:
         kept = (f"the last checkpoint (step {self._last_saved}) is kept"
                 if self._last_saved is not None else "no checkpoint was written")
+        sec = self.section
         return NonFiniteLossError(f"the {what} became {value} at step {step}; training stopped and {kept}. "
-                                  "Lower train.lr or set train.grad_clip (in a new --out directory)")
+                                  f"Lower {sec}.lr or set {sec}.grad_clip (in a new --out directory)", field=sec)
 
     def _train_step(self, lq: torch.Tensor, hr: torch.Tensor, step: int) -> float:
         self.model.train()
@@ -493,8 +508,12 @@ def evaluate_model(
     tile: int | None = None,
     seed: int = 0,
     overlap: int = 16,
+    require_finite: bool = False,
 ) -> dict[str, Any]:
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
+
+    ``require_finite``: a NaN or infinite output raises a UserError naming the image instead of
+    scoring NaN (what ``acla-nas evaluate`` wants; training keeps going and reports NaN).
 
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
     Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
@@ -514,7 +533,10 @@ def evaluate_model(
             else:
                 hr = task.crop_hr(to_float(item)[None])
                 lq = task.degrade(hr, torch.Generator().manual_seed(_mix_seed(seed, i)))
-            out = quantize(restore_image(model, lq.to(dev), task.scale, tile, overlap).float().cpu())
+            raw = restore_image(model, lq.to(dev), task.scale, tile, overlap).float().cpu()
+            if require_finite and not bool(torch.isfinite(raw).all()):
+                raise UserError(f"the model produced NaN or infinite values on image {names[i]}")
+            out = quantize(raw)
             if out.shape != hr.shape:
                 raise ValueError(f"the model output {tuple(out.shape)} does not match the HR image {tuple(hr.shape)}")
             if callable(key_report):

@@ -8,9 +8,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from ..errors import UserError
+from ..memory import BYTES, on_meta, require
 from ..trust import entry_points, qualified_name
 
 ENTRY_POINT_GROUP = "acla_nas.backbones"
@@ -97,9 +99,23 @@ def create_backbone(name: str, scale: int = 1, kwargs: dict | None = None, sites
     list) and ``scale``.
     """
     try:
+        if not on_meta():
+            _check_parameter_memory(name, scale, dict(kwargs or {}), sites, file)
         return _create(name, scale, dict(kwargs or {}), sites, file)
     except UserError as exc:
         raise (exc.at(file=file) if file and not exc.file else exc) from None
+
+
+def _check_parameter_memory(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None) -> None:
+    """Count the parameters on the meta device first: kwargs such as ``n_feats: 100000000``
+    are one line naming the kwargs instead of an allocation failure (or a machine swapping)."""
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in _create(name, scale, kwargs, sites, file).parameters())
+    except Exception:  # noqa: BLE001 - bad kwargs, or user code that needs real tensors: the real build decides
+        return
+    require(BYTES * params, "cpu", f"backbone {name!r} with {params:,} parameters",
+            "lower its size in backbone.kwargs", field="backbone.kwargs")
 
 
 def _create(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None) -> nn.Module:

@@ -30,12 +30,12 @@ def load_input_image(path: str | None) -> Any:
     import torch
 
     if path:
-        from PIL import Image, UnidentifiedImageError
+        from ..data import load_image  # one decoder for every image acla-nas reads (16-bit, float TIFF)
 
         try:
-            arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UserError(f"cannot read image ({exc.__class__.__name__})", file=path, field="--image") from None
+            return load_image(path)
+        except UserError as exc:
+            raise exc.at(field="--image") from None
     else:
         try:
             from skimage import data as skdata

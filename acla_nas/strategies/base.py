@@ -53,7 +53,7 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     multi_trial: ClassVar[bool] = True
-    OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {}
+    OPTIONS: ClassVar[dict[str, Any]] = {}  # name -> options.Option (or a bare type)
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
@@ -61,16 +61,22 @@ class Strategy:
 
     @classmethod
     def check_options(cls, options: dict) -> dict:
+        """Each option's type and range (``OPTIONS``), then :meth:`check_combination`; returns
+        the normalised options. Errors name ``options.<key>``."""
+        from .options import check_option
+
+        out = {}
         for key, value in options.items():
             if key not in cls.OPTIONS:
                 allowed = ", ".join(cls.OPTIONS) or "none"
                 raise UserError(f"unknown option for {cls.name} (expected {allowed})", field=f"options.{key}")
-            typ = cls.OPTIONS[key]
-            if isinstance(value, bool) and typ is not bool and bool not in (typ if isinstance(typ, tuple) else (typ,)):
-                raise UserError(f"expected {getattr(typ, '__name__', typ)}, got {value!r}", field=f"options.{key}")
-            if not isinstance(value, typ):
-                raise UserError(f"expected {getattr(typ, '__name__', typ)}, got {value!r}", field=f"options.{key}")
-        return dict(options)
+            out[key] = check_option(cls.OPTIONS[key], value, f"options.{key}")
+        cls.check_combination(out)
+        return out
+
+    @classmethod
+    def check_combination(cls, options: dict) -> None:
+        """Constraints between options (e.g. a tournament no larger than the population)."""
 
     def run(self) -> None:
         raise NotImplementedError

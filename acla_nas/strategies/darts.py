@@ -32,9 +32,10 @@ from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler
 from ..errors import UserError
 from ..evaluators import score_on_patches
-from ..trainer import NonFiniteLossError, _atomic_torch_save, seed_everything
+from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy
+from .options import FLAG, STEPS_OR_FRACTION, integer, number
 
 CKPT = "darts.pt"
 
@@ -70,19 +71,19 @@ class DartsStrategy(Strategy):
     name = "darts"
     multi_trial = False
     OPTIONS = {
-        "steps": int,
-        "warmup": (int, float),  # steps (int) or fraction (float) of uniform path sampling first
-        "batch": int,
-        "patch": int,
-        "w_lr": float,
-        "a_lr": float,
-        "gumbel": bool,
-        "tau_start": (int, float),
-        "tau_end": (int, float),
-        "penalty": (int, float),
-        "log_every": int,
-        "ckpt_every": int,
-        "grad_clip": (int, float),
+        "steps": integer(1),
+        "warmup": STEPS_OR_FRACTION,  # steps (int) or fraction (float) of uniform path sampling first
+        "batch": integer(1),
+        "patch": integer(1),
+        "w_lr": number(0.0, hi=MAX_LR),
+        "a_lr": number(0.0, hi=MAX_LR),
+        "gumbel": FLAG,
+        "tau_start": number(0.0),
+        "tau_end": number(0.0),
+        "penalty": number(0.0, lo_open=False),
+        "log_every": integer(1),
+        "ckpt_every": integer(1),
+        "grad_clip": number(0.0),
     }
     DEFAULTS: dict[str, Any] = {
         "steps": 400,
@@ -100,12 +101,23 @@ class DartsStrategy(Strategy):
         "grad_clip": 1.0,
     }
 
+    @classmethod
+    def check_combination(cls, options: dict) -> None:
+        o = {**cls.DEFAULTS, **options}
+        if isinstance(o["warmup"], int) and o["warmup"] >= o["steps"]:
+            raise UserError(f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
+                            "(expected warmup < steps, or a fraction in [0, 1))", field="options.warmup")
+
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         o = {**self.DEFAULTS, **self.options}
         if ctx.steps is not None:
             o["steps"] = ctx.steps
+        self.check_combination(o)
         self.o = o
+        scale = ctx.data.task.scale
+        if o["patch"] % scale:
+            raise UserError(f"expected a multiple of the task's scale ({scale}), got {o['patch']}", field="options.patch")
         space = ctx.space
         self.sites = {n: s for n, s in space.sites.items() if s.nonzero}
         # the widest scope choice of each site (most reference layers)
@@ -234,7 +246,9 @@ class DartsStrategy(Strategy):
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
             loss = F.l1_loss(supernet(lq), hr)
             if not math.isfinite(float(loss.detach())):
-                raise NonFiniteLossError(f"the supernet loss became {float(loss.detach())} at DARTS step {step}; the last checkpoint is kept")
+                raise NonFiniteLossError(f"the supernet loss became {float(loss.detach())} at DARTS step {step}; the last checkpoint "
+                                         "is kept. Lower options.w_lr or options.grad_clip (in a new --out directory)",
+                                         field="options.w_lr")
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(supernet.parameters(), o["grad_clip"])

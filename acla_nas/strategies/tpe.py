@@ -4,11 +4,12 @@ from __future__ import annotations
 import optuna
 
 from .optuna_loop import OptunaStrategy
+from .options import FLAG, integer
 
 
 class TPEStrategy(OptunaStrategy):
     name = "tpe"
-    OPTIONS = {"n_startup_trials": int, "multivariate": bool, "n_ei_candidates": int}
+    OPTIONS = {"n_startup_trials": integer(0), "multivariate": FLAG, "n_ei_candidates": integer(1)}
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         o = self.options
