@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,16 +302,15 @@ def draw_key_usage(infos: Sequence[D.KeyUsageInfo]) -> Figure:
         else:
             dists = [np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)]
             med, over = (float(np.median(np.concatenate(dists))) if dists else float("nan")), "these queries"
-        title = f"sampled key locations: median distance {med:.1f} px ({over})"
-        if info.note:
-            title += f"\n{info.note}"
-        ax1.set_title(title, fontsize=9)
+        ax1.set_title(f"sampled key locations: median distance {med:.1f} px\n({over})", fontsize=9)
         for ax in (ax0, ax1):
             ax.set_xlim(-0.5, w - 0.5)
             ax.set_ylim(h - 0.5, -0.5)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("ACLA adaptive key selection on one image")
+    note = infos[0].note if infos else ""
+    title = f"ACLA adaptive key selection on {note}" if note else "ACLA adaptive key selection on one image"
+    fig.suptitle("\n".join(textwrap.wrap(title, 80)))
     return fig
 
 

@@ -76,7 +76,8 @@ def run_test_input(ckpt: Path, task_spec: dict) -> tuple[Any, str] | None:
     else:
         hr = task.crop_hr(to_float(item)[None])
         lq = task.degrade(hr, torch.Generator().manual_seed(_mix_seed(0, 0)))[0]
-    note = f"{items.name(0)}, {task.describe()}"
+    note = f"{items.name(0)} ({' '.join(f'{k} {v}' for k, v in task.spec.items() if k != 'name')} {task.spec.get('name')})"
+    note = " ".join(note.replace("( ", "(").split())
     if spec.get("kind") == "synthetic":
         from ..synthetic import parse_params, render
 
