@@ -32,7 +32,7 @@ from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler
 from ..errors import UserError
 from ..evaluators import score_on_patches
-from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, seed_everything
+from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, model_param_groups, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy
 from .options import FLAG, STEPS_OR_FRACTION, integer, number
@@ -210,7 +210,7 @@ class DartsStrategy(Strategy):
         seed_everything(data.seed)  # before building: initial weights are part of the run
         supernet = ctx.space.supernet()
         alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
-        w_opt = torch.optim.Adam(supernet.parameters(), lr=o["w_lr"])
+        w_opt = torch.optim.Adam(model_param_groups(supernet, o["w_lr"]), lr=o["w_lr"])
         a_opt = torch.optim.Adam(alpha.parameters(), lr=o["a_lr"], betas=(0.5, 0.999), weight_decay=1e-3)
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
         val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
