@@ -16,10 +16,12 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
 
 This is the same function class as separate key/value projections without biases, at half the
 sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
-for memory traffic (``_AttentionCore``); under tracing, compilation or on other devices the plain
-formulation in ``ACLA.forward`` is used. Both compute the same function. Sampling coordinates are normalised (``align_corners=False``), so an earlier
-layer with another spatial size is sampled at the corresponding position; other channel counts
-are handled by the per-layer ``A_l`` / ``B_l``.
+for memory traffic (``_AttentionCore``); on CUDA with Triton a fused kernel that stores no samples
+at all (``acla_triton``); under tracing, compilation or on other devices the plain formulation in
+``ACLA.forward`` (the choice: ``acla_cuda.select_core``). All compute the same function.
+Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another
+spatial size is sampled at the corresponding position; other channel counts are handled by the
+per-layer ``A_l`` / ``B_l``.
 
 Key-budget slicing: a module built with ``k_max`` keys runs with any ``k <= k_max`` using the
 first ``k`` keys' offset and gate parameters (weight sharing for the supernet). ``active`` picks a
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acla_cuda import core_function, select_core
 from .errors import UserError
 
 ACLA_OPTIONS = {
@@ -380,7 +383,8 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        if _plain_core() or x.device.type != "cpu":
+        core = "plain" if _plain_core() else select_core(x.device)  # see acla_cuda
+        if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
                 s = F.grid_sample(refs[li], grids[:, li].reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -392,7 +396,7 @@ class ACLA(nn.Module):
         else:
             rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
-            agg = _AttentionCore.apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
+            agg = core_function(core).apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
 
         if mix is None:
             kept = self._kept(gate, gate_logits, k, x)
