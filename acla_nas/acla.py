@@ -31,6 +31,7 @@ softmax is recomputed per budget.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -138,7 +139,16 @@ class _AttentionCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights_fn, scales, n, *tensors):
-        qs, refs, grids, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n : 3 * n], tensors[3 * n :]
+        with torch.autocast(tensors[0].device.type, enabled=False):  # one dtype throughout, see below
+            return _AttentionCore._forward(ctx, weights_fn, scales, n, *tensors)
+
+    @staticmethod
+    def _forward(ctx, weights_fn, scales, n, *tensors):
+        # one dtype for the arithmetic, as the plain formulation's type promotion gives (autocast
+        # hands over half-precision maps and float32 grids); autograd casts the gradients back
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 3 * n]])
+        qs, refs, grids = ([t.to(dtype) for t in tensors[i * n : (i + 1) * n]] for i in range(3))
+        extra = tensors[3 * n :]
         b, _, h, w = qs[0].shape
         k = grids[0].shape[1] // h
         samples = []
