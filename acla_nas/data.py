@@ -146,22 +146,58 @@ def save_image(img: torch.Tensor, path: str | Path, format: str | None = None) -
 
 @dataclass(frozen=True)
 class ImageRef:
-    """One data item: an HR file, optionally its LR partner, and a downscaling bound."""
+    """One data item: an HR file, optionally its LR partner, a downscaling bound and a crop box
+    ``(left, top, right, bottom)`` in pixels of the (downscaled) image."""
 
     hr: Path
     lr: Path | None = None
     max_side: int | None = None
+    crop: tuple[int, int, int, int] | None = None
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return self.hr.stem
+        return self.label or self.hr.stem
+
+    def load_hr(self) -> torch.Tensor:
+        img = load_image_u8(self.hr, self.max_side)
+        if self.crop is None:
+            return img
+        x0, y0, x1, y1 = self.crop
+        return img[:, y0:y1, x0:x1]
+
+
+@dataclass(frozen=True)
+class SyntheticRef:
+    """One generated self-similar image (see :mod:`acla_nas.synthetic`): no file behind it."""
+
+    params: Any  # synthetic.SyntheticParams
+    split: str
+    index: int
+    lr: None = None
+    max_side: None = None
+
+    @property
+    def name(self) -> str:
+        return f"synthetic_{self.split}_{self.index:03d}"
+
+    def load_hr(self) -> torch.Tensor:
+        from .synthetic import render
+
+        key = ("synthetic", self.params, self.split, self.index)
+        img = IMAGE_CACHE.get(key)
+        if img is None:
+            arr, _ = render(self.params, self.split, self.index)
+            img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+            IMAGE_CACHE.put(key, img)
+        return img
 
 
 class ImageList(Sequence):
     """Lazily decoded items of one split: uint8 HR tensors, or (lq, hr) pairs for paired data
     (HR cropped to ``scale`` x LR size, as BasicSR's mod-crop)."""
 
-    def __init__(self, refs: Sequence[ImageRef], scale: int = 1) -> None:
+    def __init__(self, refs: Sequence[ImageRef | SyntheticRef], scale: int = 1) -> None:
         self.refs = list(refs)
         self.scale = scale
 
@@ -172,7 +208,7 @@ class ImageList(Sequence):
         if isinstance(i, slice):
             raise TypeError("ImageList does not support slicing")
         ref = self.refs[i]
-        hr = load_image_u8(ref.hr, ref.max_side)
+        hr = ref.load_hr()
         if ref.lr is None:
             return hr
         lq = load_image_u8(ref.lr, ref.max_side)
@@ -200,7 +236,7 @@ class DataSource:
 
     name: str
     spec: dict[str, Any]
-    splits: dict[str, list[ImageRef]] = field(default_factory=dict)
+    splits: dict[str, list[ImageRef | SyntheticRef]] = field(default_factory=dict)
     scale: int = 1
 
     def split(self, name: str) -> ImageList:
@@ -224,9 +260,29 @@ def embedded_dir() -> Path:
     return Path(os.path.dirname(skimage.data.__file__))
 
 
-def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE) -> DataSource:
+EMBEDDED_SETS = ("photos", "textures")
+#: scikit-image's texture photographs (512x512, greyscale), each cut into 256x256 quadrants:
+#: the top two train, bottom-left validates, bottom-right tests (no pixel in two splits)
+TEXTURE_FILES = ("brick.png", "grass.png", "gravel.png")
+TEXTURE_QUADRANTS = {"train": ((0, 0), (1, 0)), "val": ((0, 1),), "test": ((1, 1),)}
+
+
+def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE, set_name: str = "photos") -> DataSource:
     root = embedded_dir()
-    splits: dict[str, list[ImageRef]] = {}
+    splits: dict[str, list[ImageRef | SyntheticRef]] = {}
+    if set_name == "textures":
+        for split, quads in TEXTURE_QUADRANTS.items():
+            refs: list[ImageRef | SyntheticRef] = []
+            for fname in TEXTURE_FILES:
+                p = root / fname
+                if not p.is_file():
+                    warnings.warn(f"embedded texture {p} is missing; skipped", stacklevel=2)
+                    continue
+                for qx, qy in quads:
+                    refs.append(ImageRef(p, None, None, (256 * qx, 256 * qy, 256 * qx + 256, 256 * qy + 256),
+                                         f"{p.stem}_{'tb'[qy]}{'lr'[qx]}"))
+            splits[split] = refs
+        return DataSource("textures", {"kind": "embedded", "set": "textures"}, splits)
     for split, names in EMBEDDED_SPLIT.items():
         refs = []
         for fname in names:
@@ -238,6 +294,16 @@ def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE) -> DataSource:
         splits[split] = refs
     spec = {"kind": "embedded"} if max_side == EMBEDDED_MAX_SIDE else {"kind": "embedded", "max_side": max_side}
     return DataSource("embedded", spec, splits)
+
+
+def synthetic_source(spec: dict) -> DataSource:
+    """Generated self-similar images (:mod:`acla_nas.synthetic`); splits by seed."""
+    from .synthetic import parse_params
+
+    params = parse_params(spec)
+    splits: dict[str, list[ImageRef | SyntheticRef]] = {
+        s: [SyntheticRef(params, s, i) for i in range(params.count(s))] for s in SPLITS}
+    return DataSource(f"synthetic(seed {params.seed})", dict(spec), splits)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -354,7 +420,9 @@ def paired_source(spec: dict, scale: int = 1) -> DataSource:
 
 
 DATA_KEYS = {
-    "embedded": {"kind", "max_side"},
+    "embedded": {"kind", "max_side", "set"},
+    "synthetic": {"kind", "seed", "size", "n_train", "n_val", "n_test", "periods", "lattices", "motifs", "jitter",
+                  "brightness", "supersample"},
     "folder": {"kind", "path", "val_fraction", "test_fraction", "max_side"},
     "paired": {"kind", "hr", "lr", "val_fraction", "test_fraction"},
 }
@@ -376,7 +444,12 @@ def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
         raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(DATA_KEYS[kind]))})",
                         field=f"data.{extra[0]}")
     if kind == "embedded":
-        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE))
+        set_name = spec.get("set", "photos")
+        if set_name not in EMBEDDED_SETS:
+            raise UserError(f"got {set_name!r}, expected one of {', '.join(EMBEDDED_SETS)}", field="data.set")
+        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE), set_name)
+    if kind == "synthetic":
+        return synthetic_source(spec)
     if kind == "folder":
         return folder_source(spec)
     return paired_source(spec, scale)
@@ -520,7 +593,7 @@ def full_images(items: Sequence[Item]) -> list[Item]:
 
 
 __all__ = [
-    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "PatchSampler", "embedded_source", "find_pairs",
+    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "SyntheticRef", "synthetic_source", "PatchSampler", "embedded_source", "find_pairs",
     "fixed_patches", "full_images", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
     "split_by_fraction", "to_float",
 ]

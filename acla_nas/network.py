@@ -106,6 +106,16 @@ class ACLANetwork(nn.Module):
         costs = [m.key_cost for m in self.acla.values() if m.key_cost is not None]
         return torch.stack(costs).sum() if costs else None
 
+    def param_lr_multipliers(self) -> list[tuple[float, list[nn.Parameter]]]:
+        """(multiplier, parameters) whose learning rate is not the base one: the ACLA offset and
+        gate predictors under ``offset_lr_mult`` (their zero-initialised weights otherwise move
+        a fraction of a pixel in a short training)."""
+        groups: dict[float, list[nn.Parameter]] = {}
+        for m in self.acla.values():
+            if m.offset_lr_mult != 1.0:
+                groups.setdefault(m.offset_lr_mult, []).extend(m.predictor_parameters())
+        return [(k, v) for k, v in groups.items() if v]
+
     def keys_used(self) -> dict[str, float]:
         """Mean keys kept per query at each module in the last forward pass."""
         return {s: float(m.last_keys_used) for s, m in self.acla_modules().items() if m.last_keys_used is not None}

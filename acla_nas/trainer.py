@@ -227,6 +227,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 # --------------------------------------------------------------------------- trainer
 
 
+def model_param_groups(model: nn.Module, lr: float, exclude: set[int] = frozenset()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Optimizer groups of a model's trainable parameters: the base group first, then one group
+    per learning-rate multiplier the model asks for (``param_lr_multipliers()``, e.g. the ACLA
+    offset predictors). Parameters whose ids are in ``exclude`` are left to the caller."""
+    special = getattr(model, "param_lr_multipliers", None)
+    mult_groups = [(m, [p for p in ps if id(p) not in exclude]) for m, ps in (special() if callable(special) else [])]
+    taken = set(exclude) | {id(p) for _, ps in mult_groups for p in ps}
+    own = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    return [{"params": own}] + [{"params": ps, "lr": lr * m} for m, ps in mult_groups if ps]
+
+
 def _describe_mismatch(stored: dict, current: dict) -> str:
     diffs = [f"{k}: {stored.get(k)!r} there vs {current.get(k)!r} now" for k in current if stored.get(k) != current.get(k)]
     return "; ".join(diffs[:3])
@@ -261,10 +272,9 @@ class Trainer:
         self.val_data, self.before_step, self.after_step = val_data, before_step, after_step
         self.final_eval, self.meta = final_eval, dict(meta or {})
         extra = [dict(g) for g in (param_groups or [])]
-        taken = {id(p) for g in extra for p in g["params"]}
-        own = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-        self.params = own + [p for g in extra for p in g["params"]]
-        self.optimizer = torch.optim.Adam([{"params": own}] + extra, lr=config.lr, betas=(0.9, 0.999))
+        groups = model_param_groups(model, config.lr, exclude={id(p) for g in extra for p in g["params"]}) + extra
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_factor(config))
         self.history: list[dict[str, Any]] = []
         self._updating = False

@@ -19,7 +19,7 @@ from ..tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")
 BACKBONE_KEYS = ("name", "kwargs", "sites")
-DATA_REQUIRED: dict[str, tuple[str, ...]] = {"embedded": (), "folder": ("path",), "paired": ("hr", "lr")}
+DATA_REQUIRED: dict[str, tuple[str, ...]] = {"embedded": (), "synthetic": (), "folder": ("path",), "paired": ("hr", "lr")}
 CONSTRAINT_KEYS = ("max_modules", "max_flops", "max_params")
 OVERRIDE_KEYS = ("keys", "scopes")
 DEFAULT_INPUT_SIZE = (64, 64)
@@ -169,6 +169,13 @@ def _parse_data(value: Any, file: str | None) -> dict:
     for key in DATA_REQUIRED[kind]:
         if not isinstance(value.get(key), str) or not value[key].strip():
             raise _err(f"expected a directory path for data of kind {kind}", file, f"data.{key}")
+    if kind == "synthetic":  # generator parameters are checkable now, unlike folder paths
+        from ..synthetic import parse_params
+
+        try:
+            parse_params(value)
+        except UserError as exc:
+            raise exc.at(file=file) from None
     return {"kind": kind, **{k: v for k, v in value.items() if k != "kind"}}
 
 

@@ -33,7 +33,7 @@ from ..data import PatchSampler
 from ..device import resolve_device
 from ..errors import UserError
 from ..evaluators import score_on_patches
-from ..trainer import NonFiniteLossError, _atomic_torch_save, seed_everything
+from ..trainer import NonFiniteLossError, _atomic_torch_save, model_param_groups, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy
 
@@ -201,7 +201,7 @@ class DartsStrategy(Strategy):
         self.device = device = resolve_device(data.device)
         supernet = ctx.space.supernet().to(device)
         alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()}).to(device)
-        w_opt = torch.optim.Adam(supernet.parameters(), lr=o["w_lr"])
+        w_opt = torch.optim.Adam(model_param_groups(supernet, o["w_lr"]), lr=o["w_lr"])
         a_opt = torch.optim.Adam(alpha.parameters(), lr=o["a_lr"], betas=(0.5, 0.999), weight_decay=1e-3)
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
         val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
