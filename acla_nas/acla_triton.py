@@ -31,8 +31,9 @@ Sampling is ``grid_sample(mode="bilinear", padding_mode="zeros", align_corners=F
 module's convention. All arithmetic accumulates in float32 (float64 for float64 inputs); the
 outputs take the promoted dtype of the query, reference and grid, as the plain formulation's do.
 
-On CUDA tensors the kernel is compiled by Triton; on CPU tensors it runs in Triton's interpreter
-(what ``TRITON_INTERPRET=1`` selects), which is how the tests check its arithmetic without a GPU.
+On CUDA tensors the kernel is compiled by Triton. With ``TRITON_INTERPRET=1`` set before triton is
+imported it runs in Triton's interpreter instead, on CPU tensors too: that is how the tests check
+its arithmetic without a GPU (tests/conftest.py sets it where no CUDA device is present).
 """
 from __future__ import annotations
 
