@@ -16,10 +16,12 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
 
 This is the same function class as separate key/value projections without biases, at half the
 sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
-for memory traffic (``_AttentionCore``); under tracing, compilation or on other devices the plain
-formulation in ``ACLA.forward`` is used. Both compute the same function. Sampling coordinates are normalised (``align_corners=False``), so an earlier
-layer with another spatial size is sampled at the corresponding position; other channel counts
-are handled by the per-layer ``A_l`` / ``B_l``.
+for memory traffic (``_AttentionCore``); on CUDA with Triton a fused kernel that stores no samples
+at all (``acla_triton``); under tracing, compilation or on other devices the plain formulation in
+``ACLA.forward`` (the choice: ``acla_cuda.select_core``). All compute the same function.
+Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another
+spatial size is sampled at the corresponding position; other channel counts are handled by the
+per-layer ``A_l`` / ``B_l``.
 
 Key-budget slicing: a module built with ``k_max`` keys runs with any ``k <= k_max`` using the
 first ``k`` keys' offset and gate parameters (weight sharing for the supernet). ``active`` picks a
@@ -29,6 +31,7 @@ softmax is recomputed per budget.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -36,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acla_cuda import core_function, select_core
 from .errors import UserError
 
 ACLA_OPTIONS = {
@@ -190,7 +194,16 @@ class _AttentionCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights_fn, scales, n, *tensors):
-        qs, refs, grids, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n : 3 * n], tensors[3 * n :]
+        with torch.autocast(tensors[0].device.type, enabled=False):  # one dtype throughout, see below
+            return _AttentionCore._forward(ctx, weights_fn, scales, n, *tensors)
+
+    @staticmethod
+    def _forward(ctx, weights_fn, scales, n, *tensors):
+        # one dtype for the arithmetic, as the plain formulation's type promotion gives (autocast
+        # hands over half-precision maps and float32 grids); autograd casts the gradients back
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 3 * n]])
+        qs, refs, grids = ([t.to(dtype) for t in tensors[i * n : (i + 1) * n]] for i in range(3))
+        extra = tensors[3 * n :]
         b, _, h, w = qs[0].shape
         k = grids[0].shape[1] // h
         samples = []
@@ -454,7 +467,8 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        if _plain_core() or x.device.type != "cpu":
+        core = "plain" if _plain_core() else select_core(x.device)  # see acla_cuda
+        if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
                 s = F.grid_sample(refs[li], grids[:, li].reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -466,7 +480,7 @@ class ACLA(nn.Module):
         else:
             rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
-            agg = _AttentionCore.apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
+            agg = core_function(core).apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
 
         if mix is None:
             kept = self._kept(gate, gate_logits, k, x)

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler
+from ..device import resolve_device
 from ..errors import UserError
 from ..evaluators import score_on_patches
 from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, model_param_groups, seed_everything
@@ -145,15 +146,15 @@ class DartsStrategy(Strategy):
         """Differentiable excess of expected MACs / params / modules over the space's limits."""
         pen = torch.zeros(())
         if "macs" in self.limits:
-            expected = self.plain_macs + sum((p * self.macs[n]).sum() for n, p in probs.items())
+            expected = self.plain_macs + sum((p * self.macs[n].to(p.device)).sum() for n, p in probs.items())
             pen = pen + F.relu(expected - self.limits["macs"]) / self.plain_macs
         if "params" in self.limits:
             plain_p = float(self.ctx.space.costs().plain_params)
-            expected = plain_p + sum((p * self.params_cost[n]).sum() for n, p in probs.items())
+            expected = plain_p + sum((p * self.params_cost[n].to(p.device)).sum() for n, p in probs.items())
             pen = pen + F.relu(expected - self.limits["params"]) / plain_p
         mm = self.ctx.space.max_modules
         if mm is not None:
-            on = sum((p * torch.tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
+            on = sum((p * p.new_tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
             pen = pen + F.relu(on - mm)
         return pen
 
@@ -199,6 +200,7 @@ class DartsStrategy(Strategy):
                 "seconds": seconds,
                 "options": {k: (float(v) if isinstance(v, float) else v) for k, v in self.o.items()},
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
             },
             self.ctx.run_dir / "checkpoints" / CKPT,
         )
@@ -208,8 +210,9 @@ class DartsStrategy(Strategy):
         ctx, o = self.ctx, self.o
         data = ctx.data
         seed_everything(data.seed)  # before building: initial weights are part of the run
-        supernet = ctx.space.supernet()
-        alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
+        self.device = device = resolve_device(data.device)
+        supernet = ctx.space.supernet().to(device)
+        alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()}).to(device)
         w_opt = torch.optim.Adam(model_param_groups(supernet, o["w_lr"]), lr=o["w_lr"])
         a_opt = torch.optim.Adam(alpha.parameters(), lr=o["a_lr"], betas=(0.5, 0.999), weight_decay=1e-3)
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
@@ -227,6 +230,8 @@ class DartsStrategy(Strategy):
             a_opt.load_state_dict(ck["a_opt"])
             self.rows = list(ck["rows"])
             torch.set_rng_state(ck["torch_rng"])
+            if "cuda_rng" in ck and device.type == "cuda":
+                torch.cuda.set_rng_state(ck["cuda_rng"], device)
             start = int(ck["step"])
             ctx.elapsed_offset = float(ck["seconds"])
             ctx.started = time.perf_counter()
@@ -237,7 +242,7 @@ class DartsStrategy(Strategy):
             tau = self.temperature(step)
             supernet.train()
             # weights on training patches
-            lq, hr = train.batch_at(step)
+            lq, hr = (t.to(device) for t in train.batch_at(step))
             if step < warm:
                 supernet.use(ctx.space.sample(random.Random(data.seed * 1_000_003 + step)).modules)
             else:
@@ -255,7 +260,7 @@ class DartsStrategy(Strategy):
             w_opt.step()
             # architecture on validation patches (first order)
             if step >= warm:
-                vlq, vhr = val.batch_at(step)
+                vlq, vhr = (t.to(device) for t in val.batch_at(step))
                 probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
                 a_loss = F.l1_loss(supernet(vlq), vhr) + o["penalty"] * self.penalty(probs)
