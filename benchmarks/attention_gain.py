@@ -154,8 +154,9 @@ def summarize(df: pd.DataFrame, steps: int) -> list[str]:
     for (space_name, data_name), g in df.groupby(["space", "data"], sort=False):
         base = g[g.variant == "plain"].set_index("seed")
         period = g.period_px.iloc[0]
-        lines += ["", f"### {space_name}, {data_name} data ({steps} steps; floor = noisy/bicubic input "
-                      f"{g.floor_psnr.iloc[0]:.2f} dB; mean lattice period {period:.1f} px)", "",
+        lattice = f"mean lattice period {period:.1f} px" if period == period else "no lattice"
+        lines += ["", f"### {space_name}, {data_name} data ({steps} steps; floor = degraded input "
+                      f"{g.floor_psnr.iloc[0]:.2f} dB; {lattice})", "",
                   "| variant | PSNR mean +- std | SSIM mean +- std | paired diff vs plain per seed | mean +- std of diffs "
                   "| median key distance (px) | keys kept | min/run |",
                   "|---|---|---|---|---|---|---|---|"]
