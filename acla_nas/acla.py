@@ -16,10 +16,12 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
 
 This is the same function class as separate key/value projections without biases, at half the
 sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
-for memory traffic (``_AttentionCore``); under tracing, compilation or on other devices the plain
-formulation in ``ACLA.forward`` is used. Both compute the same function. Sampling coordinates are normalised (``align_corners=False``), so an earlier
-layer with another spatial size is sampled at the corresponding position; other channel counts
-are handled by the per-layer ``A_l`` / ``B_l``.
+for memory traffic (``_AttentionCore``); on CUDA with Triton a fused kernel that stores no samples
+at all (``acla_triton``); under tracing, compilation or on other devices the plain formulation in
+``ACLA.forward`` (the choice: ``acla_cuda.select_core``). All compute the same function.
+Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another
+spatial size is sampled at the corresponding position; other channel counts are handled by the
+per-layer ``A_l`` / ``B_l``.
 
 Key-budget slicing: a module built with ``k_max`` keys runs with any ``k <= k_max`` using the
 first ``k`` keys' offset and gate parameters (weight sharing for the supernet). ``active`` picks a
@@ -29,6 +31,7 @@ softmax is recomputed per budget.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -36,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acla_cuda import core_function, select_core
 from .errors import UserError
 
 ACLA_OPTIONS = {
@@ -43,8 +47,15 @@ ACLA_OPTIONS = {
     "tau": float,  # Gumbel-sigmoid temperature of the gate in training
     "gate_init": float,  # initial gate logit (positive: keys start kept)
     "offset_kernel": int,  # kernel size of the offset/gate predictors (1 or 3)
-    "init_radius": float,  # spacing, in query pixels, of the initial key rings
+    "init_radius": float,  # rings: spacing of the initial key rings; spiral/random: their largest radius (query px)
     "key_penalty": float,  # training loss weight on the fraction of keys kept (0: no pressure to drop keys)
+    "key_layout": str,  # initial key positions: rings | spiral (log-spaced radii up to init_radius)
+    "offsets": str,  # learned | fixed (frozen at the initial layout) | random (frozen at random positions)
+    "offset_lr_mult": float,  # learning-rate multiplier of the offset and gate predictors
+}
+ACLA_CHOICES: dict[str, tuple[str, ...]] = {
+    "key_layout": ("rings", "spiral"),
+    "offsets": ("learned", "fixed", "random"),
 }
 ACLA_DEFAULTS: dict[str, object] = {
     "adaptive": True,
@@ -53,6 +64,9 @@ ACLA_DEFAULTS: dict[str, object] = {
     "offset_kernel": 3,
     "init_radius": 1.0,
     "key_penalty": 0.0,
+    "key_layout": "rings",
+    "offsets": "learned",
+    "offset_lr_mult": 1.0,
 }
 
 
@@ -65,8 +79,12 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
         typ = ACLA_OPTIONS[key]
         if typ is bool and not isinstance(value, bool):
             raise UserError(f"expected true or false, got {value!r}", file=file, field=f"acla.{key}")
-        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UserError(f"expected a number, got {value!r}", file=file, field=f"acla.{key}")
+        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise UserError(f"expected a finite number, got {value!r}", file=file, field=f"acla.{key}")
+        if typ is int and value != int(value):
+            raise UserError(f"expected an integer, got {value!r}", file=file, field=f"acla.{key}")
+        if typ is str and value not in ACLA_CHOICES[key]:
+            raise UserError(f"expected one of {', '.join(ACLA_CHOICES[key])}, got {value!r}", file=file, field=f"acla.{key}")
         merged[key] = typ(value)
     if merged["offset_kernel"] not in (1, 3, 5):
         raise UserError("expected 1, 3 or 5", file=file, field="acla.offset_kernel")
@@ -74,15 +92,56 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
         raise UserError("expected a positive temperature", file=file, field="acla.tau")
     if not merged["key_penalty"] >= 0:
         raise UserError("expected a non-negative weight", file=file, field="acla.key_penalty")
+    if not merged["init_radius"] > 0:
+        raise UserError("expected a positive radius (query pixels)", file=file, field="acla.init_radius")
+    if not merged["offset_lr_mult"] > 0:
+        raise UserError("expected a positive multiplier", file=file, field="acla.offset_lr_mult")
     return merged
 
 
-def initial_offsets(k_max: int, radius: float) -> torch.Tensor:
-    """(k_max, 2) pixel offsets (x, y): key 0 at the query, then rings of 8 at growing radii.
+def _van_der_corput(n: int) -> list[float]:
+    """The first ``n`` points of the base-2 van der Corput sequence (0, 1/2, 1/4, 3/4, ...)."""
+    out = []
+    for i in range(n):
+        x, f, j = 0.0, 0.5, i
+        while j:
+            x += f * (j & 1)
+            j >>= 1
+            f /= 2
+        out.append(x)
+    return out
+
+
+def initial_offsets(k_max: int, radius: float, layout: str = "rings", generator: torch.Generator | None = None) -> torch.Tensor:
+    """(k_max, 2) pixel offsets (x, y) of the keys before training; key 0 sits at the query.
+
+    * ``rings``: rings of 8 keys at radii ``radius``, ``2 * radius``, ...
+    * ``spiral``: radii log-spaced from 1 px to ``radius`` at golden-angle steps; key 1 is the
+      farthest, the others follow in van der Corput order, so every prefix of keys (a smaller
+      budget) spans far and near;
+    * ``random``: uniform over the disc of ``radius`` (drawn from ``generator`` or torch's RNG):
+      the random-position control of the benchmarks.
 
     Ordered so that every prefix of keys (a smaller budget) covers the neighbourhood evenly.
     """
     out = torch.zeros(k_max, 2)
+    n = k_max - 1
+    if layout == "random":
+        if n:
+            u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+            r = radius * u[:, 0].sqrt()
+            a = 2 * math.pi * u[:, 1]
+            out[1:, 0], out[1:, 1] = (r * a.cos()).float(), (r * a.sin()).float()
+        return out
+    if layout == "spiral":
+        lo = min(1.0, radius)
+        vdc = _van_der_corput(n)
+        rank = sorted(range(n), key=vdc.__getitem__)  # rank[i]: the key taking the i-th radius from the far end
+        for i, key in enumerate(rank):
+            r = lo * (radius / lo) ** ((n - 1 - i) / (n - 1)) if n > 1 else radius
+            angle = (key + 1) * math.pi * (3 - math.sqrt(5))
+            out[key + 1, 0], out[key + 1, 1] = r * math.cos(angle), r * math.sin(angle)
+        return out
     for j in range(1, k_max):
         ring, pos = divmod(j - 1, 8)
         angle = 2 * math.pi * pos / 8 + (math.pi / 8) * (ring % 2)
@@ -135,7 +194,16 @@ class _AttentionCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights_fn, scales, n, *tensors):
-        qs, refs, grids, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n : 3 * n], tensors[3 * n :]
+        with torch.autocast(tensors[0].device.type, enabled=False):  # one dtype throughout, see below
+            return _AttentionCore._forward(ctx, weights_fn, scales, n, *tensors)
+
+    @staticmethod
+    def _forward(ctx, weights_fn, scales, n, *tensors):
+        # one dtype for the arithmetic, as the plain formulation's type promotion gives (autocast
+        # hands over half-precision maps and float32 grids); autograd casts the gradients back
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 3 * n]])
+        qs, refs, grids = ([t.to(dtype) for t in tensors[i * n : (i + 1) * n]] for i in range(3))
+        extra = tensors[3 * n :]
         b, _, h, w = qs[0].shape
         k = grids[0].shape[1] // h
         samples = []
@@ -223,11 +291,13 @@ class ACLA(nn.Module):
         channels: channels of the query (current) feature map; the output has the same.
         ref_channels: channels of each earlier (reference) layer, earliest first.
         k_max: keys sampled per reference layer at the full budget.
-        adaptive, tau, gate_init, offset_kernel, init_radius, key_penalty: see ``ACLA_OPTIONS``.
+        adaptive, tau, gate_init, offset_kernel, init_radius, key_penalty, key_layout, offsets,
+        offset_lr_mult: see ``ACLA_OPTIONS``.
 
     After each forward, ``last_keys_used`` holds the mean number of the K keys that a query kept
     (per reference layer; a query attends to ``L * last_keys_used`` keys in all). With
-    ``record = True`` it also keeps ``last_key_map`` (B,H,W) and ``last_locations`` (per layer,
+    ``record = True`` it also keeps ``last_key_map`` (B,H,W), ``last_key_mask`` (B,k,H,W: which
+    keys each query kept) and ``last_locations`` (per layer,
     (B,K,H,W,2) normalised x,y sampling coordinates) for visualisation.
 
     Without pressure the gate has no reason to drop a key (more keys never hurt the loss), so
@@ -248,6 +318,9 @@ class ACLA(nn.Module):
         offset_kernel: int = 3,
         init_radius: float = 1.0,
         key_penalty: float = 0.0,
+        key_layout: str = "rings",
+        offsets: str = "learned",
+        offset_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if k_max < 1:
@@ -260,6 +333,8 @@ class ACLA(nn.Module):
         self.adaptive = bool(adaptive)
         self.tau = float(tau)
         self.key_penalty = float(key_penalty)
+        self.offset_mode = offsets
+        self.offset_lr_mult = float(offset_lr_mult)
         n_layers = len(self.ref_channels)
         total = sum(self.ref_channels)
         # Query projected into each reference layer's channel space (folded key projection).
@@ -269,7 +344,13 @@ class ACLA(nn.Module):
         self.offset = nn.Conv2d(channels, n_layers * self.k_max * 2, offset_kernel, padding=pad)
         nn.init.zeros_(self.offset.weight)
         with torch.no_grad():
-            self.offset.bias.copy_(initial_offsets(self.k_max, init_radius).repeat(n_layers, 1).reshape(-1))
+            if offsets == "random":  # each layer its own random pattern
+                start = torch.cat([initial_offsets(self.k_max, init_radius, "random") for _ in range(n_layers)])
+            else:
+                start = initial_offsets(self.k_max, init_radius, key_layout).repeat(n_layers, 1)
+            self.offset.bias.copy_(start.reshape(-1))
+        if offsets != "learned":  # controls: key positions relative to the query stay where they start
+            self.offset.requires_grad_(False)
         # Per-query gate over the K keys (shared by the layers: key j of every layer).
         self.gate = nn.Conv2d(channels, self.k_max, offset_kernel, padding=pad) if self.adaptive else None
         if self.gate is not None:
@@ -285,8 +366,14 @@ class ACLA(nn.Module):
         self.key_cost: torch.Tensor | None = None
         self.last_key_map: torch.Tensor | None = None
         self.last_locations: list[torch.Tensor] | None = None
+        self.last_key_mask: torch.Tensor | None = None
 
     # -- helpers -------------------------------------------------------------------------------
+    def predictor_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the offset and gate predictors (``offset_lr_mult`` applies)."""
+        mods = [self.offset] + ([self.gate] if self.gate is not None else [])
+        return [p for m in mods for p in m.parameters() if p.requires_grad]
+
     def _channel_index(self, layers: Sequence[int]) -> torch.Tensor | None:
         if len(layers) == len(self.ref_channels):
             return None
@@ -380,7 +467,8 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        if _plain_core() or x.device.type != "cpu":
+        core = "plain" if _plain_core() else select_core(x.device)  # see acla_cuda
+        if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
                 s = F.grid_sample(refs[li], grids[:, li].reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -392,7 +480,7 @@ class ACLA(nn.Module):
         else:
             rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
-            agg = _AttentionCore.apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
+            agg = core_function(core).apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
 
         if mix is None:
             kept = self._kept(gate, gate_logits, k, x)
@@ -414,7 +502,28 @@ class ACLA(nn.Module):
         if self.record:
             self.last_key_map = kept.detach()
             self.last_locations = locations
+            if gate is not None and mix is None:
+                self.last_key_mask = self._keep_one(gate, gate_logits, k).detach()
+            else:
+                self.last_key_mask = torch.ones(b, k, h, w, device=x.device, dtype=dtype)
         return y
+
+    def key_distances(self, kept_only: bool = True) -> torch.Tensor | None:
+        """Distances, in query pixels, from each query to its sampled keys in the last recorded
+        forward (flat over layers, keys and queries; the keys a query dropped left out unless
+        ``kept_only`` is false), or None when nothing was recorded. How far attention reaches."""
+        if not self.last_locations:
+            return None
+        out = []
+        for loc in self.last_locations:  # (B,k,H,W,2) normalised (x, y)
+            _, _, h, w, _ = loc.shape
+            dx = ((loc[..., 0] + 1) * w - 1) / 2 - torch.arange(w, device=loc.device, dtype=loc.dtype).view(1, 1, 1, w)
+            dy = ((loc[..., 1] + 1) * h - 1) / 2 - torch.arange(h, device=loc.device, dtype=loc.dtype).view(1, 1, h, 1)
+            d = torch.sqrt(dx * dx + dy * dy)
+            if kept_only and self.last_key_mask is not None and self.last_key_mask.shape == d.shape:
+                d = d[self.last_key_mask > 0]
+            out.append(d.flatten())
+        return torch.cat(out)
 
     def _masked_softmax(
         self, logit: torch.Tensor, gate: torch.Tensor | None, gate_logits: torch.Tensor | None, k: int

@@ -87,24 +87,68 @@ class _ByteLRU:
 IMAGE_CACHE = _ByteLRU(max_bytes=int(os.environ.get("ACLA_NAS_IMAGE_CACHE_MB", "2048")) * 2**20)
 
 
+def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
+    """High-bit-depth greyscale as 8 bit: 16-bit integers scaled by 1/257, 32-bit floats read as
+    [0, 1]. Anything else is refused rather than silently clipped (Pillow would turn a float image
+    into near-black: every value below 1 becomes 0)."""
+    arr = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not np.isfinite(arr).all():
+            raise UserError("a 32-bit float image with NaN or infinite pixels", file=str(path))
+        if lo < 0 or hi > 1:
+            raise UserError(f"a 32-bit float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
+                            "(or save it as an 8- or 16-bit image)", file=str(path))
+        arr = arr * 255.0
+    else:
+        if lo < 0 or hi > 65535:
+            raise UserError(f"a 32-bit integer image with values in [{lo:g}, {hi:g}]; expected 16-bit values "
+                            "0..65535 (or save it as an 8- or 16-bit image)", file=str(path))
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+
+
 def _decode(path: Path, max_side: int | None) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF -> 8 bit
-                arr = np.asarray(im, dtype=np.float64) / 257.0
-                im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+            if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16/32-bit PNG/TIFF -> 8 bit
+                im = _to_8bit(im, path)
             im = im.convert("RGB")
             if max_side and max(im.size) > max_side:
-                ratio = max_side / max(im.size)
-                size = (max(1, round(im.size[0] * ratio)), max(1, round(im.size[1] * ratio)))
-                im = im.resize(size, Image.Resampling.BICUBIC)
+                im = im.resize(_scaled(im.size, max_side), Image.Resampling.BICUBIC)
             arr = np.asarray(im, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise UserError("image file not found", file=str(path)) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read image ({type(exc).__name__}: {exc})", file=str(path)) from None
+        raise _unreadable(path, exc) from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _unreadable(path: Path, exc: Exception) -> UserError:
+    hint = "; multi-channel float TIFFs are not supported, save 8- or 16-bit" if path.suffix.lower() in (".tif", ".tiff") else ""
+    return UserError(f"cannot read image ({type(exc).__name__}: {exc}){hint}", file=str(path))
+
+
+def _scaled(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(w, h) after the ``max_side`` downscale of :func:`_decode` (same rounding)."""
+    if max_side and max(size) > max_side:
+        ratio = max_side / max(size)
+        return max(1, round(size[0] * ratio)), max(1, round(size[1] * ratio))
+    return size
+
+
+def image_size(path: str | Path, max_side: int | None = None) -> tuple[int, int]:
+    """(height, width) of an image file from its header (nothing decoded), after ``max_side``."""
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            w, h = _scaled(im.size, max_side)
+    except FileNotFoundError:
+        raise UserError("image file not found", file=str(p)) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise _unreadable(p, exc) from None
+    return h, w
 
 
 def load_image_u8(path: str | Path, max_side: int | None = None) -> torch.Tensor:
@@ -146,22 +190,58 @@ def save_image(img: torch.Tensor, path: str | Path, format: str | None = None) -
 
 @dataclass(frozen=True)
 class ImageRef:
-    """One data item: an HR file, optionally its LR partner, and a downscaling bound."""
+    """One data item: an HR file, optionally its LR partner, a downscaling bound and a crop box
+    ``(left, top, right, bottom)`` in pixels of the (downscaled) image."""
 
     hr: Path
     lr: Path | None = None
     max_side: int | None = None
+    crop: tuple[int, int, int, int] | None = None
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return self.hr.stem
+        return self.label or self.hr.stem
+
+    def load_hr(self) -> torch.Tensor:
+        img = load_image_u8(self.hr, self.max_side)
+        if self.crop is None:
+            return img
+        x0, y0, x1, y1 = self.crop
+        return img[:, y0:y1, x0:x1]
+
+
+@dataclass(frozen=True)
+class SyntheticRef:
+    """One generated self-similar image (see :mod:`acla_nas.synthetic`): no file behind it."""
+
+    params: Any  # synthetic.SyntheticParams
+    split: str
+    index: int
+    lr: None = None
+    max_side: None = None
+
+    @property
+    def name(self) -> str:
+        return f"synthetic_{self.split}_{self.index:03d}"
+
+    def load_hr(self) -> torch.Tensor:
+        from .synthetic import render
+
+        key = ("synthetic", self.params, self.split, self.index)
+        img = IMAGE_CACHE.get(key)
+        if img is None:
+            arr, _ = render(self.params, self.split, self.index)
+            img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+            IMAGE_CACHE.put(key, img)
+        return img
 
 
 class ImageList(Sequence):
     """Lazily decoded items of one split: uint8 HR tensors, or (lq, hr) pairs for paired data
     (HR cropped to ``scale`` x LR size, as BasicSR's mod-crop)."""
 
-    def __init__(self, refs: Sequence[ImageRef], scale: int = 1) -> None:
+    def __init__(self, refs: Sequence[ImageRef | SyntheticRef], scale: int = 1) -> None:
         self.refs = list(refs)
         self.scale = scale
 
@@ -172,7 +252,7 @@ class ImageList(Sequence):
         if isinstance(i, slice):
             raise TypeError("ImageList does not support slicing")
         ref = self.refs[i]
-        hr = load_image_u8(ref.hr, ref.max_side)
+        hr = ref.load_hr()
         if ref.lr is None:
             return hr
         lq = load_image_u8(ref.lr, ref.max_side)
@@ -193,6 +273,38 @@ class ImageList(Sequence):
     def paired(self) -> bool:
         return any(r.lr is not None for r in self.refs)
 
+    def hr_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of each item's HR image as used (pairs: ``scale`` x the LR size),
+        read from the file headers, so sizes can be checked before anything is decoded."""
+        out = []
+        for ref in self.refs:
+            if isinstance(ref, SyntheticRef):
+                out.append((ref.params.size, ref.params.size))
+            elif ref.lr is not None:
+                h, w = image_size(ref.lr, ref.max_side)
+                out.append((h * self.scale, w * self.scale))
+            elif ref.crop is not None:
+                h, w = image_size(ref.hr, ref.max_side)
+                x0, y0, x1, y1 = ref.crop
+                out.append((max(0, min(y1, h) - y0), max(0, min(x1, w) - x0)))
+            else:
+                out.append(image_size(ref.hr, ref.max_side))
+        return out
+
+
+def check_min_side(items: Sequence[Item], min_side: int, why: str, field: str) -> None:
+    """Every item's HR image must be at least ``min_side`` pixels on each side (``why`` says
+    what needs it); the error names the image file (or item) and the field that set the bound."""
+    if isinstance(items, ImageList):
+        sizes = items.hr_sizes()
+        names = [str(r.hr) if isinstance(r, ImageRef) else r.name for r in items.refs]
+    else:
+        sizes = [tuple((it[1] if isinstance(it, tuple) else it).shape[-2:]) for it in items]
+        names = [f"#{i}" for i in range(len(sizes))]
+    for name, (h, w) in zip(names, sizes):
+        if min(h, w) < min_side:
+            raise UserError(f"the image is {w}x{h}, smaller than {min_side}x{min_side}, the least {why}", file=name, field=field)
+
 
 @dataclass
 class DataSource:
@@ -200,7 +312,7 @@ class DataSource:
 
     name: str
     spec: dict[str, Any]
-    splits: dict[str, list[ImageRef]] = field(default_factory=dict)
+    splits: dict[str, list[ImageRef | SyntheticRef]] = field(default_factory=dict)
     scale: int = 1
 
     def split(self, name: str) -> ImageList:
@@ -224,9 +336,29 @@ def embedded_dir() -> Path:
     return Path(os.path.dirname(skimage.data.__file__))
 
 
-def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE) -> DataSource:
+EMBEDDED_SETS = ("photos", "textures")
+#: scikit-image's texture photographs (512x512, greyscale), each cut into 256x256 quadrants:
+#: the top two train, bottom-left validates, bottom-right tests (no pixel in two splits)
+TEXTURE_FILES = ("brick.png", "grass.png", "gravel.png")
+TEXTURE_QUADRANTS = {"train": ((0, 0), (1, 0)), "val": ((0, 1),), "test": ((1, 1),)}
+
+
+def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE, set_name: str = "photos") -> DataSource:
     root = embedded_dir()
-    splits: dict[str, list[ImageRef]] = {}
+    splits: dict[str, list[ImageRef | SyntheticRef]] = {}
+    if set_name == "textures":
+        for split, quads in TEXTURE_QUADRANTS.items():
+            refs: list[ImageRef | SyntheticRef] = []
+            for fname in TEXTURE_FILES:
+                p = root / fname
+                if not p.is_file():
+                    warnings.warn(f"embedded texture {p} is missing; skipped", stacklevel=2)
+                    continue
+                for qx, qy in quads:
+                    refs.append(ImageRef(p, None, None, (256 * qx, 256 * qy, 256 * qx + 256, 256 * qy + 256),
+                                         f"{p.stem}_{'tb'[qy]}{'lr'[qx]}"))
+            splits[split] = refs
+        return DataSource("textures", {"kind": "embedded", "set": "textures"}, splits)
     for split, names in EMBEDDED_SPLIT.items():
         refs = []
         for fname in names:
@@ -238,6 +370,16 @@ def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE) -> DataSource:
         splits[split] = refs
     spec = {"kind": "embedded"} if max_side == EMBEDDED_MAX_SIDE else {"kind": "embedded", "max_side": max_side}
     return DataSource("embedded", spec, splits)
+
+
+def synthetic_source(spec: dict) -> DataSource:
+    """Generated self-similar images (:mod:`acla_nas.synthetic`); splits by seed."""
+    from .synthetic import parse_params
+
+    params = parse_params(spec)
+    splits: dict[str, list[ImageRef | SyntheticRef]] = {
+        s: [SyntheticRef(params, s, i) for i in range(params.count(s))] for s in SPLITS}
+    return DataSource(f"synthetic(seed {params.seed})", dict(spec), splits)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -354,7 +496,9 @@ def paired_source(spec: dict, scale: int = 1) -> DataSource:
 
 
 DATA_KEYS = {
-    "embedded": {"kind", "max_side"},
+    "embedded": {"kind", "max_side", "set"},
+    "synthetic": {"kind", "seed", "size", "n_train", "n_val", "n_test", "periods", "lattices", "motifs", "jitter",
+                  "brightness", "supersample"},
     "folder": {"kind", "path", "val_fraction", "test_fraction", "max_side"},
     "paired": {"kind", "hr", "lr", "val_fraction", "test_fraction"},
 }
@@ -369,14 +513,19 @@ def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
     if not isinstance(spec, dict):
         raise UserError(f"expected a mapping like {{kind: folder, path: DIR}}, got {spec!r}", field="data")
     kind = spec.get("kind", "embedded")
-    if kind not in DATA_KEYS:
+    if not isinstance(kind, str) or kind not in DATA_KEYS:
         raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_KEYS)})", field="data.kind")
     extra = sorted(set(spec) - DATA_KEYS[kind])
     if extra:
         raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(DATA_KEYS[kind]))})",
                         field=f"data.{extra[0]}")
     if kind == "embedded":
-        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE))
+        set_name = spec.get("set", "photos")
+        if set_name not in EMBEDDED_SETS:
+            raise UserError(f"got {set_name!r}, expected one of {', '.join(EMBEDDED_SETS)}", field="data.set")
+        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE), set_name)
+    if kind == "synthetic":
+        return synthetic_source(spec)
     if kind == "folder":
         return folder_source(spec)
     return paired_source(spec, scale)
@@ -520,7 +669,7 @@ def full_images(items: Sequence[Item]) -> list[Item]:
 
 
 __all__ = [
-    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "PatchSampler", "embedded_source", "find_pairs",
-    "fixed_patches", "full_images", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
+    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "SyntheticRef", "synthetic_source", "PatchSampler", "embedded_source", "find_pairs",
+    "check_min_side", "fixed_patches", "full_images", "image_size", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
     "split_by_fraction", "to_float",
 ]

@@ -216,13 +216,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _child(rank: int, world: int, port: int, device: str | None, fn: Callable[..., Any], args: tuple, queue: Any) -> None:
+def _child(rank: int, world: int, port: int, device: str | None, fn: Callable[..., Any], args: tuple, queue: Any,
+           allowed: tuple[str, ...] = ()) -> None:
+    from .trust import allow_imports
+
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     if not _uses_cuda(device):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the ranks share the cores
     try:
-        with process_group(device):
+        with allow_imports(allowed), process_group(device):  # the imports the user allowed the launcher
             result = fn(*args)
         queue.put((rank, "ok", result if rank == 0 else None))
     except UserError as exc:
@@ -238,10 +241,13 @@ def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), device: str | N
         raise UserError(f"expected a positive integer, got {nproc!r}", field="--nproc")
     if from_env().enabled:
         raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
+    from .trust import allowed_prefixes
+
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_child, args=(r, nproc, port, device, fn, args, queue)) for r in range(nproc)]
+    allowed = allowed_prefixes()
+    procs = [ctx.Process(target=_child, args=(r, nproc, port, device, fn, args, queue, allowed)) for r in range(nproc)]
     for p in procs:
         p.start()
     results: dict[int, tuple[str, Any]] = {}

@@ -5,6 +5,8 @@ library callers can catch it like any exception.
 """
 from __future__ import annotations
 
+import copy
+
 
 class UserError(Exception):
     """Bad input from the user (file, option, YAML field). Never a bug in acla-nas."""
@@ -22,11 +24,14 @@ class UserError(Exception):
         return " ".join(text.split())  # always one line
 
     def at(self, *, file: str | None = None, field: str | None = None) -> "UserError":
-        """The same error with a file and/or an outer field path prepended."""
+        """The same error (same class) with a file and/or an outer field path prepended."""
         new_field = self.field
         if field:
             new_field = f"{field}.{self.field}" if self.field else field
-        return UserError(self.message, file=file or self.file, field=new_field)
+        new = copy.copy(self)
+        new.file, new.field = (None if file is None else str(file)) or self.file, new_field
+        new.args = (str(new),)
+        return new
 
 
 class ReplicatedError(UserError):

@@ -54,11 +54,30 @@ class SearchData:
     progress: bool = False
 
 
-def train_config(section: dict | None, defaults: dict, seed: int, device: str, progress: bool, file: str | None = None) -> TrainConfig:
-    """A TrainConfig from a strategy YAML section over defaults; errors name the section."""
-    merged = {**defaults, **(section or {})}
-    merged.update({"seed": seed, "device": device, "progress": progress, "val_every": 0})
-    return TrainConfig.from_dict(merged, file=file)
+SECTION_FIXED = ("seed", "device", "progress", "val_every")  # set by the search, not by a preset section
+
+
+def check_train_section(name: str, section: dict | None, defaults: dict, file: str | None = None) -> TrainConfig:
+    """A strategy preset's ``supernet:`` / ``proxy:`` section over ``defaults``, checked; errors
+    name the preset file and ``<name>.<key>`` (not the ``train.`` section of an arch file)."""
+    section = dict(section or {})
+    for key in section:
+        if key in SECTION_FIXED:
+            raise UserError(f"set by the search itself (the preset's seed, --seed, --device), not in {name}",
+                            file=file, field=f"{name}.{key}")
+    try:
+        return TrainConfig.from_dict({**defaults, **section})
+    except UserError as exc:
+        fld = exc.field or ""
+        raise UserError(exc.message, file=file, field=f"{name}.{fld[len('train.'):]}" if fld.startswith("train.") else name) from None
+
+
+def train_config(section: dict | None, defaults: dict, seed: int, device: str, progress: bool, name: str = "supernet",
+                 file: str | None = None) -> TrainConfig:
+    """A TrainConfig from a strategy YAML section over defaults, plus what the search sets."""
+    base = check_train_section(name, section, defaults, file).to_dict()
+    base.update({"seed": seed, "device": device, "progress": progress, "val_every": 0})
+    return TrainConfig.from_dict(base)
 
 
 @torch.no_grad()
@@ -154,7 +173,8 @@ class OneShotEvaluator(Evaluator):
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
         out = None if self.run_dir is None else self.run_dir / "supernet"
         # a path leaves other sites' modules unused: DDP must not wait for their gradients
-        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path, ddp_find_unused=True)
+        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path, section="supernet",
+                          ddp_find_unused=True)
         self.train_result = trainer.fit()
         self.supernet = trainer.model
         self.trained = True
@@ -177,7 +197,7 @@ class ProxyEvaluator(Evaluator):
         torch.manual_seed(self.data.seed)
         model = build(arch)
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
-        trainer = Trainer(model, self.data.task, sampler, cfg, None)
+        trainer = Trainer(model, self.data.task, sampler, cfg, None, section="proxy")
         trainer.fit()
         return scores_on_patches(trainer.model, self.data)
 
@@ -195,4 +215,5 @@ def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int
     return fixed_patches(val_items, task, n, patch, seed)
 
 
-__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "make_evaluator", "score_on_patches", "scores_on_patches", "train_config"]
+__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator",
+           "score_on_patches", "scores_on_patches", "train_config"]

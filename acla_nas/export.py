@@ -26,6 +26,9 @@ from .network import build, copy_child_weights
 from .space import SearchSpace
 
 
+INPUT_SIDE = (8, 4096)  # input heights/widths the exported models (ONNX dynamic shapes) accept
+
+
 @dataclass
 class Pick:
     name: str
@@ -151,8 +154,8 @@ def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> No
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise UserError("ONNX export needs the onnx extra: pip install 'acla-nas[onnx]'", field="--onnx") from exc
-    h = torch.export.Dim("height", min=8, max=4096)
-    w = torch.export.Dim("width", min=8, max=4096)
+    h = torch.export.Dim("height", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
+    w = torch.export.Dim("width", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -188,6 +191,9 @@ def export_run(
     config, space, df = load_run(run_dir)
     picks = select(run_dir, space, df, top, pareto)
     size = tuple(input_size or space.spec.input_size)
+    if (onnx or torchscript) and not all(INPUT_SIDE[0] <= v <= INPUT_SIDE[1] for v in size):
+        raise UserError(f"the example input {size[0]}x{size[1]} is outside {INPUT_SIDE[0]}..{INPUT_SIDE[1]}, the sizes the "
+                        "exported models accept; pass --input-size H W", file=str(run_dir / "config.yaml"), field="space.eval.input_size")
     supernet_state = supernet_weights(run_dir) if weights else None
     supernet = None
     if supernet_state is not None:

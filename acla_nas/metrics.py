@@ -79,7 +79,10 @@ def psnr(img, ref, crop_border: int = 0, test_y_channel: bool = False, data_rang
     return float(np.mean(values))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+SSIM_WINDOW = 11  # side of the Gaussian SSIM window: images must be at least this big after cropping
+
+
+def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
@@ -90,7 +93,7 @@ def _ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM per image (channels averaged) for (B,C,H,W) float64 tensors on [0,255]."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     channels = a.shape[1]
-    win = _gaussian_window().expand(channels, 1, 11, 11).contiguous()
+    win = _gaussian_window().expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
 
     def filt(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, win, groups=channels)  # valid filtering, as BasicSR
@@ -107,6 +110,6 @@ def _ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def ssim(img, ref, crop_border: int = 0, test_y_channel: bool = False, data_range: float = 1.0) -> float:
     """Structural similarity (mean over a batch; RGB averages the channels, like BasicSR)."""
     a, b = _prepare(img, ref, crop_border, test_y_channel, data_range)
-    if a.shape[-1] < 11 or a.shape[-2] < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {tuple(a.shape[-2:])}")
+    if a.shape[-1] < SSIM_WINDOW or a.shape[-2] < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}")
     return float(_ssim_per_image(a, b).mean())

@@ -106,20 +106,30 @@ class ACLANetwork(nn.Module):
         costs = [m.key_cost for m in self.acla.values() if m.key_cost is not None]
         return torch.stack(costs).sum() if costs else None
 
+    def param_lr_multipliers(self) -> list[tuple[float, list[nn.Parameter]]]:
+        """(multiplier, parameters) whose learning rate is not the base one: the ACLA offset and
+        gate predictors under ``offset_lr_mult`` (their zero-initialised weights otherwise move
+        a fraction of a pixel in a short training)."""
+        groups: dict[float, list[nn.Parameter]] = {}
+        for m in self.acla.values():
+            if m.offset_lr_mult != 1.0:
+                groups.setdefault(m.offset_lr_mult, []).extend(m.predictor_parameters())
+        return [(k, v) for k, v in groups.items() if v]
+
     def keys_used(self) -> dict[str, float]:
         """Mean keys kept per query at each module in the last forward pass."""
         return {s: float(m.last_keys_used) for s, m in self.acla_modules().items() if m.last_keys_used is not None}
 
 
-def _backbone_for(arch: Arch) -> tuple[nn.Module, list[Site]]:
-    scale = task_scale(arch.task)
-    bb = create_backbone(arch.backbone, scale=scale, kwargs=arch.backbone_kwargs, sites=arch.sites)
+def _backbone_for(arch: Arch, file: str | None = None) -> tuple[nn.Module, list[Site]]:
+    scale = task_scale(arch.task, file)
+    bb = create_backbone(arch.backbone, scale=scale, kwargs=arch.backbone_kwargs, sites=arch.sites, file=file)
     return bb, list(bb.acla_sites)
 
 
 def build(arch: Arch, file: str | None = None) -> ACLANetwork:
-    """The child network of ``arch``: its backbone with exactly its ACLA modules."""
-    backbone, sites = _backbone_for(arch)
+    """The child network of ``arch`` (named in ``file``): its backbone with exactly its ACLA modules."""
+    backbone, sites = _backbone_for(arch, file)
     order = [s.name for s in sites]
     channels = {s.name: s.channels for s in sites}
     opts = check_acla_options(arch.acla, file=file)
@@ -200,9 +210,9 @@ class Supernet(ACLANetwork):
         return table[scope]
 
 
-def build_supernet(template: Arch, choices: dict[str, SiteChoices]) -> Supernet:
+def build_supernet(template: Arch, choices: dict[str, SiteChoices], file: str | None = None) -> Supernet:
     """Supernet over ``choices`` on the template's backbone and task (its modules are ignored)."""
-    backbone, sites = _backbone_for(template)
+    backbone, sites = _backbone_for(template, file)
     return Supernet(backbone, sites, choices, template.acla)
 
 

@@ -148,8 +148,9 @@ def run_pipeline(
 
     try:
         TrainConfig.from_dict(recipe)
-    except UserError as exc:
-        raise exc.at(field="retrain") from None
+    except UserError as exc:  # a --retrain-* flag (the defaults are valid)
+        key = (exc.field or "").removeprefix("train.")
+        raise UserError(exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain") from None
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()

@@ -19,6 +19,7 @@ from torch import nn
 from .errors import UserError
 
 MODEL_FORMAT = "acla-nas-model"
+SUPPORTED_VERSIONS = (1,)  # model-file layouts this code reads (``save_model_file`` writes the last)
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -83,7 +84,9 @@ def _model_file(path: str | Path) -> Path:
 
 def load_model_file(path: str | Path) -> dict[str, Any]:
     """The payload of a ``model.pt`` (or a run directory holding one), loaded with
-    ``weights_only=True``: ``arch`` (dict), ``task`` (spec), ``state_dict``, ``metrics``."""
+    ``weights_only=True`` and checked: format, a supported ``version``, ``arch`` and ``task``
+    mappings, a ``state_dict`` of finite tensors. Any other content is one UserError naming the
+    file and the entry."""
     p = _model_file(path)
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
@@ -93,18 +96,49 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"not an acla-nas model file (expected format {MODEL_FORMAT!r}, as written by "
                         "`acla-nas train` in DIR/model.pt)", file=str(p))
+    check_payload(payload, str(p))
     return payload
+
+
+def check_payload(payload: dict[str, Any], file: str) -> None:
+    """The entries of a model file, each checked (why: a crafted or truncated file must not
+    reach the network builder or produce NaN images with exit code 0)."""
+    version = payload.get("version")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+        raise UserError(f"unsupported model file version {version!r} (this acla-nas reads version "
+                        f"{', '.join(map(str, SUPPORTED_VERSIONS))}); re-export or retrain it with this version", file=file, field="version")
+    for key in ("arch", "task", "state_dict"):
+        if not isinstance(payload.get(key), dict):
+            got = "missing" if key not in payload else f"a {type(payload[key]).__name__}"
+            raise UserError(f"expected a mapping, got {got}; the file is incomplete or not written by `acla-nas train`",
+                            file=file, field=key)
+    if not isinstance(payload.get("metrics", {}), dict):
+        raise UserError(f"expected a mapping, got a {type(payload['metrics']).__name__}", file=file, field="metrics")
+    for name, tensor in payload["state_dict"].items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise UserError(f"expected parameter names mapped to tensors, got {name!r}: {type(tensor).__name__}",
+                            file=file, field="state_dict")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"weight {name!r} holds NaN or infinite values; the model would restore nothing but NaN "
+                            "(retrain it, e.g. with a lower train.lr)", file=file, field="state_dict")
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
     """Rebuild the trained network from ``model.pt``: returns (model in eval mode, Arch, payload)."""
-    from .arch import Arch  # local: keeps this module importable without the network stack
+    from .arch import Arch, task_scale  # local: keeps this module importable without the network stack
     from .network import build
+    from .tasks import make_task
 
     payload = load_model_file(path)
     file = str(_model_file(path))
     arch = Arch.from_dict(payload["arch"], file=file)
-    model = build(arch)
+    try:
+        task = make_task(payload["task"])
+    except UserError as exc:
+        raise exc.at(file=file) from None
+    if task.scale != task_scale(arch.task, file):
+        raise UserError(f"the task {payload['task']} does not match the architecture's task {arch.task}", file=file, field="task")
+    model = build(arch, file=file)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
@@ -118,7 +152,7 @@ def save_model_file(path: Path, model: nn.Module, arch_dict: dict, task_spec: di
 
     payload = {
         "format": MODEL_FORMAT,
-        "version": 1,
+        "version": SUPPORTED_VERSIONS[-1],
         "arch": arch_dict,
         "task": dict(task_spec),
         "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},

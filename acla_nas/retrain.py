@@ -24,6 +24,9 @@ OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device")
 def _train_config(section: dict, overrides: dict, file: str, progress: bool = True):
     from .trainer import TrainConfig
 
+    section = dict(section)
+    if overrides.get("device") is not None:
+        section.pop("device", None)  # --device replaces the file's device; only the flag is checked
     base = TrainConfig.from_dict(section, file=file).to_dict()
     for name in OVERRIDES:
         value = overrides.get(name)
@@ -94,11 +97,13 @@ def _train_job(arch_file: str | Path, out: str | Path, overrides: dict | None, p
 def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool) -> tuple[dict, Path, Any]:
     from . import distributed
     from .arch import load_arch_file
-    from .data import PatchSampler, fixed_patches, make_source
+    from .data import PatchSampler, check_min_side, fixed_patches, make_source
+    from .device import resolve_device
+    from .memory import check_training
     from .network import build
     from .restore import save_model_file
     from .tasks import make_task
-    from .trainer import Trainer, evaluate_model, seed_everything
+    from .trainer import NonFiniteLossError, Trainer, evaluate_model, seed_everything
 
     file = str(arch_file)
     arch, extra = load_arch_file(file)
@@ -115,11 +120,19 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
     except UserError as exc:
         raise (exc if exc.file else exc.at(file=file)) from None
 
+    patch_field = "--patch" if (overrides or {}).get("patch") is not None else "train.patch"
+    if cfg.patch % task.scale:
+        raise UserError(f"expected a multiple of the task's scale ({task.scale}), got {cfg.patch}", file=file, field=patch_field)
+    check_min_side(train_items, cfg.patch, f"training patch ({patch_field} of {file})", patch_field)
+    test_items = source.split("test") if source.splits.get("test") else None
+    for items in (val_items, test_items or []):
+        check_min_side(items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data")
+    batch_field = "--batch" if (overrides or {}).get("batch") is not None else "train.batch"
+    check_training(arch, cfg.batch, cfg.patch, resolve_device(cfg.device), batch_field, file, file)
     seed_everything(cfg.seed)
     model = build(arch, file=file)
     sampler = PatchSampler(train_items, task, cfg.patch, cfg.batch, seed=cfg.seed)
     val = fixed_patches(val_items, task, cfg.val_patches, cfg.patch, seed=cfg.seed)
-    test_items = source.split("test") if source.splits.get("test") else None
 
     # only a fully checked setup may claim the run directory
     out = Path(out)
@@ -134,7 +147,10 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
         return {"data": source.name, **res}
 
     trainer = Trainer(model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()})
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except NonFiniteLossError as exc:  # train.lr / train.grad_clip of this arch file (or the flags)
+        raise (exc if exc.file else exc.at(file=file)) from None
     model_path = out / "model.pt"
     if distributed.is_main() and not model_path.is_file():
         save_model_file(model_path, trainer.model, arch.to_dict(), task.spec,

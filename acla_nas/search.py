@@ -5,8 +5,9 @@ Run directory: ``config.yaml`` (everything needed to reproduce), ``trajectory.cs
 (``study.journal``) for multi-trial strategies. Running the same command on an existing run
 directory resumes it; a different configuration is refused rather than mixed in.
 
-Order of work: files checked, then the study opened and checked (:mod:`acla_nas.study`), then
-``config.yaml`` written, and only then data loaded and networks trained. Scale-out: ``--workers``
+Order of work: the flags and files are checked, the study is opened and checked
+(:mod:`acla_nas.study`), the data, evaluator and strategy are set up and checked, and only then
+is the run directory claimed (``config.yaml``) and anything trained. Scale-out: ``--workers``
 runs more trial loops on the same study (more processes or machines may join it through the same
 ``--storage``); ``--nproc`` (or torchrun) trains the supernet or runs DARTS data-parallel, after
 which rank 0 alone runs the trials.
@@ -26,19 +27,22 @@ import yaml
 
 from . import __version__, distributed
 from .arch import read_yaml, write_text_atomic
-from .data import fixed_patches, make_source
+from .data import check_min_side, fixed_patches, make_source
 from .errors import UserError
-from .evaluators import SearchData, make_evaluator
+from .checks import check_int, check_seed
+from .device import resolve_device
+from .evaluators import OneShotEvaluator, ProxyEvaluator, SearchData, check_train_section, make_evaluator
 from .space import SearchSpace
-from .storage import StorageSpec, parse_storage
+from .storage import DEFAULT_JOURNAL, StorageSpec, parse_storage
 from .strategies.base import SearchContext, make_strategy, strategy_class
 from .tasks import make_task
+from .trainer import NonFiniteLossError
 from .trajectory import outputs_lock
-
-WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
 
 STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "val", "seed")
 RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
+VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
+WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
 
 
 @dataclass
@@ -60,12 +64,16 @@ class Plan:
     storage: StorageSpec | None  # the study's storage (multi-trial Optuna strategies)
     elapsed_offset: float | None  # search seconds of earlier sessions
     started: float  # wall clock at the start of this session
+    allowed: tuple[str, ...] = ()  # imports the user allowed (--allow-import), for spawned processes
 
 
 def load_strategy_file(path: str | Path) -> dict:
     """Read and check a strategy preset (strategies/*.yaml)."""
-    data = read_yaml(path)
-    f = str(path)
+    return parse_strategy(read_yaml(path), str(path))
+
+
+def parse_strategy(data: Any, f: str | None = None) -> dict:
+    """Check a strategy preset mapping read from file ``f``; returns it with defaults filled in."""
     if not isinstance(data, dict):
         raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=f)
     for key in data:
@@ -77,27 +85,29 @@ def load_strategy_file(path: str | Path) -> dict:
     ev = data.setdefault("evaluator", "oneshot")
     if ev not in ("oneshot", "proxy"):
         raise UserError(f"expected oneshot or proxy, got {ev!r}", file=f, field="evaluator")
-    trials = data.setdefault("trials", 20)
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise UserError(f"expected a positive integer, got {trials!r}", file=f, field="trials")
+    check_int(data.setdefault("trials", 20), "trials", 1, file=f)
     obj = data.setdefault("objectives", ["psnr"])
     if isinstance(obj, str):
         obj = data["objectives"] = [obj]
     if obj not in (["psnr"], ["psnr", "flops"]):
         raise UserError(f"expected [psnr] or [psnr, flops], got {obj!r}", file=f, field="objectives")
     for key in ("options", "supernet", "proxy", "val"):
-        if not isinstance(data.setdefault(key, {}), dict):
+        if data.setdefault(key, {}) is None:
+            data[key] = {}
+        if not isinstance(data[key], dict):
             raise UserError("expected a mapping", file=f, field=key)
+    if "seed" in data:
+        check_seed(data["seed"], "seed", f)
     try:
         strategy_class(data["strategy"], f).check_options(data["options"])
     except UserError as exc:
         raise exc.at(file=f) from None
+    check_train_section("supernet", data["supernet"], OneShotEvaluator.DEFAULTS, f)
+    check_train_section("proxy", data["proxy"], ProxyEvaluator.DEFAULTS, f)
     for key in data["val"]:
         if key not in ("patches", "patch"):
             raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
-        v = data["val"][key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"expected a positive integer, got {v!r}", file=f, field=f"val.{key}")
+        check_int(data["val"][key], f"val.{key}", 1, VAL_LIMITS[key], f)
     return data
 
 
@@ -120,7 +130,21 @@ def _compare_configs(stored: dict, current: dict, path: Path) -> None:
         )
 
 
+def check_flags(*, trials: int | None, steps: int | None, seed: int | None, device: str | None, workers: int, nproc: int = 1) -> None:
+    """The command-line overrides, before any file is read or anything trained."""
+    if trials is not None:
+        check_int(trials, "--trials", 1)
+    if steps is not None:
+        check_int(steps, "--steps", 1)
+    if seed is not None:
+        check_seed(seed)
+    check_int(workers, "--workers", 1)
+    check_int(nproc, "--nproc", 1)
+    resolve_device(device)
+
+
 def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None, device: str | None, storage: str | None, workers: int) -> tuple[SearchSpace, dict]:
+    check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
     space = SearchSpace.from_yaml(space_path)
     strat = load_strategy_file(strategy_path)
     if trials is not None:
@@ -129,6 +153,10 @@ def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: in
         # one knob for quick runs: the training length of whatever the strategy trains
         if strat["strategy"] == "darts":
             strat["options"]["steps"] = steps
+            try:
+                strategy_class(strat["strategy"], str(strategy_path)).check_options(strat["options"])
+            except UserError as exc:  # e.g. an integer warm-up no longer shorter than --steps
+                raise exc.at(file=str(strategy_path)) from None
         strat["supernet"]["steps"] = steps
         strat["proxy"]["steps"] = steps
     if seed is not None:
@@ -155,27 +183,62 @@ def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: in
 
 def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) -> SearchData:
     task = make_task(space.spec.task)
-    source = make_source(space.spec.data, task.scale)
-    train_items, val_items = source.split("train"), source.split("val")
+    try:
+        source = make_source(space.spec.data, task.scale)
+        train_items, val_items = source.split("train"), source.split("val")
+    except UserError as exc:  # data.path and friends are fields of the space file
+        raise (exc if exc.file else exc.at(file=space.file)) from None
+    # validation images must hold the metric protocol (checked from the file headers)
+    check_min_side(val_items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data")
     v = strat.get("val", {})
     val = fixed_patches(val_items, task, v.get("patches", 16), v.get("patch", 48), seed=int(strat["seed"]))
     return SearchData(task, train_items, val_items, val, device=device, seed=int(strat["seed"]), progress=progress)
 
 
+def _check_patches(strat: dict, task: Any, train_items: Any, val_items: Any, file: str) -> None:
+    """The training patch of whatever the strategy trains: a multiple of the scale that the
+    training images hold (checked from the file headers before anything trains)."""
+    if strat["strategy"] == "darts":  # DARTS samples training and validation patches of options.patch
+        patch, fld = strat["options"].get("patch", 48), "options.patch"
+        check_min_side(val_items, patch, f"DARTS patch ({fld} of {file})", fld)
+    else:
+        section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
+        patch, fld = strat[section].get("patch", 48), f"{section}.patch"
+    if isinstance(patch, int) and patch % task.scale:
+        raise UserError(f"expected a multiple of the task's scale ({task.scale}), got {patch}", file=file, field=fld)
+    check_min_side(train_items, patch, f"training patch ({fld} of {file})", fld)
+
+
+def _check_training_memory(space: SearchSpace, strat: dict, config: dict, cls: Any) -> None:
+    """The supernet (or proxy, or DARTS) training of this preset must fit in free memory."""
+    from .memory import check_training
+    from .strategies.darts import DartsStrategy
+
+    if issubclass(cls, DartsStrategy):
+        o = {**DartsStrategy.DEFAULTS, **strat["options"]}
+        batch, patch, fld = o["batch"], o["patch"], "options.batch"
+    elif cls.multi_trial:
+        section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
+        ev = OneShotEvaluator if section == "supernet" else ProxyEvaluator
+        o = {**ev.DEFAULTS, **strat[section]}
+        batch, patch, fld = o["batch"], o["patch"], f"{section}.batch"
+    else:
+        return
+    check_training(space.template(), batch, patch, resolve_device(config["device"]), fld, config.get("strategy_file"), space.file)
+
+
 def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
+    """Data, evaluator and checks of this search in this process (nothing is trained here)."""
     config, out = plan.config, plan.out
     strat = config["strategy"]
     data = search_data(space, strat, config["device"], progress)
+    _check_patches(strat, data.task, data.train_items, data.val_items, config["strategy_file"])
     cls = strategy_class(strat["strategy"])
+    _check_training_memory(space, strat, config, cls)
     evaluator = None
     if cls.multi_trial:
         section = strat.get("supernet") if strat["evaluator"] == "oneshot" else strat.get("proxy")
         evaluator = make_evaluator(strat["evaluator"], space, data, section, out)
-    run_study = None
-    if plan.storage is not None:
-        from .study import open_run_study
-
-        run_study = open_run_study(out, config, plan.storage)
     return SearchContext(
         space=space,
         data=data,
@@ -192,38 +255,77 @@ def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = Fals
         options=dict(strat.get("options") or {}),
         steps=None,
         worker=worker,
-        run_study=run_study,
         started=plan.started,
         elapsed_offset=plan.elapsed_offset,
     )
 
 
+def _open_study(ctx: SearchContext, plan: Plan) -> None:
+    if plan.storage is not None:
+        from .study import open_run_study
+
+        ctx.run_study = open_run_study(plan.out, plan.config, plan.storage)
+
+
 def _plan(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None,
-          device: str | None, storage: str | None, workers: int) -> Plan:
-    """Check everything, open and check the study, then claim the run directory (config.yaml)."""
+          device: str | None, storage: str | None, workers: int, progress: bool = False) -> tuple[Plan, SearchContext, Any]:
+    """Check everything (flags, files, the study, data, evaluator, strategy), then claim the run
+    directory (config.yaml); returns the plan and this process's context and strategy."""
     from .strategies.optuna_loop import OptunaStrategy, session_offset
     from .study import open_run_study
+    from .trust import allowed_prefixes
 
     space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
-    out.mkdir(parents=True, exist_ok=True)
     spec, offset, started = None, None, time.time()
     if issubclass(strategy_class(config["strategy"]["strategy"]), OptunaStrategy):
         spec = parse_storage(storage, out)
-        offset = session_offset(open_run_study(out, config, spec).load(), started)
+        new_run = spec.kind == "journal" and storage is None and not (out / DEFAULT_JOURNAL).exists()
+        # a new run's own journal holds nothing to check: it is created once the run directory is claimed
+        existing = None if new_run else open_run_study(out, config, spec, create=False)  # checked, not yet created
+        offset = 0.0 if existing is None else session_offset(existing.load(), started)
+    plan = Plan(str(space_path), config, out, spec, offset, started, allowed_prefixes())
+    # data, evaluator and strategy are all set up (and checked) before the run directory is claimed
+    ctx = _context(space, plan, progress)
+    strategy = make_strategy(ctx, config["strategy_file"])
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
-    return Plan(str(space_path), config, out, spec, offset, started)
+    return plan, ctx, strategy
+
+
+def _plan_only(*args: Any, **kwargs: Any) -> Plan:
+    """The plan alone (what crosses to other ranks)."""
+    return _plan(*args, **kwargs)[0]
 
 
 def _worker_main(plan: Plan, ready: Any) -> None:
-    """An extra process of ``--workers N``: the same loop on the same Optuna storage."""
+    """An extra process of ``--workers N``: the same loop on the same Optuna storage, with the
+    imports the user allowed in the parent process."""
     import torch
 
+    from .trust import allow_imports
+
     torch.set_num_threads(1)
-    space = SearchSpace.from_yaml(plan.space_path)
-    ctx = _context(space, plan, progress=False, worker=True)
-    ctx.on_loop_start = lambda: ready.put(1)  # data, supernet and study loaded: about to ask for trials
-    make_strategy(ctx).run()
+    with allow_imports(plan.allowed):
+        space = SearchSpace.from_yaml(plan.space_path)
+        ctx = _context(space, plan, progress=False, worker=True)
+        _open_study(ctx, plan)
+        ctx.on_loop_start = lambda: ready.put(1)  # data, supernet and study loaded: about to ask for trials
+        _run_strategy(make_strategy(ctx), plan.config)
+
+
+@contextlib.contextmanager
+def _naming_preset(config: dict) -> Iterator[None]:
+    """A non-finite loss names the preset whose settings led to it."""
+    try:
+        yield
+    except NonFiniteLossError as exc:
+        raise (exc if exc.file else exc.at(file=config["strategy_file"])) from None
+
+
+def _run_strategy(strategy: Any, config: dict) -> None:
+    with _naming_preset(config):
+        strategy.run()
 
 
 def _wait_ready(ready: Any, procs: list[Any]) -> None:
@@ -254,31 +356,38 @@ def _workers(plan: Plan, n: int) -> Iterator[None]:
             p.join()
 
 
-def _execute(plan: Plan, progress: bool) -> SearchResult | None:
+def _execute(plan: Plan, progress: bool, built: tuple[SearchContext, Any] | None = None) -> SearchResult | None:
     """The search in this process (a rank of a process group, or alone); rank 0 returns the result."""
+    from .trust import allow_imports
+
     rank = distributed.current()
-    space = SearchSpace.from_yaml(plan.space_path)
-    ctx = _context(space, plan, progress and rank.main)
-    strategy = make_strategy(ctx, plan.config["strategy_file"])
-    if strategy.multi_trial:
-        if ctx.evaluator is not None:
-            ctx.evaluator.prepare()  # the supernet: data-parallel across the ranks, if any
-        distributed.leave()  # trials run on rank 0 (and its --workers), each on one process
-        if not rank.main:
-            return None
-        workers = int(plan.config.get("workers", 1))
-        if workers > 1:
-            with _workers(plan, workers - 1):
-                strategy.run()
-        strategy.run()  # finishes what a worker left, writes the final trajectory
-    else:
-        strategy.run()  # DARTS: every rank, data-parallel
-        distributed.leave()
-        if not rank.main:
-            return None
-    out = plan.out
-    with outputs_lock(out):
-        return _finish(strategy, ctx, plan)
+    with allow_imports(plan.allowed):
+        if built is None:
+            ctx = _context(SearchSpace.from_yaml(plan.space_path), plan, progress and rank.main)
+            strategy = make_strategy(ctx, plan.config["strategy_file"])
+        else:
+            ctx, strategy = built
+        if rank.main:
+            _open_study(ctx, plan)
+        if strategy.multi_trial:
+            if ctx.evaluator is not None:
+                with _naming_preset(plan.config):
+                    ctx.evaluator.prepare()  # the supernet: data-parallel across the ranks, if any
+            distributed.leave()  # trials run on rank 0 (and its --workers), each on one process
+            if not rank.main:
+                return None
+            workers = int(plan.config.get("workers", 1))
+            if workers > 1:
+                with _workers(plan, workers - 1):
+                    _run_strategy(strategy, plan.config)
+            _run_strategy(strategy, plan.config)  # finishes what a worker left, writes the final trajectory
+        else:
+            _run_strategy(strategy, plan.config)  # DARTS: every rank, data-parallel
+            distributed.leave()
+            if not rank.main:
+                return None
+        with outputs_lock(plan.out):
+            return _finish(strategy, ctx, plan)
 
 
 def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
@@ -321,18 +430,19 @@ def run_search(
     """Start or resume the search in ``out``; returns the best architecture found (None on the
     ranks after 0 of a torchrun job)."""
     out = Path(out)
-    for name, value in (("--workers", workers), ("--nproc", nproc)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"expected a positive integer, got {value!r}", field=name)
+    check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers, nproc=nproc)
     kwargs = dict(trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
     if nproc > 1:
         if distributed.from_env().enabled:
             raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
-        plan = _plan(space_path, strategy_path, out, **kwargs)  # checked before any process starts
+        plan = _plan_only(space_path, strategy_path, out, **kwargs)  # checked before any process starts
         return distributed.launch(nproc, _execute, (plan, progress), device=device)
-    with distributed.process_group(device):  # torchrun: join its process group
-        plan = distributed.on_main(_plan, space_path, strategy_path, out, **kwargs)
-        return _execute(plan, progress)
+    if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
+        with distributed.process_group(device):
+            plan = distributed.on_main(_plan_only, space_path, strategy_path, out, **kwargs)
+            return _execute(plan, progress)
+    plan, ctx, strategy = _plan(space_path, strategy_path, out, progress=progress, **kwargs)
+    return _execute(plan, progress, (ctx, strategy))
 
 
-__all__ = ["SearchResult", "run_search", "load_strategy_file"]
+__all__ = ["SearchResult", "run_search", "load_strategy_file", "parse_strategy"]

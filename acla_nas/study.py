@@ -103,8 +103,10 @@ def _stamp(study: optuna.Study, attrs: dict, objectives: Any) -> None:
         study.set_metric_names(metric_names(objectives))
 
 
-def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None = None) -> RunStudy:
-    """Open (or create) the study of this run and check it is this search; one line otherwise."""
+def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None = None, create: bool = True) -> RunStudy | None:
+    """Open (or create) the study of this run and check it is this search; one line otherwise.
+    With ``create=False`` a study that does not exist yet is left uncreated (returns None): a
+    search checks its storage before it claims the run directory, and creates its study after."""
     spec = spec or parse_storage(config.get("storage"), run_dir)
     storage = open_storage(spec)
     objectives = config["strategy"].get("objectives", ["psnr"])
@@ -122,6 +124,8 @@ def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None =
             _stamp(study, attrs, objectives)
         _check(study, attrs, spec.shown)
     else:
+        if not create:
+            return None
         study = optuna.create_study(study_name=name, storage=storage, directions=directions(objectives), load_if_exists=True)
         if HASH_ATTR not in study.user_attrs:
             _stamp(study, attrs, objectives)
@@ -140,7 +144,11 @@ def load_run_study(run_dir: str | Path, storage: str | None = None) -> optuna.St
     config = read_yaml(run_dir / "config.yaml")
     if not isinstance(config, dict):
         raise UserError("not a search run directory", file=str(run_dir / "config.yaml"))
-    return open_run_study(run_dir, config, parse_storage(storage if storage is not None else config.get("storage"), run_dir)).load()
+    spec = parse_storage(storage if storage is not None else config.get("storage"), run_dir)
+    opened = open_run_study(run_dir, config, spec, create=False)
+    if opened is None:
+        raise UserError(f"no study of this run in {spec.shown} (give --storage as the search had it)", file=str(run_dir))
+    return opened.load()
 
 
 __all__ = ["RunStudy", "config_hash", "directions", "load_run_study", "metric_names", "open_run_study", "study_attrs", "study_name"]

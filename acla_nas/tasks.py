@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UserError
+from .metrics import SSIM_WINDOW
 
 # --------------------------------------------------------------------------- MATLAB imresize
 
@@ -158,6 +159,13 @@ class Task:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    @property
+    def min_side(self) -> int:
+        """The smallest HR side the metric protocol can score: the SSIM window after the mod-crop
+        to the scale and the border crop on both sides."""
+        need = SSIM_WINDOW + 2 * self.crop_border
+        return -(-need // self.scale) * self.scale
 
     def crop_hr(self, hr: torch.Tensor) -> torch.Tensor:
         """Crop the bottom/right so the HR size is a multiple of ``scale`` (BasicSR's mod-crop)."""

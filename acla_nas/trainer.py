@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .data import Item, PatchSampler, _mix_seed, to_float
+from .checks import MAX_SEED
 from .device import resolve_device
 from .errors import UserError
 from .metrics import psnr, quantize, ssim
@@ -53,6 +54,7 @@ from .tasks import Task
 
 CHECKPOINT_FORMAT = "acla-nas-checkpoint"
 SCHEDULES = ("cosine", "step", "constant")
+MAX_LR = 10.0  # far above any useful Adam rate; bounds what reaches the optimiser
 # fields that change the trained weights; the others (device, progress, ...) may differ on resume
 RESULT_FIELDS = ("steps", "patch", "batch", "lr", "schedule", "milestones", "gamma", "min_lr", "grad_clip", "seed")
 
@@ -108,7 +110,11 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         return UserError(f"got {value!r}, expected {expected}", file=file, field=f"train.{key}")
 
     ints_pos = {"steps", "patch", "batch", "val_patches", "ckpt_every"}
-    if key in ints_pos | {"seed", "val_every"}:
+    if key == "seed":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise bad(f"an integer in 0..{MAX_SEED}")
+        return value
+    if key in ints_pos | {"val_every"}:
         lo = 1 if key in ints_pos else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise bad(f"an integer >= {lo}")
@@ -122,6 +128,8 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
                 or (key in ("lr", "grad_clip") and value == 0):
             raise bad("a positive number" + (" (or null)" if key == "grad_clip" else ""))
+        if key in ("lr", "min_lr") and value > MAX_LR:
+            raise bad(f"a learning rate <= {MAX_LR:g} (Adam's steps overflow float32 long before 1e38)")
         return float(value)
     if key == "schedule":
         if value not in SCHEDULES:
@@ -134,6 +142,10 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
     if key == "device":
         if not isinstance(value, str):
             raise bad("auto, cpu, cuda or cuda:N")
+        try:
+            resolve_device(value)  # what this torch build and machine support, checked up front
+        except UserError as exc:
+            raise UserError(exc.message, file=file, field=f"train.{key}") from None
         return value
     if key == "progress":
         if not isinstance(value, bool):
@@ -233,6 +245,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 # --------------------------------------------------------------------------- trainer
 
 
+def model_param_groups(model: nn.Module, lr: float, exclude: set[int] = frozenset()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Optimizer groups of a model's trainable parameters: the base group first, then one group
+    per learning-rate multiplier the model asks for (``param_lr_multipliers()``, e.g. the ACLA
+    offset predictors). Parameters whose ids are in ``exclude`` are left to the caller."""
+    special = getattr(model, "param_lr_multipliers", None)
+    mult_groups = [(m, [p for p in ps if id(p) not in exclude]) for m, ps in (special() if callable(special) else [])]
+    taken = set(exclude) | {id(p) for _, ps in mult_groups for p in ps}
+    own = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    return [{"params": own}] + [{"params": ps, "lr": lr * m} for m, ps in mult_groups if ps]
+
+
 def _describe_mismatch(stored: dict, current: dict) -> str:
     diffs = [f"{k}: {stored.get(k)!r} there vs {current.get(k)!r} now" for k in current if stored.get(k) != current.get(k)]
     return "; ".join(diffs[:3])
@@ -259,11 +282,13 @@ class Trainer:
         param_groups: Sequence[dict[str, Any]] | None = None,
         final_eval: Callable[[nn.Module], dict] | None = None,
         meta: dict[str, Any] | None = None,
+        section: str = "train",
         ddp_find_unused: bool = False,
     ) -> None:
         self.config, self.task, self.sampler = config, task, sampler
+        self.section = section  # where the user sets this run's lr (train, supernet, proxy): named in errors
         self.rank = distributed.current()
-        distributed.check_batch(config.batch, "train.batch")
+        distributed.check_batch(config.batch, f"{section}.batch")
         self.device = distributed.device_for(resolve_device(config.device))
         self.model = model.to(self.device)
         # under DDP the step runs through the wrapper; ``model`` stays the plain module
@@ -272,10 +297,9 @@ class Trainer:
         self.val_data, self.before_step, self.after_step = val_data, before_step, after_step
         self.final_eval, self.meta = final_eval, dict(meta or {})
         extra = [dict(g) for g in (param_groups or [])]
-        taken = {id(p) for g in extra for p in g["params"]}
-        own = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-        self.params = own + [p for g in extra for p in g["params"]]
-        self.optimizer = torch.optim.Adam([{"params": own}] + extra, lr=config.lr, betas=(0.9, 0.999))
+        groups = model_param_groups(model, config.lr, exclude={id(p) for g in extra for p in g["params"]}) + extra
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_factor(config))
         self.history: list[dict[str, Any]] = []
         self._updating = False
@@ -366,8 +390,9 @@ class Trainer:
     def _non_finite(self, what: str, value: float, step: int) -> NonFiniteLossError:
         kept = (f"the last checkpoint (step {self._last_saved}) is kept"
                 if self._last_saved is not None else "no checkpoint was written")
+        sec = self.section
         return NonFiniteLossError(f"the {what} became {value} at step {step}; training stopped and {kept}. "
-                                  "Lower train.lr or set train.grad_clip (in a new --out directory)")
+                                  f"Lower {sec}.lr or set {sec}.grad_clip (in a new --out directory)", field=sec)
 
     def _train_step(self, lq: torch.Tensor, hr: torch.Tensor, step: int) -> float:
         self.model.train()
@@ -539,8 +564,12 @@ def evaluate_model(
     tile: int | None = None,
     seed: int = 0,
     overlap: int = 16,
+    require_finite: bool = False,
 ) -> dict[str, Any]:
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
+
+    ``require_finite``: a NaN or infinite output raises a UserError naming the image instead of
+    scoring NaN (what ``acla-nas evaluate`` wants; training keeps going and reports NaN).
 
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
     Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
@@ -560,7 +589,10 @@ def evaluate_model(
             else:
                 hr = task.crop_hr(to_float(item)[None])
                 lq = task.degrade(hr, torch.Generator().manual_seed(_mix_seed(seed, i)))
-            out = quantize(restore_image(model, lq.to(dev), task.scale, tile, overlap).float().cpu())
+            raw = restore_image(model, lq.to(dev), task.scale, tile, overlap).float().cpu()
+            if require_finite and not bool(torch.isfinite(raw).all()):
+                raise UserError(f"the model produced NaN or infinite values on image {names[i]}")
+            out = quantize(raw)
             if out.shape != hr.shape:
                 raise ValueError(f"the model output {tuple(out.shape)} does not match the HR image {tuple(hr.shape)}")
             if callable(key_report):

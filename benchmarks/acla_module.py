@@ -18,7 +18,7 @@ Methods (C=32 channels, L=3 earlier layers of the query's size, K=8 keys, batch 
 Peak memory: one fresh subprocess per (method, size) (see ``memory_worker``). Time: per size one
 fresh subprocess runs a, a0, b (, ac) interleaved pass by pass, c in a process of its own; the
 median of ``--repeats`` forward+backward passes after ``--warmup`` passes is reported. A check line
-compares our module's CPU fast path with its plain formulation (outputs and all gradients).
+compares our module's CPU core with its plain formulation (outputs and all gradients).
 
 Run:  python benchmarks/acla_module.py            # 32, 64, 128, 256 (about 2 min on 2 cores)
       python benchmarks/acla_module.py --quick    # 32, 64 only (about 20 s)
@@ -84,8 +84,8 @@ class PerKeyLoopACLA(nn.Module):
         q = self.query(x)
         off = self.offset(x)
         g_logit = self.gate(x)
-        ys = (torch.arange(h, dtype=x.dtype) * 2 + 1) / h - 1
-        xs = (torch.arange(w, dtype=x.dtype) * 2 + 1) / w - 1
+        ys = (torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1
+        xs = (torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H,W,2)
         scale = x.new_tensor([2.0 / w, 2.0 / h])
         logits, values = [], []
@@ -258,38 +258,40 @@ def time_worker(methods: list[str], size: int, repeats: dict[str, int], warmup: 
     }
 
 
-def check_fast_path() -> str:
-    """Our module's CPU fast path against its plain formulation (same module, same weights)."""
-    import acla_nas.acla as acla_mod
+def check_cores(device: str = "cpu", cores: tuple[str, ...] = ("node",)) -> list[str]:
+    """Each attention core of our module against its plain formulation on ``device`` (same
+    module, weights and Gumbel noise; the output and every gradient), one line per core."""
+    from acla_nas.acla_cuda import use_core
 
-    if not hasattr(acla_mod, "_plain_core"):
-        return "check: no fast path in acla_nas.acla"
     torch.manual_seed(0)
-    m = ACLA(16, [16, 8, 12], 6).train()
+    m = ACLA(16, [16, 8, 12], 6).train().to(device)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 16, 40, 48, generator=g)
     refs = [torch.randn(2, 16, 40, 48, generator=g), torch.randn(2, 8, 20, 24, generator=g), torch.randn(2, 12, 40, 48, generator=g)]
-    gy = torch.randn(2, 16, 40, 48, generator=g)
-    outs = []
-    saved = acla_mod._plain_core
-    try:
-        for plain in (True, False):
-            acla_mod._plain_core = (lambda: True) if plain else (lambda: False)
-            leaves = [x.clone().requires_grad_(), *[r.clone().requires_grad_() for r in refs]]
-            m.zero_grad(set_to_none=True)
-            torch.manual_seed(2)  # same Gumbel noise for the gate
+    gy = torch.randn(2, 16, 40, 48, generator=g).to(device)
+
+    def run(core: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        leaves = [t.to(device).clone().requires_grad_() for t in (x, *refs)]
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # same Gumbel noise for the gate
+        with use_core(core):
             y = m(leaves[0], leaves[1:])
-            y.backward(gy)
-            outs.append((y.detach(), [t.grad for t in leaves] + [p.grad for p in m.parameters()]))
-    finally:
-        acla_mod._plain_core = saved
-    dy = (outs[0][0] - outs[1][0]).abs().max().item()
-    dg = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(outs[0][1], outs[1][1]))
-    ok = dy < 1e-4 and dg < 1e-4
-    return f"check: (a) CPU fast path vs its plain formulation (train, gate on, 40x48, 3 layers): max |dy| {dy:.1e}, max relative |dgrad| {dg:.1e} -> {'OK' if ok else 'MISMATCH'}"
+        y.backward(gy)
+        return y.detach(), [t.grad for t in leaves] + [p.grad for p in m.parameters()]
+
+    y0, g0 = run("plain")
+    lines = []
+    for core in cores:
+        y1, g1 = run(core)
+        dy = (y0 - y1).abs().max().item()
+        dg = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(g0, g1))
+        ok = dy < 1e-4 and dg < 1e-4
+        lines.append(f"check: {core} core vs the plain formulation on {device} (train, gate on, 40x48, 3 layers): max |dy| {dy:.1e}, "
+                     f"max relative |dgrad| {dg:.1e} -> {'OK' if ok else 'MISMATCH'}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def main() -> None:
     print("        the live tensors. B/px = peak / (B*H*W) query pixels")
     for m in methods:
         print(f"  ({m}) {METHODS[m]}")
-    print(check_fast_path())
+    print(*check_cores(), sep="\n")
     print(flush=True)
 
     results: dict[str, dict[int, dict]] = {m: {} for m in methods}

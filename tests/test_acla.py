@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -37,7 +38,7 @@ def reference(m: ACLA, x: torch.Tensor, refs: list[torch.Tensor], k: int) -> tor
         for j in range(k):
             ox = off[:, (li * m.k_max + j) * 2]
             oy = off[:, (li * m.k_max + j) * 2 + 1]
-            grid = torch.empty(b, h, w, 2, dtype=x.dtype)
+            grid = torch.empty(b, h, w, 2, dtype=x.dtype, device=x.device)
             for i in range(h):
                 for jj in range(w):
                     grid[:, i, jj, 0] = (2 * jj + 1) / w - 1 + ox[:, i, jj] * 2 / w
@@ -59,7 +60,7 @@ def reference(m: ACLA, x: torch.Tensor, refs: list[torch.Tensor], k: int) -> tor
     a = e / e.sum(1, keepdim=True)
     aggs = []
     for li, ref in enumerate(refs):
-        acc = torch.zeros(b, ref.shape[1], h, w, dtype=x.dtype)
+        acc = torch.zeros(b, ref.shape[1], h, w, dtype=x.dtype, device=x.device)
         for j in range(k):
             idx = li * k + j
             acc = acc + samples[idx][1] * a[:, idx : idx + 1]
@@ -72,6 +73,20 @@ def make_inputs(seed: int = 0, dtype=torch.float32):
     x = torch.randn(2, 6, 7, 9, generator=g, dtype=dtype)
     refs = [torch.randn(2, 6, 7, 9, generator=g, dtype=dtype), torch.randn(2, 3, 4, 5, generator=g, dtype=dtype)]
     return x, refs
+
+
+def outputs_and_grads(fn: Callable, m: ACLA, x: torch.Tensor, refs: list[torch.Tensor], gy: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``fn(x, refs)`` and the gradients of ``<fn(x, refs), gy>`` for x, refs and every parameter."""
+    leaves = [x.detach().clone().requires_grad_(), *[r.detach().clone().requires_grad_() for r in refs]]
+    m.zero_grad(set_to_none=True)
+    y = fn(leaves[0], leaves[1:])
+    y.backward(gy)
+    return y.detach(), [t.grad if t.grad is not None else torch.zeros_like(t) for t in [*leaves, *m.parameters()]]
+
+
+def worst_relative(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Largest |a - b| of each pair relative to the largest |a| of that pair, over all pairs."""
+    return max(((u - v).abs().max() / u.abs().max().clamp_min(1e-30)).item() for u, v in zip(a, b))
 
 
 @pytest.mark.parametrize("adaptive", [True, False])
@@ -94,11 +109,14 @@ def test_reference_is_not_trivially_equal() -> None:
 
 
 def test_gradcheck_float64() -> None:
-    m = randomize(ACLA(3, [3, 2], 3, adaptive=True, offset_kernel=1), seed=1).double().eval()
+    gradcheck_module("cpu")
+
+
+def gradcheck_module(device: str) -> None:
+    """gradcheck of the module in float64 on ``device``, inputs and then every parameter."""
+    m = randomize(ACLA(3, [3, 2], 3, adaptive=True, offset_kernel=1), seed=1).double().eval().to(device)
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    r1 = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    r2 = torch.randn(1, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x, r1, r2 = (torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_() for shape in ((1, 3, 4, 4), (1, 3, 4, 4), (1, 2, 2, 3)))
     assert torch.autograd.gradcheck(lambda a, b, c: m(a, [b, c]), (x, r1, r2), eps=1e-6, atol=1e-5)
     params = [p for p in m.parameters()]
     names = [n for n, _ in m.named_parameters()]

@@ -33,6 +33,7 @@ def tiny_user_net(width: int = 8) -> TinyUserNet:
     return TinyUserNet(width)
 
 
+pytestmark = pytest.mark.usefixtures("allow_test_modules")  # test_backbones:* are user code: opted in
 SMALL = {"edsr": {"n_feats": 8, "n_resblocks": 3}, "rcan": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4}, "unet": {"n_feats": 8, "n_enc": 1, "n_mid": 1, "n_dec": 1}}
 
 

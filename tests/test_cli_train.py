@@ -89,7 +89,7 @@ def test_restore_upscales_with_tiles(workdir, trained):
     (["restore", "{run}/model.pt", "{dir}/corrupt.png", "{dir}/o.png"], "corrupt.png: cannot read image"),
     (["restore", "{dir}/corrupt.png", "{dir}/photos/p0.png", "{dir}/o.png"], "cannot load the model file"),
     (["evaluate", "{run}/model.pt", "--data", "{dir}/nowhere"], "--data: folder"),
-    (["train", "{dir}/arch.yaml", "--out", "{dir}/other", "--patch", "25"], "train.patch"),
+    (["train", "{dir}/arch.yaml", "--out", "{dir}/other", "--patch", "25"], "--patch: expected a multiple of the task's scale (2)"),
 ])
 def test_bad_input_exits_2_with_one_line(workdir, trained, capsys, argv, text):
     (workdir / "corrupt.png").write_bytes(b"not an image")

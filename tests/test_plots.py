@@ -321,3 +321,32 @@ def test_run_sites_falls_back_to_sites_csv(tmp_path: Path) -> None:
     write_run(tmp_path, make_trials(n=3), sites=[(s, 48, 2) for s in SITES])
     sites = run_sites(tmp_path, {"backbone": {"name": "no_such_backbone"}, "modules": {}})
     assert sites[0] == D.SiteSpec("head", 48, 2) and len(sites) == len(SITES)
+
+
+def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> None:
+    """A child trained on generated data: the figure shows its first test image, noisy as the
+    network sees it, with the lattice periods and a median distance over every query."""
+    pytest.importorskip("torch")
+    import yaml
+
+    from acla_nas.arch import Arch, ModuleChoice
+    from acla_nas.network import build
+    from acla_nas.plots.key_usage import checkpoint_key_usage
+    from acla_nas.restore import save_model_file
+
+    data = {"kind": "synthetic", "size": 48, "n_train": 1, "n_val": 1, "n_test": 1, "periods": [12, 20], "supersample": 2}
+    task = {"name": "denoise", "sigma": 50}
+    arch = Arch(backbone="edsr", backbone_kwargs={"n_feats": 8, "n_resblocks": 2}, task=task,
+                modules={"body.1": ModuleChoice(4, ("head",))}, acla={"key_layout": "spiral", "init_radius": 6.0})
+    save_model_file(tmp_path / "model.pt", build(arch), arch.to_dict(), task)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"arch": arch.to_dict(), "data": data}))
+    infos, note = checkpoint_key_usage(tmp_path / "model.pt")
+    assert note is None and len(infos) == 1
+    info = infos[0]
+    assert "synthetic_test_000" in info.note and "lattice periods" in info.note
+    assert info.image.shape[:2] == (48, 48) and info.image.std() > 0.15  # sigma-50 noise is in the input
+    # untrained: every query keeps its 4 keys at the spiral radii 0, 6, 1, 2.45 px (lower median 1)
+    assert info.median_distance == pytest.approx(1.0, abs=1e-3)
+    (tmp_path / "config.yaml").unlink()  # without the run's data: the bundled photograph, no note
+    infos, _ = checkpoint_key_usage(tmp_path / "model.pt")
+    assert infos[0].note == ""

@@ -126,7 +126,7 @@ def test_two_processes_with_two_workers_on_one_postgresql_study(tmp_path: Path, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     runs = [tmp_path / "machine-a" / "demo", tmp_path / "machine-b" / "demo"]  # one study: same run name, same files
     procs = [subprocess.Popen([sys.executable, "-m", "acla_nas", "search", str(tmp_path / "space.yaml"), "--strategy", str(tmp_path / "slow.yaml"),
-                               "--out", str(run), "--storage", postgres_url, "--workers", "2", "--quiet"],
+                               "--out", str(run), "--storage", postgres_url, "--workers", "2", "--quiet", "--allow-import", "slow_plugin"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for run in runs]
     finished = []
     for p, run in zip(procs, runs):

@@ -302,6 +302,7 @@ def test_supernet_builds_and_runs_a_sample():
     assert y.shape == (1, 3, 16, 16)
 
 
+@pytest.mark.usefixtures("allow_test_modules")
 def test_user_backbone_space():
     d = tiny(backbone={"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*, down, up"}, task={"name": "denoise", "sigma": 15})
     s = SearchSpace.from_dict(d)
@@ -312,6 +313,7 @@ def test_user_backbone_space():
     assert build(s.reference_archs()["paper"])(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
 
 
+@pytest.mark.usefixtures("allow_test_modules")
 def test_user_backbone_that_needs_real_tensors():
     d = tiny(backbone={"name": "user_backbones:real_only_net", "sites": "stem, layers.*"}, task={"name": "denoise", "sigma": 15})
     s = SearchSpace.from_dict(d)

@@ -24,6 +24,7 @@ VALID = {
 USER_BB = {"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*"}
 DENOISE = {"name": "denoise", "sigma": 25}
 DROP = object()
+pytestmark = pytest.mark.usefixtures("allow_test_modules")  # user_backbones:* cases need the opt-in
 
 
 def variant(**changes) -> str:

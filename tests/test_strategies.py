@@ -69,9 +69,9 @@ BACKBONE_SPACES = {
 
 @pytest.mark.parametrize("backbone", list(BACKBONE_SPACES))
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_strategy_searches_every_backbone(tmp_path: Path, name: str, backbone: str) -> None:
+def test_every_strategy_searches_every_backbone(tmp_path: Path, name: str, backbone: str, allow_test_modules: None) -> None:
     """Conformance over backbones (EDSR is the contract test above): sites of other channel
-    counts and resolutions, same-size tails, a user backbone attached by hooks."""
+    counts and resolutions, same-size tails, a user backbone attached by hooks (allowed)."""
     space_file = write(tmp_path / "space.yaml", BACKBONE_SPACES[backbone])
     res = run_search(space_file, strategy_file(tmp_path, name), tmp_path / "run", progress=False)
     space = SearchSpace.from_yaml(space_file)
@@ -228,7 +228,7 @@ class NotAStrategy:
     pass
 
 
-def test_plug_in_strategy_by_module_path(tmp_path: Path, space_file: str) -> None:
+def test_plug_in_strategy_by_module_path(tmp_path: Path, space_file: str, allow_test_modules: None) -> None:
     strat = write(tmp_path / "plug.yaml", {"strategy": "test_strategies:EnumerateStrategy", "trials": 3, **FAST})
     run_search(space_file, strat, tmp_path / "run", progress=False)
     space = SearchSpace.from_yaml(space_file)

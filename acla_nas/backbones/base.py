@@ -38,9 +38,14 @@ def check_scale(scale: int, allowed: tuple[int, ...], backbone: str) -> int:
     return scale
 
 
-def check_positive_int(value: object, field: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"expected an integer >= {minimum}, got {value!r}", field=field)
+MAX_WIDTH = 2**16  # channels: far beyond any restoration network, small enough for shape arithmetic
+MAX_DEPTH = 1000  # blocks or groups: each is a Python object, so a typo like 1e9 must not hang the build
+
+
+def check_positive_int(value: object, field: str, minimum: int = 1, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        want = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+        raise UserError(f"expected {want}, got {value!r}", field=field)
     return value
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, MeanShift, ResBlock, Site, Tail, check_positive_int, check_scale, conv
+from ..checks import check_number
+from .base import MAX_DEPTH, MAX_WIDTH, Backbone, MeanShift, ResBlock, Site, Tail, check_positive_int, check_scale, conv
 from .registry import register_backbone
 
 
@@ -16,8 +17,9 @@ class EDSR(Backbone):
     def __init__(self, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, scale: int = 2, image_skip: bool = False) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "edsr")
-        n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats")
-        n_resblocks = check_positive_int(n_resblocks, "backbone.kwargs.n_resblocks")
+        n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats", maximum=MAX_WIDTH)
+        n_resblocks = check_positive_int(n_resblocks, "backbone.kwargs.n_resblocks", maximum=MAX_DEPTH)
+        res_scale = check_number(res_scale, "backbone.kwargs.res_scale")
         self.sub_mean, self.add_mean = MeanShift(-1), MeanShift(+1)
         self.head = conv(3, n_feats)
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, MeanShift, Site, Tail, check_positive_int, check_scale, conv
+from ..errors import UserError
+from .base import MAX_DEPTH, MAX_WIDTH, Backbone, MeanShift, Site, Tail, check_positive_int, check_scale, conv
 from .registry import register_backbone
 
 
@@ -46,10 +47,13 @@ class RCAN(Backbone):
     def __init__(self, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, scale: int = 2, image_skip: bool = False) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "rcan")
-        n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats")
-        n_resgroups = check_positive_int(n_resgroups, "backbone.kwargs.n_resgroups")
-        n_resblocks = check_positive_int(n_resblocks, "backbone.kwargs.n_resblocks")
-        reduction = check_positive_int(reduction, "backbone.kwargs.reduction")
+        n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats", maximum=MAX_WIDTH)
+        n_resgroups = check_positive_int(n_resgroups, "backbone.kwargs.n_resgroups", maximum=MAX_DEPTH)
+        n_resblocks = check_positive_int(n_resblocks, "backbone.kwargs.n_resblocks", maximum=MAX_DEPTH)
+        reduction = check_positive_int(reduction, "backbone.kwargs.reduction", maximum=MAX_WIDTH)
+        if n_resgroups * n_resblocks > MAX_DEPTH:
+            raise UserError(f"{n_resgroups} groups x {n_resblocks} blocks = {n_resgroups * n_resblocks} blocks; expected at most {MAX_DEPTH}",
+                            field="backbone.kwargs.n_resblocks")
         self.sub_mean, self.add_mean = MeanShift(-1), MeanShift(+1)
         self.head = conv(3, n_feats)
         self.groups = nn.Sequential(*[ResidualGroup(n_feats, n_resblocks, reduction) for _ in range(n_resgroups)])

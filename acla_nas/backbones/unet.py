@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, ResBlock, Site, check_positive_int, check_scale, conv
+from .base import MAX_DEPTH, MAX_WIDTH, Backbone, ResBlock, Site, check_positive_int, check_scale, conv
 from .registry import register_backbone
 
 
@@ -18,10 +18,10 @@ class UNetDenoiser(Backbone):
     def __init__(self, n_feats: int = 32, n_enc: int = 2, n_mid: int = 2, n_dec: int = 2, scale: int = 1) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1,), "unet (a same-size restoration network)")
-        c = check_positive_int(n_feats, "backbone.kwargs.n_feats")
-        n_enc = check_positive_int(n_enc, "backbone.kwargs.n_enc")
-        n_mid = check_positive_int(n_mid, "backbone.kwargs.n_mid")
-        n_dec = check_positive_int(n_dec, "backbone.kwargs.n_dec")
+        c = check_positive_int(n_feats, "backbone.kwargs.n_feats", maximum=MAX_WIDTH)
+        n_enc = check_positive_int(n_enc, "backbone.kwargs.n_enc", maximum=MAX_DEPTH)
+        n_mid = check_positive_int(n_mid, "backbone.kwargs.n_mid", maximum=MAX_DEPTH)
+        n_dec = check_positive_int(n_dec, "backbone.kwargs.n_dec", maximum=MAX_DEPTH)
         self.head = conv(3, c)
         self.enc = nn.Sequential(*[ResBlock(c) for _ in range(n_enc)])
         self.down = nn.Sequential(conv(c, 2 * c, 3, stride=2), nn.ReLU(inplace=True))

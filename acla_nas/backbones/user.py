@@ -7,7 +7,6 @@ strides found, by one probing forward pass with hooks; the backbone's code is ne
 """
 from __future__ import annotations
 
-import importlib
 import re
 
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import Site
-from .registry import call_factory
+from .registry import call_factory, resolve_factory
 
 PROBE_SIZE = 48  # divisible by 2, 3, 4, 6, 8, 12, 16
 
@@ -26,25 +25,6 @@ def site_pattern_regex(patterns: list[str]) -> re.Pattern[str]:
         rx = re.escape(pat).replace(r"\*\*", ".+").replace(r"\*", "[^.]+").replace(r"\?", "[^.]")
         parts.append(f"(?:{rx})")
     return re.compile("^(?:" + "|".join(parts) + ")$")
-
-
-def import_factory(spec: str, field: str = "backbone.name"):
-    """Import ``package.module:attr``; a clear UserError when it cannot be imported."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"expected package.module:factory, got {spec!r}", field=field)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, SyntaxError in user code, ...
-        raise UserError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}", field=field) from exc
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UserError(f"module {module_name!r} has no attribute {attr!r}", field=field)
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UserError(f"{spec!r} is not callable", field=field)
-    return obj
 
 
 def probe_sites(model: nn.Module, names: list[str], field: str = "backbone.sites") -> tuple[list[Site], int]:
@@ -96,7 +76,8 @@ def probe_sites(model: nn.Module, names: list[str], field: str = "backbone.sites
     return sites, scale
 
 
-def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwargs: dict | None = None) -> nn.Module:
+def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwargs: dict | None = None,
+                  file: str | None = None) -> nn.Module:
     """Build a user backbone and attach its probed site list as ``acla_sites``."""
     if not sites:
         raise UserError("a user backbone needs a site pattern over module names (e.g. 'body.*')", field="backbone.sites")
@@ -106,7 +87,7 @@ def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwar
     patterns = [p.strip() for p in raw if p.strip()]
     if not patterns:
         raise UserError("expected a pattern string or a list of pattern strings", field="backbone.sites")
-    factory = import_factory(spec)
+    factory = resolve_factory(spec, file)
     kwargs = dict(kwargs or {})
     model = call_factory(factory, kwargs, f"factory {spec!r}", any_error=True)
     if not isinstance(model, nn.Module):

@@ -52,30 +52,44 @@ def _write_csv(path: Path, per_set: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import embedded_source, source_for_dir
+    from ..checks import check_seed
+    from ..data import check_min_side, embedded_source, source_for_dir
     from ..device import resolve_device
     from ..errors import UserError
+    from ..memory import check_inference
     from ..restore import load_model
     from ..tasks import make_task
     from ..trainer import evaluate_model
 
-    if args.tile < 0:
+    if args.tile < 0 or 0 < args.tile < 8:
         raise UserError(f"got {args.tile}, expected 0 (off) or a tile size >= 8", field="--tile")
     if args.out and Path(args.out).suffix.lower() != ".csv":
         raise UserError(f"expected a .csv file name, got {args.out}", field="--out")
+    check_seed(args.seed)
     device = resolve_device(args.device)
-    model, _arch, payload = load_model(args.checkpoint, device)
-    sets = []  # resolve every data set before evaluating any, so a bad path fails fast
+    model, arch, payload = load_model(args.checkpoint, device)
+    sets = []  # resolve and size-check every data set before evaluating any, so bad input fails fast
     task = make_task(payload["task"])
     if args.data:
         for d in args.data:
             src = source_for_dir(d, task.scale)
-            sets.append((src.name, src.all()))
+            items = src.all()
+            check_min_side(items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "--data")
+            sets.append((src.name, items))
     else:
         sets.append(("embedded-test", embedded_source().split("test")))
+    for name, items in sets:
+        largest = max(items.hr_sizes(), key=lambda hw: hw[0] * hw[1])
+        lr = (largest[0] // task.scale, largest[1] // task.scale)
+        tile = (min(lr[0], args.tile), min(lr[1], args.tile)) if args.tile else lr
+        check_inference(arch, tile, device, "--tile", f"the largest image of {name} is {largest[1]}x{largest[0]}; "
+                        "use tiled inference (--tile 256)")
     results = []
     for name, items in sets:
-        res = evaluate_model(model, items, task, device, tile=args.tile or None, seed=args.seed)
+        try:
+            res = evaluate_model(model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True)
+        except UserError as exc:
+            raise (exc if exc.file else exc.at(file=str(args.checkpoint))) from None
         results.append({"dataset": name, **res})
     print(f"{task.describe()}")
     print(_table(results))

@@ -21,10 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..export import export_run
+    from ..export import INPUT_SIDE, export_run
 
     if args.top is not None and args.top < 1:
         raise UserError(f"expected a positive integer, got {args.top}", field="--top")
+    lo, hi = INPUT_SIDE
+    if args.input_size and not all(lo <= v <= hi for v in args.input_size):
+        h, w = args.input_size
+        raise UserError(f"expected H W in {lo}..{hi} (the input size of the exported models), got {h} {w}", field="--input-size")
     dirs = export_run(args.run_dir, args.out, top=args.top, pareto=args.pareto, weights=not args.no_weights,
                       torchscript=args.torchscript, onnx=args.onnx, input_size=tuple(args.input_size) if args.input_size else None)
     for d in dirs:

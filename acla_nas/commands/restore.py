@@ -38,28 +38,41 @@ def _output_format(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..checks import check_seed
     from ..data import load_image, save_image
     from ..device import resolve_device
     from ..errors import UserError
+    from ..memory import check_inference
     from ..restore import load_model, restore_image
     from ..tasks import make_task
 
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError("OUT is the input file; choose another output name", file=str(dst))
+    if not dst.parent.is_dir():  # a typo in the folder should not create a stray tree
+        raise UserError(f"the output folder {dst.parent} does not exist (create it first)", file=str(dst), field="OUT")
     fmt = _output_format(dst)
     if args.tile and (args.tile < 8 or not 0 <= args.overlap < args.tile):
         raise UserError(f"got --tile {args.tile} --overlap {args.overlap}; expected tile >= 8 and 0 <= overlap < tile",
                         field="--tile")
+    check_seed(args.seed)
     device = resolve_device(args.device)
     lq = load_image(src)[None]
-    model, _arch, payload = load_model(args.checkpoint, device)
+    model, arch, payload = load_model(args.checkpoint, device)
     task = make_task(payload["task"])
     if args.degrade:
-        lq = task.degrade(task.crop_hr(lq), torch.Generator().manual_seed(args.seed))
+        hr = task.crop_hr(lq)
+        if min(hr.shape[-2:]) < task.scale:
+            raise UserError(f"the image is {lq.shape[-1]}x{lq.shape[-2]}, too small to degrade for {task.describe()} "
+                            f"(expected at least {task.scale}x{task.scale})", file=str(src), field="IN")
+        lq = task.degrade(hr, torch.Generator().manual_seed(args.seed))
+    h, w = lq.shape[-2:]
+    tile = (min(h, args.tile), min(w, args.tile)) if args.tile else (h, w)
+    check_inference(arch, tile, device, "--tile", "use tiled inference (--tile 256) or a smaller image", str(src))
     with torch.no_grad():
         out = restore_image(model, lq.to(device), task.scale, args.tile or None, args.overlap).float().cpu()
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not bool(torch.isfinite(out).all()):
+        raise UserError(f"the model produced NaN or infinite values on {src}; nothing was written", file=str(args.checkpoint))
     tmp = dst.with_name(dst.name + ".tmp")
     save_image(out, tmp, format=fmt)
     os.replace(tmp, dst)

@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE", help="search-space YAML files to validate")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="search-space YAML files (or folders of them) to validate")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each space's summary and site table")
 
 
@@ -80,10 +80,27 @@ def _load(path: str):
         return None
 
 
+def _expand(paths: list[str]) -> tuple[list[str], int]:
+    """Files as given; a folder stands for the YAML files directly inside it. Returns the files
+    and the number of folders without any (each reported in one line)."""
+    files, empty = [], 0
+    for p in paths:
+        if not Path(p).is_dir():
+            files.append(p)
+            continue
+        found = sorted(str(f) for f in Path(p).iterdir() if f.suffix.lower() in (".yaml", ".yml") and f.is_file())
+        if not found:
+            print(f"acla-nas spaces: error: {p}: is a folder without .yaml files; pass search-space files or a folder "
+                  "holding them", file=sys.stderr)
+            empty += 1
+        files += found
+    return files, empty
+
+
 def _validate(paths: list[str], verbose: bool) -> int:
     from ..space import approx
 
-    failed = 0
+    paths, failed = _expand(paths)
     for p in paths:
         s = _load(p)
         if s is None:

@@ -812,6 +812,8 @@ class KeyUsageInfo:
     queries: np.ndarray
     locations: list[np.ndarray]
     ref_names: list[str] = field(default_factory=list)
+    median_distance: float | None = None  # over every query's kept keys, image px
+    note: str = ""  # what the image is (e.g. its lattice periods), for the caption
 
 
 def default_queries(height: int, width: int, n: int) -> list[tuple[int, int]]:
@@ -836,6 +838,8 @@ def key_usage_info(
     batch: int = 0,
     name: str = "",
     ref_names: Sequence[str] = (),
+    median_distance: float | None = None,
+    note: str = "",
 ) -> KeyUsageInfo:
     """Numpy key-usage data from an ACLA module's recorded tensors.
 
@@ -862,4 +866,4 @@ def key_usage_info(
             raise ValueError(f"locations must be (B,K,H,W,2), got shape {a.shape}")
         picked = np.stack([a[:, r, c, :] for r, c in q]) if q else np.zeros((0, a.shape[0], 2))
         locs.append(norm_to_pixel(picked, W, H))
-    return KeyUsageInfo(name, img, upsample_nearest(km, H, W), qpix, locs, list(ref_names))
+    return KeyUsageInfo(name, img, upsample_nearest(km, H, W), qpix, locs, list(ref_names), median_distance, note)

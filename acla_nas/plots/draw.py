@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,20 +297,26 @@ def draw_key_usage(infos: Sequence[D.KeyUsageInfo]) -> Figure:
             ax1.scatter([], [], marker=markers[li % len(markers)], color="0.4", s=18, label=f"keys from {nm}")
         ax1.scatter([], [], marker="*", color="0.4", s=80, label="query pixel")
         ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-        dists = [np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)]
-        med = float(np.median(np.concatenate(dists))) if dists else float("nan")
-        ax1.set_title(f"sampled key locations (median distance to the query {med:.1f} px)", fontsize=9)
+        if info.median_distance is not None:
+            med, over = info.median_distance, "all queries' kept keys"
+        else:
+            dists = [np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)]
+            med, over = (float(np.median(np.concatenate(dists))) if dists else float("nan")), "these queries"
+        ax1.set_title(f"sampled key locations: median distance {med:.1f} px\n({over})", fontsize=9)
         for ax in (ax0, ax1):
             ax.set_xlim(-0.5, w - 0.5)
             ax.set_ylim(h - 0.5, -0.5)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("ACLA adaptive key selection on one image")
+    note = infos[0].note if infos else ""
+    title = f"ACLA adaptive key selection on {note}" if note else "ACLA adaptive key selection on one image"
+    fig.suptitle("\n".join(textwrap.wrap(title, 80)))
     return fig
 
 
-def key_usage_infos(model: Any, image: Any, n_queries: int = 4) -> list[D.KeyUsageInfo]:
-    """Run ``model`` once on ``image`` with recording on; one info per ACLA module.
+def key_usage_infos(model: Any, image: Any, n_queries: int = 4, note: str = "") -> list[D.KeyUsageInfo]:
+    """Run ``model`` once on ``image`` with recording on; one info per ACLA module (with the
+    median distance, in image px, from every query to the keys it kept, and ``note``).
 
     Raises ImportError when :mod:`acla_nas.acla` is not available.
     """
@@ -345,8 +352,12 @@ def key_usage_infos(model: Any, image: Any, n_queries: int = 4) -> list[D.KeyUsa
             continue
         site = name.removeprefix("acla.").replace("__", ".")  # ModuleDict keys cannot hold dots
         ref_names = refs.get(site, []) if len(refs.get(site, [])) == len(m.last_locations) else []
+        dist = m.key_distances() if hasattr(m, "key_distances") else None
+        med = None
+        if dist is not None and dist.numel():
+            med = float(dist.median()) * x.shape[-1] / m.last_key_map.shape[-1]  # query px -> image px
         out.append(D.key_usage_info(m.last_key_map, m.last_locations, x[0], n_queries=n_queries,
-                                    name=site or "ACLA", ref_names=ref_names))
+                                    name=site or "ACLA", ref_names=ref_names, median_distance=med, note=note))
     return out
 
 

@@ -30,12 +30,12 @@ def load_input_image(path: str | None) -> Any:
     import torch
 
     if path:
-        from PIL import Image, UnidentifiedImageError
+        from ..data import load_image  # one decoder for every image acla-nas reads (16-bit, float TIFF)
 
         try:
-            arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UserError(f"cannot read image ({exc.__class__.__name__})", file=path, field="--image") from None
+            return load_image(path)
+        except UserError as exc:
+            raise exc.at(field="--image") from None
     else:
         try:
             from skimage import data as skdata
@@ -48,16 +48,64 @@ def load_input_image(path: str | None) -> Any:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
 
-def checkpoint_key_usage(ckpt: Path, image: str | None = None) -> tuple[list[Any], str | None]:
+def run_test_input(ckpt: Path, task_spec: dict) -> tuple[Any, str] | None:
+    """The first test image of the data the child was trained on (``config.yaml`` beside the
+    model file), degraded by its task exactly as evaluation degrades it, and a caption note
+    (for generated self-similar data: the image's lattice periods in input pixels). None when
+    the run's data cannot be found or read."""
+    import torch
+
+    from ..arch import read_yaml
+    from ..data import _mix_seed, make_source, to_float
+    from ..tasks import make_task
+
+    cfg = ckpt.parent / "config.yaml"
+    try:
+        doc = read_yaml(cfg) if cfg.is_file() else None
+        spec = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        task = make_task(task_spec)
+        src = make_source(spec, task.scale)
+        items = src.split("test")
+        item = items[0]
+    except (UserError, OSError):
+        return None
+    if isinstance(item, tuple):
+        lq = to_float(item[0])
+    else:
+        hr = task.crop_hr(to_float(item)[None])
+        lq = task.degrade(hr, torch.Generator().manual_seed(_mix_seed(0, 0)))[0]
+    note = f"{items.name(0)} ({' '.join(f'{k} {v}' for k, v in task.spec.items() if k != 'name')} {task.spec.get('name')})"
+    note = " ".join(note.replace("( ", "(").split())
+    if spec.get("kind") == "synthetic":
+        from ..synthetic import parse_params, render
+
+        _, lattices = render(parse_params(spec), "test", 0)
+        periods = [q / task.scale for lat in lattices for q in lat["periods"]]
+        note += f"; lattice periods {min(periods):.1f}-{max(periods):.1f} px"
+    return lq.clamp(0, 1), note
+
+
+def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = False) -> tuple[list[Any], str | None]:
     """Key-usage data of the child in ``ckpt`` on ``image`` (one model run): ``([], note)`` when
-    the file cannot be loaded, ``([], None)`` when the child has no ACLA module."""
+    the file cannot be loaded (``strict``: the error is raised instead, for a checkpoint the user
+    named), ``([], None)`` when the child has no ACLA module.
+
+    Without ``image`` the input is the first test image of the child's own data, degraded by
+    its task (see :func:`run_test_input`), else a crop of a bundled photograph."""
     from ..restore import load_model
     from .draw import key_usage_infos
 
     try:
-        model, _arch, _payload = load_model(ckpt, "cpu")
+        model, _arch, payload = load_model(ckpt, "cpu")
     except UserError as exc:
+        if strict:
+            raise (exc if exc.field else exc.at(field="--checkpoint")) from None
         return [], f"key usage skipped: {exc}"
+    found = None if image else run_test_input(ckpt, payload.get("task") or {})
+    if found is not None:
+        return key_usage_infos(model, found[0], note=found[1]), None
     return key_usage_infos(model, load_input_image(image)), None
 
 

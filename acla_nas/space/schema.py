@@ -19,10 +19,11 @@ from ..tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")
 BACKBONE_KEYS = ("name", "kwargs", "sites")
-DATA_REQUIRED: dict[str, tuple[str, ...]] = {"embedded": (), "folder": ("path",), "paired": ("hr", "lr")}
+DATA_REQUIRED: dict[str, tuple[str, ...]] = {"embedded": (), "synthetic": (), "folder": ("path",), "paired": ("hr", "lr")}
 CONSTRAINT_KEYS = ("max_modules", "max_flops", "max_params")
 OVERRIDE_KEYS = ("keys", "scopes")
 DEFAULT_INPUT_SIZE = (64, 64)
+MAX_INPUT_SIDE = 16384  # the costs are counted for this input; beyond it the counts mean nothing
 ABSOLUTE_MIN = 1000  # a bare number below this is a factor of the plain cost, at or above it a count
 SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 LIMIT_HELP = "expected '+10%', a factor like 1.1 (or '1.1x'), or an absolute count like 2.5G or 3000000"
@@ -162,13 +163,20 @@ def _parse_data(value: Any, file: str | None) -> dict:
     if not isinstance(value, dict):
         raise _err(f"expected a mapping like {{kind: embedded}}, got {type(value).__name__}", file, "data")
     kind = value.get("kind", "embedded")
-    if kind not in DATA_REQUIRED:
+    if not isinstance(kind, str) or kind not in DATA_REQUIRED:
         raise _err(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_REQUIRED)})", file, "data.kind")
     allowed = ("kind", *DATA_REQUIRED[kind], *sorted(set(DATA_KEYS.get(kind, ())) - {"kind", *DATA_REQUIRED[kind]}))
     _mapping(value, file, "data", allowed)
     for key in DATA_REQUIRED[kind]:
         if not isinstance(value.get(key), str) or not value[key].strip():
             raise _err(f"expected a directory path for data of kind {kind}", file, f"data.{key}")
+    if kind == "synthetic":  # generator parameters are checkable now, unlike folder paths
+        from ..synthetic import parse_params
+
+        try:
+            parse_params(value)
+        except UserError as exc:
+            raise exc.at(file=file) from None
     return {"kind": kind, **{k: v for k, v in value.items() if k != "kind"}}
 
 
@@ -179,9 +187,9 @@ def _parse_input_size(value: Any, file: str | None) -> tuple[int, int]:
     size = ev.get("input_size", list(DEFAULT_INPUT_SIZE))
     if isinstance(size, int) and not isinstance(size, bool):
         size = [size, size]
-    ok = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 4 for v in size)
+    ok = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= MAX_INPUT_SIDE for v in size)
     if not ok:
-        raise _err(f"expected [H, W] with integers >= 4, got {size!r}", file, "eval.input_size")
+        raise _err(f"expected [H, W] with integers in 4..{MAX_INPUT_SIDE}, got {size!r}", file, "eval.input_size")
     return (size[0], size[1])
 
 

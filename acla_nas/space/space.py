@@ -30,6 +30,7 @@ from ..arch import Arch, ModuleChoice, Scope, read_yaml, resolve_refs, task_scal
 from ..backbones import Site, create_backbone
 from ..backbones.user import site_pattern_regex
 from ..errors import UserError
+from ..trust import ImportRefused
 from .costs import CostTable
 from .counting import ModuleCountSampler, count_at_most, count_with_costs
 from .schema import SpaceSpec, parse_spec, scope_to_yaml, spec_to_dict
@@ -133,7 +134,9 @@ class SearchSpace:
         user = ":" in spec.backbone
         try:
             with torch.device("meta"):
-                return create_backbone(spec.backbone, scale, spec.kwargs, spec.backbone_sites)
+                return create_backbone(spec.backbone, scale, spec.kwargs, spec.backbone_sites, file=spec.file)
+        except ImportRefused:
+            raise
         except UserError as exc:
             if not user:
                 raise exc.at(file=spec.file) from None
@@ -141,7 +144,7 @@ class SearchSpace:
             if not user:
                 raise
         try:
-            return create_backbone(spec.backbone, scale, spec.kwargs, spec.backbone_sites)
+            return create_backbone(spec.backbone, scale, spec.kwargs, spec.backbone_sites, file=spec.file)
         except UserError as exc:
             raise exc.at(file=spec.file) from None
         except Exception as exc:  # a user factory that raises something else
@@ -486,7 +489,7 @@ class SearchSpace:
         """The weight-sharing supernet over every site's budgets and scopes."""
         from ..network import SiteChoices, build_supernet
 
-        return build_supernet(self.template(), {n: SiteChoices(s.budgets, s.scopes) for n, s in self.sites.items()})
+        return build_supernet(self.template(), {n: SiteChoices(s.budgets, s.scopes) for n, s in self.sites.items()}, file=self.file)
 
     def to_nni(self):
         """The space as an ``nni.mutable`` dict of categoricals (constraints: use ``satisfies``)."""

@@ -56,7 +56,7 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     multi_trial: ClassVar[bool] = True
-    OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {}
+    OPTIONS: ClassVar[dict[str, Any]] = {}  # name -> options.Option (or a bare type)
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
@@ -64,16 +64,22 @@ class Strategy:
 
     @classmethod
     def check_options(cls, options: dict) -> dict:
+        """Each option's type and range (``OPTIONS``), then :meth:`check_combination`; returns
+        the normalised options. Errors name ``options.<key>``."""
+        from .options import check_option
+
+        out = {}
         for key, value in options.items():
             if key not in cls.OPTIONS:
                 allowed = ", ".join(cls.OPTIONS) or "none"
                 raise UserError(f"unknown option for {cls.name} (expected {allowed})", field=f"options.{key}")
-            typ = cls.OPTIONS[key]
-            if isinstance(value, bool) and typ is not bool and bool not in (typ if isinstance(typ, tuple) else (typ,)):
-                raise UserError(f"expected {getattr(typ, '__name__', typ)}, got {value!r}", field=f"options.{key}")
-            if not isinstance(value, typ):
-                raise UserError(f"expected {getattr(typ, '__name__', typ)}, got {value!r}", field=f"options.{key}")
-        return dict(options)
+            out[key] = check_option(cls.OPTIONS[key], value, f"options.{key}")
+        cls.check_combination(out)
+        return out
+
+    @classmethod
+    def check_combination(cls, options: dict) -> None:
+        """Constraints between options (e.g. a tournament no larger than the population)."""
 
     def run(self) -> None:
         raise NotImplementedError
@@ -83,8 +89,14 @@ class Strategy:
         raise NotImplementedError
 
 
+ENTRY_POINT_GROUP = "acla_nas.strategies"
+
+
 def strategy_names() -> list[str]:
-    return sorted(_builtin())
+    """Built-in names and installed plug-ins (entry-point group ``acla_nas.strategies``)."""
+    from ..trust import entry_points
+
+    return sorted(set(_builtin()) | set(entry_points(ENTRY_POINT_GROUP)))
 
 
 def _builtin() -> dict[str, type[Strategy]]:
@@ -96,19 +108,35 @@ def _builtin() -> dict[str, type[Strategy]]:
     return {c.name: c for c in (RandomStrategy, TPEStrategy, EvolutionStrategy, DartsStrategy)}
 
 
+def _plugin(name: str, file: str | None) -> Any:
+    """An installed plug-in by entry-point name or by its import path, loaded; else None."""
+    from ..trust import entry_points
+
+    for ep_name, ep in entry_points(ENTRY_POINT_GROUP).items():
+        if name in (ep_name, ep.value.replace(" ", "")):
+            try:
+                return ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken installed plug-in: one line
+                raise UserError(f"the installed strategy plug-in {ep_name!r} ({ep.value}) failed to load: "
+                                f"{type(exc).__name__}: {exc}", file=file, field="strategy") from None
+    return None
+
+
 def strategy_class(name: str, file: str | None = None) -> type[Strategy]:
-    """A built-in strategy by name, or a plug-in given as ``package.module:Class``."""
+    """A built-in strategy by name, an installed plug-in, or ``package.module:Class`` from a
+    module the user allows (see :mod:`acla_nas.trust`)."""
+    from ..trust import import_object, qualified_name
+
     builtin = _builtin()
     if name in builtin:
         return builtin[name]
-    if ":" not in name:
-        raise UserError(f"unknown strategy {name!r} (expected one of {', '.join(builtin)}, or package.module:Class)", file=file, field="strategy")
-    from ..backbones.user import import_factory
-
-    try:
-        cls = import_factory(name, field="strategy")
-    except UserError as exc:
-        raise exc.at(file=file) from None
+    cls = _plugin(name, file)
+    if cls is None:
+        if ":" not in name:
+            raise UserError(f"unknown strategy {name!r} (expected one of {', '.join(strategy_names())}, or package.module:Class)",
+                            file=file, field="strategy")
+        trusted = {qualified_name(c): c for c in builtin.values()}
+        cls = import_object(name, kind="strategy class", field="strategy", file=file, trusted=trusted)
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise UserError(f"{name!r} is not a subclass of acla_nas.strategies.Strategy", file=file, field="strategy")
     return cls

@@ -37,11 +37,13 @@ from torch import nn
 from .. import distributed
 from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler, _mix_seed
+from ..device import resolve_device
 from ..errors import UserError
 from ..evaluators import score_on_patches
-from ..trainer import NonFiniteLossError, _atomic_torch_save, seed_everything
+from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, model_param_groups, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy
+from .options import FLAG, STEPS_OR_FRACTION, integer, number
 
 CKPT = "darts.pt"
 
@@ -77,19 +79,19 @@ class DartsStrategy(Strategy):
     name = "darts"
     multi_trial = False
     OPTIONS = {
-        "steps": int,
-        "warmup": (int, float),  # steps (int) or fraction (float) of uniform path sampling first
-        "batch": int,
-        "patch": int,
-        "w_lr": float,
-        "a_lr": float,
-        "gumbel": bool,
-        "tau_start": (int, float),
-        "tau_end": (int, float),
-        "penalty": (int, float),
-        "log_every": int,
-        "ckpt_every": int,
-        "grad_clip": (int, float),
+        "steps": integer(1),
+        "warmup": STEPS_OR_FRACTION,  # steps (int) or fraction (float) of uniform path sampling first
+        "batch": integer(1),
+        "patch": integer(1),
+        "w_lr": number(0.0, hi=MAX_LR),
+        "a_lr": number(0.0, hi=MAX_LR),
+        "gumbel": FLAG,
+        "tau_start": number(0.0),
+        "tau_end": number(0.0),
+        "penalty": number(0.0, lo_open=False),
+        "log_every": integer(1),
+        "ckpt_every": integer(1),
+        "grad_clip": number(0.0),
     }
     DEFAULTS: dict[str, Any] = {
         "steps": 400,
@@ -107,12 +109,23 @@ class DartsStrategy(Strategy):
         "grad_clip": 1.0,
     }
 
+    @classmethod
+    def check_combination(cls, options: dict) -> None:
+        o = {**cls.DEFAULTS, **options}
+        if isinstance(o["warmup"], int) and o["warmup"] >= o["steps"]:
+            raise UserError(f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
+                            "(expected warmup < steps, or a fraction in [0, 1))", field="options.warmup")
+
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         o = {**self.DEFAULTS, **self.options}
         if ctx.steps is not None:
             o["steps"] = ctx.steps
+        self.check_combination(o)
         self.o = o
+        scale = ctx.data.task.scale
+        if o["patch"] % scale:
+            raise UserError(f"expected a multiple of the task's scale ({scale}), got {o['patch']}", field="options.patch")
         space = ctx.space
         self.sites = {n: s for n, s in space.sites.items() if s.nonzero}
         # the widest scope choice of each site (most reference layers)
@@ -140,15 +153,15 @@ class DartsStrategy(Strategy):
         """Differentiable excess of expected MACs / params / modules over the space's limits."""
         pen = torch.zeros(())
         if "macs" in self.limits:
-            expected = self.plain_macs + sum((p * self.macs[n]).sum() for n, p in probs.items())
+            expected = self.plain_macs + sum((p * self.macs[n].to(p.device)).sum() for n, p in probs.items())
             pen = pen + F.relu(expected - self.limits["macs"]) / self.plain_macs
         if "params" in self.limits:
             plain_p = float(self.ctx.space.costs().plain_params)
-            expected = plain_p + sum((p * self.params_cost[n]).sum() for n, p in probs.items())
+            expected = plain_p + sum((p * self.params_cost[n].to(p.device)).sum() for n, p in probs.items())
             pen = pen + F.relu(expected - self.limits["params"]) / plain_p
         mm = self.ctx.space.max_modules
         if mm is not None:
-            on = sum((p * torch.tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
+            on = sum((p * p.new_tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
             pen = pen + F.relu(on - mm)
         return pen
 
@@ -184,7 +197,8 @@ class DartsStrategy(Strategy):
     # -- checkpointing -------------------------------------------------------------------------
     def _save(self, step: int, supernet: nn.Module, alpha: ArchParameters, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer, seconds: float) -> None:
         """Checkpoint on rank 0 (every rank calls it: the RNG states of all ranks are kept)."""
-        rngs = distributed.gather(torch.get_rng_state())
+        cuda = self.device.type == "cuda"
+        rngs = distributed.gather((torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None))
         if not distributed.is_main():
             return
         _atomic_torch_save(
@@ -197,8 +211,10 @@ class DartsStrategy(Strategy):
                 "rows": self.rows,
                 "seconds": seconds,
                 "options": {k: (float(v) if isinstance(v, float) else v) for k, v in self.o.items()},
-                "torch_rng": rngs[0],
-                **({"torch_rng_ranks": rngs} if len(rngs) > 1 else {}),
+                "torch_rng": rngs[0][0],
+                **({"cuda_rng": rngs[0][1]} if cuda else {}),
+                **({"torch_rng_ranks": [r[0] for r in rngs]} if len(rngs) > 1 else {}),
+                **({"cuda_rng_ranks": [r[1] for r in rngs]} if len(rngs) > 1 and cuda else {}),
             },
             self.ctx.run_dir / "checkpoints" / CKPT,
         )
@@ -220,9 +236,10 @@ class DartsStrategy(Strategy):
         rank = distributed.current()
         distributed.check_batch(o["batch"], "options.batch")
         seed_everything(data.seed)  # before building: initial weights are part of the run
-        supernet = ctx.space.supernet()
-        alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()})
-        w_opt = torch.optim.Adam(supernet.parameters(), lr=o["w_lr"])
+        self.device = device = distributed.device_for(resolve_device(data.device))
+        supernet = ctx.space.supernet().to(device)
+        alpha = ArchParameters({n: s.budgets for n, s in self.sites.items()}).to(device)
+        w_opt = torch.optim.Adam(model_param_groups(supernet, o["w_lr"]), lr=o["w_lr"])
         a_opt = torch.optim.Adam(alpha.parameters(), lr=o["a_lr"], betas=(0.5, 0.999), weight_decay=1e-3)
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
         val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
@@ -235,14 +252,17 @@ class DartsStrategy(Strategy):
             w_opt.load_state_dict(ck["w_opt"])
             a_opt.load_state_dict(ck["a_opt"])
             self.rows = list(ck["rows"])
-            ranks = ck.get("torch_rng_ranks") or [ck["torch_rng"]]
-            torch.set_rng_state(ranks[rank.rank] if len(ranks) == rank.world else ck["torch_rng"])
+            own = len(ck.get("torch_rng_ranks") or [0]) == rank.world  # the same number of ranks: each its own state
+            torch.set_rng_state(ck["torch_rng_ranks"][rank.rank] if own and rank.enabled else ck["torch_rng"])
+            if "cuda_rng" in ck and device.type == "cuda":
+                cuda_rng = ck["cuda_rng_ranks"][rank.rank] if own and rank.enabled and "cuda_rng_ranks" in ck else ck["cuda_rng"]
+                torch.cuda.set_rng_state(cuda_rng, device)
             start = int(ck["step"])
             ctx.elapsed_offset = float(ck["seconds"])
             ctx.started = time.time()
         if rank.rank > 0 and (ck is None or len(ck.get("torch_rng_ranks") or [0]) != rank.world):
             torch.manual_seed(_mix_seed(data.seed * 7919 + rank.rank, start))  # each rank its own noise
-        net = distributed.wrap(supernet, torch.device("cpu"), find_unused=True)  # DDP for the weight step
+        net = distributed.wrap(supernet, device, find_unused=True)  # DDP for the weight step
         steps, warm = o["steps"], self.warmup_steps()
         for step in range(start, steps):
             if step > start and step % o["ckpt_every"] == 0:
@@ -250,7 +270,7 @@ class DartsStrategy(Strategy):
             tau = self.temperature(step)
             supernet.train()
             # weights on training patches (this rank's slice of the global batch)
-            lq, hr = distributed.shard(train.batch_at(step))
+            lq, hr = (t.to(device) for t in distributed.shard(train.batch_at(step)))
             if step < warm:
                 supernet.use(ctx.space.sample(random.Random(data.seed * 1_000_003 + step)).modules)
             else:
@@ -258,16 +278,18 @@ class DartsStrategy(Strategy):
                     probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
             loss = F.l1_loss(net(lq), hr)
-            value = distributed.mean(loss.detach())
+            value = distributed.mean(loss.detach())  # the global-batch loss, the same on every rank
             if not math.isfinite(value):
-                raise NonFiniteLossError(f"the supernet loss became {value} at DARTS step {step}; the last checkpoint is kept")
+                raise NonFiniteLossError(f"the supernet loss became {value} at DARTS step {step}; the last checkpoint "
+                                         "is kept. Lower options.w_lr or options.grad_clip (in a new --out directory)",
+                                         field="options.w_lr")
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(supernet.parameters(), o["grad_clip"])
             w_opt.step()
             # architecture on validation patches (first order)
             if step >= warm:
-                vlq, vhr = distributed.shard(val.batch_at(step))
+                vlq, vhr = (t.to(device) for t in distributed.shard(val.batch_at(step)))
                 probs = alpha.probs(tau, o["gumbel"])
                 supernet.use_mix({n: (self.sites[n].budgets, probs[n]) for n in self.sites}, self.scope)
                 a_loss = F.l1_loss(supernet(vlq), vhr) + o["penalty"] * self.penalty(probs)

@@ -15,7 +15,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..errors import UserError
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
+from .options import integer
 
 MAX_TRIES = 200
 
@@ -67,9 +69,18 @@ class AgingEvolutionSampler(SpaceRandomSampler):
 
 class EvolutionStrategy(OptunaStrategy):
     name = "evolution"
-    OPTIONS = {"population": int, "sample_size": int}
+    OPTIONS = {"population": integer(1), "sample_size": integer(1)}
+    DEFAULTS = {"population": 20, "sample_size": 5}
+
+    @classmethod
+    def check_combination(cls, options: dict) -> None:
+        o = {**cls.DEFAULTS, **options}
+        if o["sample_size"] > o["population"]:
+            raise UserError(f"a tournament of {o['sample_size']} cannot be drawn from a population of {o['population']} "
+                            "(expected sample_size <= population)", field="options.sample_size")
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         return AgingEvolutionSampler(
-            self.ctx.space, self.ctx.seed, self.options.get("population", 20), self.options.get("sample_size", 5)
+            self.ctx.space, self.ctx.seed, self.options.get("population", self.DEFAULTS["population"]),
+            self.options.get("sample_size", self.DEFAULTS["sample_size"]),
         )

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
+from .options import FLAG, integer
 
 
 class SpaceStartTPESampler(optuna.samplers.TPESampler):
@@ -46,7 +47,7 @@ class SpaceStartTPESampler(optuna.samplers.TPESampler):
 
 class TPEStrategy(OptunaStrategy):
     name = "tpe"
-    OPTIONS = {"n_startup_trials": int, "multivariate": bool, "n_ei_candidates": int}
+    OPTIONS = {"n_startup_trials": integer(0), "multivariate": FLAG, "n_ei_candidates": integer(1)}
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         o = self.options
