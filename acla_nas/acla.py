@@ -16,7 +16,7 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
 
 This is the same function class as separate key/value projections without biases, at half the
 sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
-for memory traffic (``_AttentionCore``); on CUDA with Triton a fused kernel that stores no samples
+for memory traffic (``_AttentionCore``); on CUDA, opt-in until it has run on a GPU, a fused Triton kernel that stores no samples
 at all (``acla_triton``); under tracing, compilation or on other devices the plain formulation in
 ``ACLA.forward`` (the choice: ``acla_cuda.select_core``). All compute the same function.
 Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another

@@ -31,15 +31,21 @@ def _check(name: str, where: str) -> str:
     return name
 
 
+#: The fused Triton kernel has been checked in Triton's interpreter and compiled for sm_90, but
+#: has not yet run on a GPU: until ``pytest -m cuda`` and ``benchmarks/gpu.py`` have run on one,
+#: CUDA defaults to the plain formulation and the kernel is opt-in (``ACLA_NAS_CORE=triton``).
+TRITON_DEFAULT_ON_CUDA = False
+
+
 def select_core(device: torch.device) -> str:
-    """The core for tensors on ``device``: the forced one, else node on CPU, triton on CUDA where
-    Triton is importable, plain elsewhere."""
+    """The core for tensors on ``device``: the forced one, else node on CPU, plain elsewhere
+    (triton on CUDA where Triton is importable once ``TRITON_DEFAULT_ON_CUDA`` is set)."""
     name = _forced or _check(os.environ.get(ENV, "auto") or "auto", ENV)
     if name != "auto":
         return name
     if device.type == "cpu":
         return "node"
-    if device.type == "cuda" and triton_available():
+    if device.type == "cuda" and TRITON_DEFAULT_ON_CUDA and triton_available():
         return "triton"
     return "plain"
 

@@ -14,6 +14,9 @@ CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 def test_defaults_per_device(monkeypatch) -> None:
     monkeypatch.delenv(acla_cuda.ENV, raising=False)
     monkeypatch.setattr(acla_triton, "triton", object())  # "installed"
+    # the kernel is opt-in on CUDA until it has run on a GPU
+    assert [acla_cuda.select_core(d) for d in (CPU, CUDA, MPS)] == ["node", "plain", "plain"]
+    monkeypatch.setattr(acla_cuda, "TRITON_DEFAULT_ON_CUDA", True)
     assert [acla_cuda.select_core(d) for d in (CPU, CUDA, MPS)] == ["node", "triton", "plain"]
     monkeypatch.setattr(acla_triton, "triton", None)  # not installed: CUDA falls back to plain
     assert [acla_cuda.select_core(d) for d in (CPU, CUDA, MPS)] == ["node", "plain", "plain"]
