@@ -20,21 +20,13 @@ import yaml
 from acla_nas.owner import Owner
 from acla_nas.strategies.optuna_loop import counted
 from acla_nas.study import load_run_study
+from tiny_space import TINY_SPACE
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
 
 TESTS = Path(__file__).resolve().parent
 TRIALS, DELAY = 4, 0.5
-SPACE = {
-    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
-    "task": {"name": "sr", "scale": 2},
-    "data": {"kind": "embedded"},
-    "eval": {"input_size": [16, 16]},
-    "sites": "all",
-    "keys": [0, 2, 4],
-    "scopes": [1, "all"],
-    "constraints": {"max_modules": 2},
-}
+SPACE = TINY_SPACE
 STRATEGY = {"strategy": "slow_plugin:SlowRandom", "trials": TRIALS, "options": {"delay": DELAY},
             "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
 

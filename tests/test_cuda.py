@@ -26,6 +26,7 @@ from acla_nas.arch import Arch
 from acla_nas.data import embedded_dir
 from acla_nas.network import build
 from test_acla import gradcheck_module, make_inputs, outputs_and_grads, randomize, reference, worst_relative
+from tiny_space import TINY_SPACE
 
 HAS_CUDA = torch.cuda.is_available()
 NO_CUDA = "no CUDA device here: the cuda tests run where one is present (pytest -m cuda)"
@@ -82,16 +83,7 @@ def test_gradcheck_float64_on_cuda(core: str) -> None:
 
 
 # -- training on the device --------------------------------------------------------------------
-SPACE = {
-    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
-    "task": {"name": "sr", "scale": 2},
-    "data": {"kind": "embedded"},
-    "eval": {"input_size": [16, 16]},
-    "sites": "all",
-    "keys": [0, 2, 4],
-    "scopes": [1, "all"],
-    "constraints": {"max_modules": 2},
-}
+SPACE = TINY_SPACE
 VAL = {"patches": 3, "patch": 24}
 
 

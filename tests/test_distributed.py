@@ -24,6 +24,7 @@ from PIL import Image
 from acla_nas.data import embedded_dir
 from acla_nas.retrain import train_arch
 from acla_nas.search import run_search
+from tiny_space import TINY_SPACE
 
 TOL = 1e-6
 STEPS = 16
@@ -97,17 +98,7 @@ def test_a_killed_two_process_run_resumes_under_torchrun_with_the_weights_of_one
     assert max_diff(ddp, {k: torch.zeros_like(v) for k, v in single.items()}) > 1e4 * TOL  # not trivially equal
 
 
-SPACE = {
-    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
-    "task": {"name": "sr", "scale": 2},
-    "data": {"kind": "embedded"},
-    "eval": {"input_size": [16, 16]},
-    "sites": "all",
-    "keys": [0, 2, 4],
-    "scopes": [1, "all"],
-    "constraints": {"max_modules": 2},
-    "acla": {"adaptive": False},
-}
+SPACE = {**TINY_SPACE, "acla": {"adaptive": False}}
 
 
 @pytest.mark.parametrize("strategy", ["random", "darts"])

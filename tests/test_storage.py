@@ -18,6 +18,7 @@ from acla_nas.journal_lock import OwnerLock
 from acla_nas.owner import Owner, process_alive
 from acla_nas.storage import heartbeat_settings, open_storage, parse_storage
 from acla_nas.study import config_hash, open_run_study, study_name
+from tiny_space import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,16 +164,7 @@ def test_a_run_journal_from_before_named_studies_is_adopted(tmp_path: Path) -> N
     assert len(opened.load().trials) == 1
 
 
-SPACE = {
-    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
-    "task": {"name": "sr", "scale": 2},
-    "data": {"kind": "embedded"},
-    "eval": {"input_size": [16, 16]},
-    "sites": "all",
-    "keys": [0, 2, 4],
-    "scopes": [1, "all"],
-    "constraints": {"max_modules": 2},
-}
+SPACE = TINY_SPACE
 STRATEGY = {"strategy": "random", "trials": 3, "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
 
 

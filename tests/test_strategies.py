@@ -24,17 +24,8 @@ from acla_nas.strategies.optuna_loop import OptunaStrategy, SpaceRandomSampler
 from acla_nas.study import load_run_study
 from acla_nas.trajectory import CORE_COLUMNS
 from acla_nas.trainer import NonFiniteLossError
+from tiny_space import TINY_SPACE
 
-TINY_SPACE = {
-    "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
-    "task": {"name": "sr", "scale": 2},
-    "data": {"kind": "embedded"},
-    "eval": {"input_size": [16, 16]},
-    "sites": "all",
-    "keys": [0, 2, 4],
-    "scopes": [1, "all"],
-    "constraints": {"max_modules": 2},
-}
 FAST = {"supernet": {"steps": 3, "batch": 2, "patch": 24}, "proxy": {"steps": 2, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
 PRESETS = {
     "random": {"strategy": "random", "trials": 3, **FAST},
