@@ -93,14 +93,8 @@ def supernet_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
     """The trained supernet's state dict of a run (one-shot evaluator or DARTS), if any."""
     from .trainer import load_checkpoint
 
-    from .strategies.darts import load_darts_checkpoint
-
-    oneshot, darts = run_dir / "supernet" / "checkpoints" / "last.pt", run_dir / "checkpoints" / "darts.pt"
-    if oneshot.is_file():
-        return load_checkpoint(oneshot)["model"]
-    if darts.is_file():
-        return load_darts_checkpoint(darts)["supernet"]
-    return None
+    path = run_dir / "supernet" / "checkpoints" / "last.pt"  # both train it with the shared Trainer
+    return load_checkpoint(path)["model"] if path.is_file() else None
 
 
 def model_card(pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, input_size: tuple[int, int], files: list[str]) -> str:

@@ -18,7 +18,9 @@ Callers customise a step with ``before_step(step)`` (e.g. sample a supernet path
 randomness from ``step`` or the global torch RNG, which is checkpointed) and
 ``after_step(step, loss)``; ``param_groups`` adds optimizer groups (e.g. architecture weights);
 ``step_loss(forward_loss, step)`` replaces the step's loss by a combination of several calls of
-``forward_loss()`` (e.g. the sandwich rule: one forward pass per supernet path).
+``forward_loss()`` (e.g. the sandwich rule: one forward pass per supernet path);
+``extra_state`` (``state_dict()`` / ``load_state_dict(state, file)``) adds the caller's own state
+to every checkpoint (e.g. DARTS's architecture parameters, their optimiser and its trajectory).
 
 Inside a process group (torchrun, or ``--nproc``; see :mod:`acla_nas.distributed`) the model is
 wrapped in DistributedDataParallel and each rank trains on its slice of the same global batch,
@@ -287,6 +289,7 @@ class Trainer:
         section: str = "train",
         ddp_find_unused: bool = False,
         step_loss: Callable[[Callable[[], torch.Tensor], int], torch.Tensor] | None = None,
+        extra_state: Any = None,
     ) -> None:
         self.config, self.task, self.sampler = config, task, sampler
         self.section = section  # where the user sets this run's lr (train, supernet, proxy): named in errors
@@ -300,6 +303,7 @@ class Trainer:
         self.val_data, self.before_step, self.after_step = val_data, before_step, after_step
         self.final_eval, self.meta = final_eval, dict(meta or {})
         self.step_loss = step_loss
+        self.extra_state = extra_state  # state_dict() / load_state_dict(): checkpointed with the model
         if step_loss is not None and self.rank.enabled:
             raise UserError("several forward passes per step (e.g. supernet.sampling: sandwich) do not run data-parallel; "
                             "use one process", field=f"{section}.sampling")
@@ -354,12 +358,16 @@ class Trainer:
             "seconds": self._elapsed,
             "meta": self.meta,
         }
+        if self.extra_state is not None:
+            state["extra"] = self.extra_state.state_dict()
         if len(ranks) > 1:
             state["rng_ranks"] = ranks
         _atomic_torch_save(state, self.checkpoint_path)
         self._last_saved = step
 
     def _resume(self, ckpt: dict[str, Any]) -> int:
+        if self.extra_state is not None:  # first: it may refuse a checkpoint made with other options
+            self.extra_state.load_state_dict(ckpt.get("extra") or {}, self.checkpoint_path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -390,7 +398,10 @@ class Trainer:
             raise UserError(f"cannot read the stored result ({exc})", file=str(self.metrics_path)) from None
         self._check_same_run(result.get("config", {}), result.get("task", {}), self.metrics_path)
         if self.checkpoint_path is not None and self.checkpoint_path.is_file():
-            self.model.load_state_dict(load_checkpoint(self.checkpoint_path, self.device)["model"])
+            ckpt = load_checkpoint(self.checkpoint_path, self.device)
+            self.model.load_state_dict(ckpt["model"])
+            if self.extra_state is not None and "extra" in ckpt:
+                self.extra_state.load_state_dict(ckpt["extra"], self.checkpoint_path)
         return result
 
     # -- one step --------------------------------------------------------------------------------

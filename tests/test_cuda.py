@@ -127,8 +127,8 @@ def test_supernet_and_darts_steps_on_device(tmp_path: Path, device: str, strateg
         state = torch.load(tmp_path / "run" / "supernet" / "checkpoints" / "last.pt", weights_only=True)["model"]
         assert on_device(state, device)
     else:
-        ck = torch.load(tmp_path / "run" / "checkpoints" / "darts.pt", weights_only=True)
-        assert ck["step"] == 3 and on_device(ck["supernet"], device) and on_device(ck["alpha"], device)
+        ck = torch.load(tmp_path / "run" / "supernet" / "checkpoints" / "last.pt", weights_only=True)
+        assert ck["step"] == 3 and on_device(ck["model"], device) and on_device(ck["extra"]["alpha"], device)
 
 
 # -- mixed precision ---------------------------------------------------------------------------

@@ -159,9 +159,10 @@ def test_darts_resume_equals_uninterrupted_run(tmp_path: Path, space_file: str, 
     with pytest.raises(KeyboardInterrupt):
         run_search(space_file, strat, tmp_path / "resumed", progress=False)
     monkeypatch.setattr(DartsStrategy, "log", original)
-    from acla_nas.strategies.darts import load_darts_checkpoint
+    from acla_nas.trainer import load_checkpoint
 
-    assert load_darts_checkpoint(tmp_path / "resumed" / "checkpoints" / "darts.pt")["step"] == 2
+    # DARTS trains its supernet with the shared Trainer: one checkpoint format, in RUN_DIR/supernet
+    assert load_checkpoint(tmp_path / "resumed" / "supernet" / "checkpoints" / "last.pt")["step"] == 2
     run_search(space_file, strat, tmp_path / "resumed", progress=False)
     cols = lambda df: df.drop(columns=["seconds", "run"])  # noqa: E731
     a = pd.read_csv(tmp_path / "straight" / "trajectory.csv")

@@ -1,0 +1,279 @@
+"""Search quality against a tabulated space: regret of every strategy, one-shot ranking, DARTS.
+
+Needs a complete table (``python -m acla_nas.tabulate search_spaces/synthetic_table.yaml``).
+Three parts, each resumable (runs live under ``--out`` and are read back, not redone):
+
+1. **Multi-trial strategies at equal budget** (``evaluator: table``: a candidate's score is its
+   stand-alone PSNR from the table, so regret is exact): each of ``--strategies`` over
+   ``--seeds`` search seeds with ``--trials`` trials. Reports the median (and quartiles) of the
+   regret (table best - best found so far) against trials, the trials each strategy needs to
+   reach random search's median final best (median over seeds; ``>N`` when not reached in N),
+   and the final regret. Plot: ``regret.png``.
+2. **One-shot ranking**: a supernet per ``--samplings`` (uniform, fair, sandwich) trained on the
+   space with the same recipe and seed, then every architecture scored with inherited weights;
+   Kendall tau and sparse tau (pairs whose table means differ by less than ``--tie`` dB count as
+   ties) against the table's stand-alone means, over all tabulated architectures and over
+   ``--n-strat`` architectures stratified by MACs, with bootstrap 95% intervals (``--boot``
+   resamples of the architectures).
+3. **DARTS**: ``--darts-seeds`` runs of the DARTS strategy on the space (its own supernet); the
+   derived child's table PSNR, its rank among the tabulated architectures within DARTS's MACs
+   target, and whether it is in their top 10%.
+
+    python benchmarks/search_quality.py [--table results/table/synthetic_table.csv]
+        [--space search_spaces/synthetic_table.yaml] [--strategies random tpe evolution]
+        [--seeds 10] [--trials 40] [--samplings uniform fair sandwich] [--supernet-steps 1000]
+        [--darts-seeds 3] [--parts strategies oneshot darts] [--out runs/bench_search_quality]
+        [--results results/search_quality]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acla_nas.evaluators import OneShotEvaluator  # noqa: E402
+from acla_nas.search import run_search, search_data  # noqa: E402
+from acla_nas.space import SearchSpace  # noqa: E402
+from acla_nas.strategies.darts import macs_target  # noqa: E402
+from acla_nas.table import Table  # noqa: E402
+from acla_nas.tabulate import arch_key, stratified  # noqa: E402
+
+PRESETS = {
+    "random": {"strategy": "random"},
+    "tpe": {"strategy": "tpe", "options": {"n_startup_trials": 10, "multivariate": True}},
+    "evolution": {"strategy": "evolution", "options": {"population": 10, "sample_size": 4}},
+}
+VAL = {"patches": 16, "patch": 48}
+
+
+# -- 1. strategies against the table --------------------------------------------------------------
+def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[str, float]) -> pd.DataFrame:
+    """Best-so-far table PSNR after each trial, per (strategy, seed)."""
+    rows = []
+    for name in args.strategies:
+        for seed in range(args.seeds):
+            run = Path(args.out) / "strategies" / f"{name}_s{seed}"
+            preset = {**PRESETS[name], "evaluator": "table", "trials": args.trials, "seed": seed, "val": {"patches": 2, "patch": 48},
+                      "table": {"path": str(Path(args.table).resolve())}}
+            run.parent.mkdir(parents=True, exist_ok=True)
+            pfile = run.parent / f"{name}_s{seed}.yaml"
+            pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
+            run_search(args.space, str(pfile), run, progress=False)
+            traj = pd.read_csv(run / "trajectory.csv")
+            traj = traj[traj.state == "COMPLETE"].sort_values("step")
+            best = -math.inf
+            for i, r in enumerate(traj.itertuples(), start=1):
+                v = values[arch_key(space, space.decode(json.loads(r.arch)))]
+                best = max(best, v)
+                rows.append({"strategy": name, "seed": seed, "trial": i, "best": best})
+    return pd.DataFrame(rows)
+
+
+def summarize_strategies(curves: pd.DataFrame, table_best: float, trials: int) -> tuple[list[str], pd.DataFrame]:
+    curves = curves.assign(regret=table_best - curves.best)
+    med = curves.groupby(["strategy", "trial"]).regret.agg(
+        median="median", q25=lambda x: x.quantile(0.25), q75=lambda x: x.quantile(0.75)).reset_index()
+    final = curves[curves.trial == curves.groupby(["strategy", "seed"]).trial.transform("max")]
+    rand_final = final[final.strategy == "random"].best
+    target = float(rand_final.median()) if len(rand_final) else math.nan
+    lines = [f"Random search's median best after {trials} trials: {target:.3f} dB (table best {table_best:.3f} dB).", "",
+             "| strategy | final regret median [q25, q75] (dB) | trials to reach random's median best: median [per seed] | "
+             "share of seeds reaching it |", "|---|---|---|---|"]
+    for name, g in curves.groupby("strategy", sort=False):
+        f = final[final.strategy == name]
+        reach = []
+        for _seed, s in g.groupby("seed"):
+            hit = s[s.best >= target - 1e-12].trial
+            reach.append(int(hit.min()) if len(hit) else math.inf)
+        fin = f.best.rsub(table_best)
+        finite = [r for r in reach if math.isfinite(r)]
+        med_reach = statistics.median(reach) if reach else math.nan
+        lines.append(f"| {name} | {fin.median():.3f} [{fin.quantile(.25):.3f}, {fin.quantile(.75):.3f}] | "
+                     f"{'>' + str(trials) if not math.isfinite(med_reach) else f'{med_reach:g}'} "
+                     f"[{', '.join('>' + str(trials) if not math.isfinite(r) else str(r) for r in reach)}] | "
+                     f"{len(finite)}/{len(reach)} |")
+    return lines, med
+
+
+def plot_regret(med: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for name, g in med.groupby("strategy", sort=False):
+        ax.plot(g.trial, g["median"], label=name, lw=1.8)
+        ax.fill_between(g.trial, g.q25, g.q75, alpha=0.15)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("regret: table best - best found (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# -- 2. one-shot ranking ----------------------------------------------------------------------------
+def kendall(x: list[float], y: list[float], tie: float = 0.0) -> float:
+    """Kendall tau-b of x against y; with ``tie`` > 0, pairs whose y differ by less than ``tie``
+    count as ties (sparse tau: differences within the noise are not ranked)."""
+    n, conc, disc, tx, ty = len(x), 0, 0, 0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if abs(dy) <= tie:
+                dy = 0.0
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                tx += 1
+            elif dy == 0:
+                ty += 1
+            elif (dx > 0) == (dy > 0):
+                conc += 1
+            else:
+                disc += 1
+    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
+    return (conc - disc) / denom if denom else math.nan
+
+
+def bootstrap(x: list[float], y: list[float], tie: float, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    rng = random.Random(seed)
+    idx = list(range(len(x)))
+    taus = []
+    for _ in range(n_boot):
+        pick = [rng.choice(idx) for _ in idx]
+        t = kendall([x[i] for i in pick], [y[i] for i in pick], tie)
+        if math.isfinite(t):
+            taus.append(t)
+    taus.sort()
+    return taus[int(0.025 * len(taus))], taus[min(len(taus) - 1, int(0.975 * len(taus)))]
+
+
+def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) -> dict[str, float]:
+    """Every architecture's validation PSNR with weights inherited from a supernet trained with
+    ``sampling`` (cached in the run directory)."""
+    run = Path(args.out) / "oneshot" / sampling
+    cache = run / "scores.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    run.mkdir(parents=True, exist_ok=True)
+    data = search_data(space, {"seed": 0, "val": VAL}, "cpu", progress=False)
+    ev = OneShotEvaluator(space, data, {"sampling": sampling, "steps": args.supernet_steps, "batch": 8, "patch": 48,
+                                        "lr": 5e-4, "ckpt_every": 100}, run)
+    t0 = time.perf_counter()
+    ev.prepare()
+    scores = {arch_key(space, a): ev.evaluate(a).psnr for a in space.enumerate()}
+    scores["_seconds"] = ev.train_result.get("seconds", time.perf_counter() - t0) if ev.train_result else math.nan
+    cache.write_text(json.dumps(scores))
+    return scores
+
+
+def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
+    means = table.values("mean")
+    strat_keys = [arch_key(space, a) for a in stratified(space, space.enumerate(), args.n_strat)]
+    lines = [f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
+             f"patches. Table: stand-alone means. Sparse tau: table differences below {args.tie} dB are ties.", "",
+             "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |", "|---|---|---|---|---|"]
+    for sampling in args.samplings:
+        scores = oneshot_scores(args, space, sampling)
+        for label, keys in ((f"all {len(means)}", [k for k in means if k in scores]), (f"{len(strat_keys)} stratified", strat_keys)):
+            x = [scores[k] for k in keys]
+            y = [means[k] for k in keys]
+            tau, sparse = kendall(x, y), kendall(x, y, args.tie)
+            lo, hi = bootstrap(x, y, 0.0, args.boot)
+            slo, shi = bootstrap(x, y, args.tie, args.boot)
+            lines.append(f"| {sampling} | {label} | {tau:.3f} [{lo:.3f}, {hi:.3f}] | {sparse:.3f} [{slo:.3f}, {shi:.3f}] | "
+                         f"{scores.get('_seconds', math.nan):.0f} |")
+    return lines
+
+
+# -- 3. DARTS ---------------------------------------------------------------------------------------
+def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
+    means = table.values("mean")
+    lines = ["| seed | derived child | MACs / target | table PSNR | rank among archs within the target | top 10%? | minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for seed in range(args.darts_seeds):
+        run = Path(args.out) / "darts" / f"s{seed}"
+        preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
+        pfile = run.parent / f"darts_s{seed}.yaml"
+        run.parent.mkdir(parents=True, exist_ok=True)
+        pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
+        t0 = time.perf_counter()
+        res = run_search(args.space, str(pfile), run, progress=False)
+        minutes = (time.perf_counter() - t0) / 60
+        ctx_target = macs_target(space, preset["options"])
+        key = arch_key(space, res.best_arch)
+        within = {k: v for k, v in means.items() if table.entries[k].macs <= ctx_target * (1 + 1e-9)}
+        ranked = sorted(within.values(), reverse=True)
+        rank = 1 + sum(v > means[key] for v in within.values())
+        top = rank <= max(1, math.ceil(0.1 * len(ranked)))
+        lines.append(f"| {seed} | {key} | {table.entries[key].macs / 1e6:.1f}M / {ctx_target / 1e6:.1f}M | {means[key]:.3f} | "
+                     f"{rank} of {len(ranked)} | {'yes' if top else 'no'} | {minutes:.1f} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", default=str(ROOT / "results/table/synthetic_table.csv"))
+    ap.add_argument("--space", default=str(ROOT / "search_spaces/synthetic_table.yaml"))
+    ap.add_argument("--parts", nargs="+", default=["strategies", "oneshot", "darts"], choices=["strategies", "oneshot", "darts"])
+    ap.add_argument("--strategies", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--samplings", nargs="+", default=["uniform", "fair", "sandwich"])
+    ap.add_argument("--supernet-steps", type=int, default=1000)
+    ap.add_argument("--n-strat", type=int, default=24)
+    ap.add_argument("--tie", type=float, default=0.02)
+    ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--darts-seeds", type=int, default=3)
+    ap.add_argument("--darts-steps", type=int, default=400)
+    ap.add_argument("--out", default="runs/bench_search_quality")
+    ap.add_argument("--results", default=str(ROOT / "results/search_quality"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    space, table = SearchSpace.from_yaml(args.space), Table(args.table)
+    missing = [a for a in space.enumerate() if arch_key(space, a) not in table.entries]
+    if missing:
+        sys.exit(f"{args.table}: {len(missing)} architectures of the space are not tabulated yet; finish the table first")
+    res = Path(args.results)
+    res.mkdir(parents=True, exist_ok=True)
+    values = table.values("mean")
+    best_key = max(values, key=values.get)
+    noise = table.noise()
+    out = [f"# Search quality on {Path(args.space).name} ({len(values)} architectures)", "",
+           f"Table best: {best_key} at {values[best_key]:.3f} dB; plain {values[arch_key(space, space.template())]:.3f} dB; "
+           f"spread (max - min of means) {max(values.values()) - min(values.values()):.3f} dB; seed noise from "
+           f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
+           f"{noise['run_std']:.3f} dB.", ""]
+    if "strategies" in args.parts:
+        curves = strategy_curves(args, space, values)
+        curves.to_csv(res / "curves.csv", index=False)
+        lines, med = summarize_strategies(curves, values[best_key], args.trials)
+        plot_regret(med, res / "regret.png", f"{len(values)}-architecture table, {args.seeds} seeds: median regret, IQR")
+        out += ["## Strategies at equal budget (evaluator: table)", ""] + lines + [""]
+    if "oneshot" in args.parts:
+        out += ["## One-shot ranking against the table", ""] + summarize_oneshot(args, space, table) + [""]
+    if "darts" in args.parts:
+        out += ["## DARTS", ""] + summarize_darts(args, space, table) + [""]
+    text = "\n".join(out)
+    (res / "summary.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
