@@ -227,11 +227,73 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
     return lines
 
 
+# -- 4. end to end ----------------------------------------------------------------------------------
+def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
+    """The search as a user runs it (evolution on a fair-sampled one-shot supernet, no table),
+    then its child, the plain backbone and 5 random architectures of about the child's MACs,
+    each trained stand-alone with the table's recipe and seeds 0, 1, 2 (runs the table already
+    holds are read from it: same recipe, same seed)."""
+    from acla_nas.tabulate import RECIPE, _run_one
+
+    run = Path(args.out) / "e2e" / "search"
+    preset = {"strategy": "evolution", "evaluator": "oneshot", "trials": args.trials, "seed": 0, "val": VAL,
+              "options": {"population": 10, "sample_size": 4},
+              "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"}}
+    run.parent.mkdir(parents=True, exist_ok=True)
+    pfile = run.parent / "search.yaml"
+    pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
+    t0 = time.perf_counter()
+    child = run_search(args.space, str(pfile), run, progress=False).best_arch
+    search_min = (time.perf_counter() - t0) / 60
+    ckey = arch_key(space, child)
+    cmacs = table.entries[ckey].macs
+    near = sorted((k for k in table.entries if k != ckey), key=lambda k: (abs(table.entries[k].macs - cmacs), k))
+    within = [k for k in near if abs(table.entries[k].macs / cmacs - 1) <= 0.05]
+    # 5 drawn among those within 5% of the child's MACs (the 5 nearest when fewer are that close)
+    randoms = random.Random(0).sample(within, 5) if len(within) >= 5 else near[:5]
+    spread = max(abs(table.entries[k].macs / cmacs - 1) for k in randoms) * 100
+    plain = arch_key(space, space.template())
+    by_key = {arch_key(space, a): a for a in space.enumerate()}
+    psnr: dict[str, dict[int, float]] = {}
+    for key in [ckey, plain, *randoms]:
+        psnr[key] = {}
+        for seed in (0, 1, 2):
+            if seed in table.entries[key].psnr:
+                psnr[key][seed] = table.entries[key].psnr[seed]
+                continue
+            arch = by_key[key]
+            doc = arch.to_dict()
+            doc["data"] = dict(space.spec.data)
+            doc["train"] = {**RECIPE, "progress": False, "seed": seed}
+            cost = space.cost(arch)
+            row = _run_one({"arch": key, "seed": seed, "doc": doc, "dir": str(Path(args.out) / "e2e" / f"{key}_s{seed}"),
+                            "threads": 1, "macs": cost["macs"], "params": cost["params"]})
+            psnr[key][seed] = float(row["psnr"])
+    seeds = (0, 1, 2)
+    child_v = [psnr[ckey][s] for s in seeds]
+    plain_v = [psnr[plain][s] for s in seeds]
+    rand_med = [statistics.median(psnr[k][s] for k in randoms) for s in seeds]
+    d_plain = [c - p for c, p in zip(child_v, plain_v)]
+    d_rand = [c - r for c, r in zip(child_v, rand_med)]
+    lines = [f"Search: evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling), "
+             f"{search_min:.1f} min; child {ckey} ({cmacs / 1e6:.1f}M MACs). Random archs of equal MACs "
+             f"(within {spread:.1f}%): {', '.join(randoms)}. Stand-alone, table recipe, seeds 0/1/2 (paired).", "",
+             "| network | PSNR seed 0 / 1 / 2 | mean |", "|---|---|---|"]
+    lines.append(f"| discovered {ckey} | {' / '.join(f'{v:.3f}' for v in child_v)} | {statistics.fmean(child_v):.3f} |")
+    lines.append(f"| plain {plain} | {' / '.join(f'{v:.3f}' for v in plain_v)} | {statistics.fmean(plain_v):.3f} |")
+    lines.append(f"| median of the 5 random | {' / '.join(f'{v:.3f}' for v in rand_med)} | {statistics.fmean(rand_med):.3f} |")
+    lines += ["", f"Discovered - plain per seed: {', '.join(f'{d:+.3f}' for d in d_plain)} (mean {statistics.fmean(d_plain):+.3f} dB; "
+                  f"target >= +0.1: {'yes' if statistics.fmean(d_plain) >= 0.1 else 'NO'}). Discovered - random median per seed: "
+                  f"{', '.join(f'{d:+.3f}' for d in d_rand)} (mean {statistics.fmean(d_rand):+.3f} dB; target >= +0.05: "
+                  f"{'yes' if statistics.fmean(d_rand) >= 0.05 else 'NO'})."]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(ROOT / "results/table/synthetic_table.csv"))
     ap.add_argument("--space", default=str(ROOT / "search_spaces/synthetic_table.yaml"))
-    ap.add_argument("--parts", nargs="+", default=["strategies", "oneshot", "darts"], choices=["strategies", "oneshot", "darts"])
+    ap.add_argument("--parts", nargs="+", default=["strategies", "oneshot", "darts", "e2e"], choices=["strategies", "oneshot", "darts", "e2e"])
     ap.add_argument("--strategies", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=40)
@@ -270,6 +332,8 @@ def main() -> None:
         out += ["## One-shot ranking against the table", ""] + summarize_oneshot(args, space, table) + [""]
     if "darts" in args.parts:
         out += ["## DARTS", ""] + summarize_darts(args, space, table) + [""]
+    if "e2e" in args.parts:
+        out += ["## End to end", ""] + end_to_end(args, space, table) + [""]
     text = "\n".join(out)
     (res / "summary.md").write_text(text + "\n")
     print(text)
