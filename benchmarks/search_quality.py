@@ -14,7 +14,8 @@ Three parts, each resumable (runs live under ``--out`` and are read back, not re
    Kendall tau and sparse tau (pairs whose table means differ by less than ``--tie`` dB count as
    ties) against the table's stand-alone means, over all tabulated architectures and over
    ``--n-strat`` architectures stratified by MACs, with bootstrap 95% intervals (``--boot``
-   resamples of the architectures).
+   resamples of the architectures); and on the architectures with two seeds against their
+   two-seed means.
 3. **DARTS**: ``--darts-seeds`` runs of the DARTS strategy on the space (its own supernet); the
    derived child's table PSNR, its rank among the tabulated architectures within DARTS's MACs
    target, and whether it is in their top 10%.
@@ -66,7 +67,7 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
         for seed in range(args.seeds):
             run = Path(args.out) / "strategies" / f"{name}_s{seed}"
             preset = {**PRESETS[name], "evaluator": "table", "trials": args.trials, "seed": seed, "val": {"patches": 2, "patch": 48},
-                      "table": {"path": str(Path(args.table).resolve())}}
+                      "table": {"path": str(Path(args.table).resolve()), "value": "seed0"}}
             run.parent.mkdir(parents=True, exist_ok=True)
             pfile = run.parent / f"{name}_s{seed}.yaml"
             pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
@@ -184,16 +185,19 @@ def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) 
 
 
 def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
-    means = table.values("mean")
+    means = table.values("seed0")
+    two = {k: e.value("mean")[0] for k, e in table.entries.items() if len(e.psnr) > 1}
     strat_keys = [arch_key(space, a) for a in stratified(space, space.enumerate(), args.n_strat)]
     lines = [f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
-             f"patches. Table: stand-alone means. Sparse tau: table differences below {args.tie} dB are ties.", "",
+             f"patches. Table: stand-alone seed-0 PSNR (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.", "",
              "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |", "|---|---|---|---|---|"]
     for sampling in args.samplings:
         scores = oneshot_scores(args, space, sampling)
-        for label, keys in ((f"all {len(means)}", [k for k in means if k in scores]), (f"{len(strat_keys)} stratified", strat_keys)):
+        sets = ((f"all {len(means)}", [k for k in means if k in scores], means),
+                (f"{len(strat_keys)} stratified", strat_keys, means), (f"{len(two)} with 2 seeds (means)", list(two), two))
+        for label, keys, ref in sets:
             x = [scores[k] for k in keys]
-            y = [means[k] for k in keys]
+            y = [ref[k] for k in keys]
             tau, sparse = kendall(x, y), kendall(x, y, args.tie)
             lo, hi = bootstrap(x, y, 0.0, args.boot)
             slo, shi = bootstrap(x, y, args.tie, args.boot)
@@ -204,7 +208,7 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
 
 # -- 3. DARTS ---------------------------------------------------------------------------------------
 def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
-    means = table.values("mean")
+    means = table.values("seed0")
     lines = ["| seed | derived child | MACs / target | table PSNR | rank among archs within the target | top 10%? | minutes |",
              "|---|---|---|---|---|---|---|"]
     for seed in range(args.darts_seeds):
@@ -235,6 +239,9 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     holds are read from it: same recipe, same seed)."""
     from acla_nas.tabulate import RECIPE, _run_one
 
+    meta = table.path.with_suffix(".meta.yaml")
+    recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE
+
     run = Path(args.out) / "e2e" / "search"
     preset = {"strategy": "evolution", "evaluator": "oneshot", "trials": args.trials, "seed": 0, "val": VAL,
               "options": {"population": 10, "sample_size": 4},
@@ -264,7 +271,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
             arch = by_key[key]
             doc = arch.to_dict()
             doc["data"] = dict(space.spec.data)
-            doc["train"] = {**RECIPE, "progress": False, "seed": seed}
+            doc["train"] = {**recipe, "progress": False, "seed": seed}
             cost = space.cost(arch)
             row = _run_one({"arch": key, "seed": seed, "doc": doc, "dir": str(Path(args.out) / "e2e" / f"{key}_s{seed}"),
                             "threads": 1, "macs": cost["macs"], "params": cost["params"]})
@@ -314,14 +321,15 @@ def main() -> None:
         sys.exit(f"{args.table}: {len(missing)} architectures of the space are not tabulated yet; finish the table first")
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
-    values = table.values("mean")
+    values = table.values("seed0")  # every architecture's seed-0 run: one seed, paired differences
     best_key = max(values, key=values.get)
     noise = table.noise()
     out = [f"# Search quality on {Path(args.space).name} ({len(values)} architectures)", "",
            f"Table best: {best_key} at {values[best_key]:.3f} dB; plain {values[arch_key(space, space.template())]:.3f} dB; "
            f"spread (max - min of means) {max(values.values()) - min(values.values()):.3f} dB; seed noise from "
            f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
-           f"{noise['run_std']:.3f} dB.", ""]
+           f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
+           "all architectures: compare within a seed). Values below: seed-0 PSNR.", ""]
     if "strategies" in args.parts:
         curves = strategy_curves(args, space, values)
         curves.to_csv(res / "curves.csv", index=False)
