@@ -97,13 +97,18 @@ def _run_one(job: dict) -> dict:
 
 
 def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs: int = 2, second_seed: int = 32,
-                limit: int | None = None, recipe: dict | None = None) -> Path:
-    """Train the missing runs of the table of ``space_file`` into ``out`` (CSV); returns ``out``."""
+                limit: int | None = None, recipe: dict | None = None, first: str | Path | None = None) -> Path:
+    """Train the missing runs of the table of ``space_file`` into ``out`` (CSV); returns ``out``.
+    ``first``: a sub-space file whose architectures' seed-0 runs are trained before the others
+    (so that sub-space is complete, and searchable with ``evaluator: table``, early)."""
     space = SearchSpace.from_yaml(space_file)
     recipe = {**RECIPE, **(recipe or {})}
     out, work = Path(out), Path(work)
     done = {(r["arch"], int(r["seed"])) for r in read_rows(out)}
     todo = [(a, s) for a, s in plan(space, second_seed) if (arch_key(space, a), s) not in done]
+    if first is not None:
+        sub = {a.key() for a in SearchSpace.from_yaml(first).enumerate()}
+        todo.sort(key=lambda job: not (job[1] == 0 and job[0].key() in sub))  # stable: the plan's order otherwise
     if limit is not None:
         todo = todo[:limit]
     total = len(space.enumerate()) + min(second_seed, len(space.enumerate()))
@@ -171,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
     ap.add_argument("--second-seed", type=int, default=32, help="architectures also trained with seed 1")
     ap.add_argument("--limit", type=int, help="train at most this many runs now")
+    ap.add_argument("--first", help="a sub-space YAML whose architectures are trained first")
     ap.add_argument("--steps", type=int, help=f"recipe steps (default {RECIPE['steps']})")
     args = ap.parse_args(argv)
     out = args.out or f"results/table/{Path(args.space).stem}.csv"
     try:
         build_table(args.space, out, args.work, args.jobs, args.second_seed, args.limit,
-                    {"steps": args.steps} if args.steps else None)
+                    {"steps": args.steps} if args.steps else None, args.first)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
