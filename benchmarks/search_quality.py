@@ -65,13 +65,13 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
     rows = []
     for name in args.strategies:
         for seed in range(args.seeds):
-            run = Path(args.out) / "strategies" / f"{name}_s{seed}"
+            run = Path(args.out) / Path(args.search_space or args.space).stem / "strategies" / f"{name}_s{seed}"
             preset = {**PRESETS[name], "evaluator": "table", "trials": args.trials, "seed": seed, "val": {"patches": 2, "patch": 48},
                       "table": {"path": str(Path(args.table).resolve()), "value": "seed0"}}
             run.parent.mkdir(parents=True, exist_ok=True)
             pfile = run.parent / f"{name}_s{seed}.yaml"
             pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
-            run_search(args.space, str(pfile), run, progress=False)
+            run_search(args.search_space or args.space, str(pfile), run, progress=False)
             traj = pd.read_csv(run / "trajectory.csv")
             traj = traj[traj.state == "COMPLETE"].sort_values("step")
             best = -math.inf
@@ -187,7 +187,8 @@ def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) 
 def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
     means = table.values("seed0")
     two = {k: e.value("mean")[0] for k, e in table.entries.items() if len(e.psnr) > 1}
-    strat_keys = [arch_key(space, a) for a in stratified(space, space.enumerate(), args.n_strat)]
+    tabulated = [a for a in space.enumerate() if arch_key(space, a) in means]
+    strat_keys = [arch_key(space, a) for a in stratified(space, tabulated, args.n_strat)]
     lines = [f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
              f"patches. Table: stand-alone seed-0 PSNR (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.", "",
              "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |", "|---|---|---|---|---|"]
@@ -222,6 +223,9 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
         minutes = (time.perf_counter() - t0) / 60
         ctx_target = macs_target(space, preset["options"])
         key = arch_key(space, res.best_arch)
+        if key not in means:
+            lines.append(f"| {seed} | {key} | - | not tabulated yet | - | - | {minutes:.1f} |")
+            continue
         within = {k: v for k, v in means.items() if table.entries[k].macs <= ctx_target * (1 + 1e-9)}
         ranked = sorted(within.values(), reverse=True)
         rank = 1 + sum(v > means[key] for v in within.values())
@@ -242,7 +246,8 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     meta = table.path.with_suffix(".meta.yaml")
     recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE
 
-    run = Path(args.out) / "e2e" / "search"
+    base = Path(args.out) / Path(args.search_space or args.space).stem / "e2e"
+    run = base / "search"
     preset = {"strategy": "evolution", "evaluator": "oneshot", "trials": args.trials, "seed": 0, "val": VAL,
               "options": {"population": 10, "sample_size": 4},
               "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"}}
@@ -250,11 +255,12 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     pfile = run.parent / "search.yaml"
     pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
     t0 = time.perf_counter()
-    child = run_search(args.space, str(pfile), run, progress=False).best_arch
+    child = run_search(args.search_space or args.space, str(pfile), run, progress=False).best_arch
     search_min = (time.perf_counter() - t0) / 60
     ckey = arch_key(space, child)
     cmacs = table.entries[ckey].macs
-    near = sorted((k for k in table.entries if k != ckey), key=lambda k: (abs(table.entries[k].macs - cmacs), k))
+    in_space = {arch_key(space, a) for a in space.enumerate()}
+    near = sorted((k for k in in_space if k != ckey), key=lambda k: (abs(table.entries[k].macs - cmacs), k))
     within = [k for k in near if abs(table.entries[k].macs / cmacs - 1) <= 0.05]
     # 5 drawn among those within 5% of the child's MACs (the 5 nearest when fewer are that close)
     randoms = random.Random(0).sample(within, 5) if len(within) >= 5 else near[:5]
@@ -273,7 +279,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
             doc["data"] = dict(space.spec.data)
             doc["train"] = {**recipe, "progress": False, "seed": seed}
             cost = space.cost(arch)
-            row = _run_one({"arch": key, "seed": seed, "doc": doc, "dir": str(Path(args.out) / "e2e" / f"{key}_s{seed}"),
+            row = _run_one({"arch": key, "seed": seed, "doc": doc, "dir": str(base / f"{key}_s{seed}"),
                             "threads": 1, "macs": cost["macs"], "params": cost["params"]})
             psnr[key][seed] = float(row["psnr"])
     seeds = (0, 1, 2)
@@ -299,7 +305,10 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(ROOT / "results/table/synthetic_table.csv"))
-    ap.add_argument("--space", default=str(ROOT / "search_spaces/synthetic_table.yaml"))
+    ap.add_argument("--space", default=str(ROOT / "search_spaces/synthetic_table.yaml"),
+                    help="the tabulated space: supernets and DARTS search it; tau over its tabulated architectures")
+    ap.add_argument("--search-space", help="the space the multi-trial strategies and the end-to-end search explore "
+                    "(default --space; a sub-space such as synthetic_table_k048.yaml while the table is incomplete)")
     ap.add_argument("--parts", nargs="+", default=["strategies", "oneshot", "darts", "e2e"], choices=["strategies", "oneshot", "darts", "e2e"])
     ap.add_argument("--strategies", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--seeds", type=int, default=10)
@@ -316,32 +325,38 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     space, table = SearchSpace.from_yaml(args.space), Table(args.table)
-    missing = [a for a in space.enumerate() if arch_key(space, a) not in table.entries]
-    if missing:
-        sys.exit(f"{args.table}: {len(missing)} architectures of the space are not tabulated yet; finish the table first")
+    search_space = SearchSpace.from_yaml(args.search_space) if args.search_space else space
+    missing = [a for a in search_space.enumerate() if arch_key(search_space, a) not in table.entries]
+    if missing and {"strategies", "e2e"} & set(args.parts):
+        sys.exit(f"{args.table}: {len(missing)} architectures of {args.search_space or args.space} are not tabulated yet; "
+                 "finish the table first (or search a tabulated sub-space with --search-space)")
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
-    values = table.values("seed0")  # every architecture's seed-0 run: one seed, paired differences
-    best_key = max(values, key=values.get)
+    values = {k: v for k, v in table.values("seed0").items()}  # seed-0 runs: one seed, paired differences
+    in_search = {arch_key(search_space, a) for a in search_space.enumerate()}
+    svalues = {k: v for k, v in values.items() if k in in_search}
+    best_key = max(svalues, key=svalues.get)
     noise = table.noise()
-    out = [f"# Search quality on {Path(args.space).name} ({len(values)} architectures)", "",
-           f"Table best: {best_key} at {values[best_key]:.3f} dB; plain {values[arch_key(space, space.template())]:.3f} dB; "
-           f"spread (max - min of means) {max(values.values()) - min(values.values()):.3f} dB; seed noise from "
+    plain = arch_key(space, space.template())
+    out = [f"# Search quality on {Path(args.search_space or args.space).name} ({len(svalues)} architectures; the table holds "
+           f"{len(values)} of {Path(args.space).name}'s {len(space.enumerate())})", "",
+           f"Best of the searched space: {best_key} at {svalues[best_key]:.3f} dB; plain {values.get(plain, math.nan):.3f} dB; "
+           f"spread (max - min) {max(svalues.values()) - min(svalues.values()):.3f} dB; seed noise from "
            f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
            f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
            "all architectures: compare within a seed). Values below: seed-0 PSNR.", ""]
     if "strategies" in args.parts:
-        curves = strategy_curves(args, space, values)
+        curves = strategy_curves(args, search_space, svalues)
         curves.to_csv(res / "curves.csv", index=False)
-        lines, med = summarize_strategies(curves, values[best_key], args.trials)
-        plot_regret(med, res / "regret.png", f"{len(values)}-architecture table, {args.seeds} seeds: median regret, IQR")
+        lines, med = summarize_strategies(curves, svalues[best_key], args.trials)
+        plot_regret(med, res / "regret.png", f"{len(svalues)}-architecture table, {args.seeds} seeds: median regret, IQR")
         out += ["## Strategies at equal budget (evaluator: table)", ""] + lines + [""]
     if "oneshot" in args.parts:
         out += ["## One-shot ranking against the table", ""] + summarize_oneshot(args, space, table) + [""]
     if "darts" in args.parts:
         out += ["## DARTS", ""] + summarize_darts(args, space, table) + [""]
     if "e2e" in args.parts:
-        out += ["## End to end", ""] + end_to_end(args, space, table) + [""]
+        out += ["## End to end", ""] + end_to_end(args, search_space, table) + [""]
     text = "\n".join(out)
     (res / "summary.md").write_text(text + "\n")
     print(text)
