@@ -42,7 +42,7 @@ from ..errors import UserError
 from ..evaluators import score_on_patches
 from ..trainer import MAX_LR, NonFiniteLossError, _atomic_torch_save, model_param_groups, seed_everything
 from ..trajectory import make_row, write_trajectory
-from .base import SearchContext, Strategy
+from .base import SearchContext, Strategy, Training, register_strategy
 from .options import FLAG, STEPS_OR_FRACTION, integer, number
 
 CKPT = "darts.pt"
@@ -75,9 +75,11 @@ class ArchParameters(nn.Module):
         return out
 
 
+@register_strategy
 class DartsStrategy(Strategy):
     name = "darts"
     multi_trial = False
+    STEPS_OPTION = "steps"
     OPTIONS = {
         "steps": integer(1),
         "warmup": STEPS_OR_FRACTION,  # steps (int) or fraction (float) of uniform path sampling first
@@ -115,6 +117,16 @@ class DartsStrategy(Strategy):
         if isinstance(o["warmup"], int) and o["warmup"] >= o["steps"]:
             raise UserError(f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
                             "(expected warmup < steps, or a fraction in [0, 1))", field="options.warmup")
+
+    @classmethod
+    def training(cls, options: dict) -> Training:
+        o = {**cls.DEFAULTS, **options}
+        return Training(o["batch"], o["patch"])
+
+    @classmethod
+    def saved_weights(cls, run: Any) -> dict[str, Any] | None:
+        path = run.checkpoints / CKPT
+        return load_darts_checkpoint(path)["supernet"] if path.is_file() else None
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import UserError
+from .base import register_strategy
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 from .options import integer
 
@@ -67,6 +68,7 @@ class AgingEvolutionSampler(SpaceRandomSampler):
         return {k: v for k, v in child.items() if k in search_space}
 
 
+@register_strategy
 class EvolutionStrategy(OptunaStrategy):
     name = "evolution"
     OPTIONS = {"population": integer(1), "sample_size": integer(1)}

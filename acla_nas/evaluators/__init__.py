@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
-from .arch import Arch
-from .data import PatchSampler, fixed_patches
-from .errors import UserError
-from .metrics import psnr, quantize, ssim
-from .network import build
-from .tasks import Task
-from .trainer import NonFiniteLossError, TrainConfig, Trainer
+from ..arch import Arch
+from ..data import PatchSampler, fixed_patches
+from ..errors import UserError
+from ..metrics import psnr, quantize, ssim
+from ..network import build
+from ..tasks import Task
+from ..registry import Registry
+from ..trainer import NonFiniteLossError, TrainConfig, Trainer
 
 TRAIN_KEYS = ("steps", "patch", "batch", "lr", "schedule", "grad_clip", "ckpt_every")
 
@@ -111,9 +112,12 @@ def scores_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16)
 
 
 class Evaluator:
-    """Base: a cache by architecture key around :meth:`_score`."""
+    """Base: a cache by architecture key around :meth:`_score`. ``SECTION`` names the strategy
+    preset's section that configures its training (with ``DEFAULTS``), if it trains."""
 
     name = "base"
+    SECTION: str | None = None
+    DEFAULTS: dict[str, Any] = {}
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         self.space = space
@@ -148,10 +152,19 @@ class Evaluator:
         raise NotImplementedError
 
 
+EVALUATORS: Registry[type[Evaluator]] = Registry(
+    "evaluator", "acla_nas.evaluators", "evaluator", package="acla_nas.evaluators",
+    check=lambda c: isinstance(c, type) and issubclass(c, Evaluator), expected="subclass of acla_nas.evaluators.Evaluator",
+)
+register_evaluator = EVALUATORS.register
+
+
+@register_evaluator
 class OneShotEvaluator(Evaluator):
     """Scores candidates with weights inherited from a supernet trained by uniform path sampling."""
 
     name = "oneshot"
+    SECTION = "supernet"
     DEFAULTS = {"steps": 1000, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 100}
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
@@ -186,10 +199,12 @@ class OneShotEvaluator(Evaluator):
         return scores_on_patches(self.supernet, self.data)
 
 
+@register_evaluator
 class ProxyEvaluator(Evaluator):
     """Trains each candidate briefly from scratch (same recipe and seed for all), then scores it."""
 
     name = "proxy"
+    SECTION = "proxy"
     DEFAULTS = {"steps": 100, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 10_000}
 
     def _score(self, arch: Arch) -> tuple[float, float]:
@@ -202,18 +217,13 @@ class ProxyEvaluator(Evaluator):
         return scores_on_patches(trainer.model, self.data)
 
 
-EVALUATORS: dict[str, type[Evaluator]] = {"oneshot": OneShotEvaluator, "proxy": ProxyEvaluator}
-
-
 def make_evaluator(name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None) -> Evaluator:
-    if name not in EVALUATORS:
-        raise UserError(f"unknown evaluator {name!r} (expected {', '.join(EVALUATORS)})", file=file, field="evaluator")
-    return EVALUATORS[name](space, data, options, run_dir)
+    return EVALUATORS.get(name, file)(space, data, options, run_dir)
 
 
 def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return fixed_patches(val_items, task, n, patch, seed)
 
 
-__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator",
+__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator", "register_evaluator",
            "score_on_patches", "scores_on_patches", "train_config"]
