@@ -19,10 +19,12 @@ import pandas as pd
 import torch
 import yaml
 
-from .arch import Arch, write_text_atomic
+from .arch import Arch
+from .atomic import atomic_path, write_text_atomic
 from .cost import count_macs, count_params
 from .errors import UserError
 from .network import build, copy_child_weights
+from .pareto import pareto_mask
 from .run_config import RunConfig, load_run_config
 from .run_dir import RunDir
 from .space import SearchSpace
@@ -59,12 +61,8 @@ def select(run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None 
             raise UserError("no completed trial to export", file=str(RunDir(run_dir).trajectory))
         done = done.sort_values(["psnr", "step"], ascending=[False, True]).drop_duplicates("arch")
     if pareto:
-        front = []
-        for _, r in done.iterrows():
-            dominated = ((done.psnr >= r.psnr) & (done.flops <= r.flops) & ((done.psnr > r.psnr) | (done.flops < r.flops))).any()
-            if not dominated:
-                front.append(r)
-        front.sort(key=lambda r: r.flops)
+        on = pareto_mask(done["psnr"], done["flops"])
+        front = sorted((r for (_, r), keep in zip(done.iterrows(), on) if keep), key=lambda r: r.flops)
         return [Pick(f"pareto{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, r in enumerate(front)]
     if top:
         return [Pick(f"top{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, (_, r) in enumerate(done.head(top).iterrows())]
@@ -141,21 +139,17 @@ def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> No
         raise UserError("ONNX export needs the onnx extra: pip install 'acla-nas[onnx]'", field="--onnx") from exc
     h = torch.export.Dim("height", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
     w = torch.export.Dim("width", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=18, input_names=["lq"], output_names=["restored"],
                           dynamic_shapes={"x": {2: h, 3: w}}, external_data=False, verbose=False)
-    tmp.replace(path)
 
 
 def export_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example, check_trace=False)
-        tmp = path.with_name(path.name + ".tmp")
         torch.jit.save(traced, str(tmp))
-    tmp.replace(path)
 
 
 def export_run(
@@ -222,5 +216,6 @@ def export_run(
         rows.append({"name": pick.name, "step": pick.scores.get("step", pick.scores.get("trial")), "psnr": pick.scores.get("psnr"),
                      "flops": cost["macs"], "params": cost["params"], "arch": json.dumps(space.encode(arch), sort_keys=True), "dir": str(d)})
         written.append(d)
-    pd.DataFrame(rows).to_csv(RunDir(run_dir).exported, index=False)
+    with atomic_path(RunDir(run_dir).exported) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
     return written

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .arch import Arch, load_arch_file, write_text_atomic
+from .arch import Arch, load_arch_file
+from .atomic import atomic_path, write_text_atomic
 from .cost import count_macs, count_params
 from .errors import UserError
 from .network import build
@@ -134,7 +135,8 @@ def check_recipe(retrain: dict | None) -> dict:
     return recipe
 
 
-def _refuse_torchrun() -> None:
+def refuse_torchrun() -> None:
+    """The pipeline starts its own processes (--nproc); under torchrun every rank would run it all."""
     from . import distributed
 
     if distributed.from_env().enabled:
@@ -148,7 +150,7 @@ def pipeline(cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, prog
     from .export import export_run
     from .search import search
 
-    _refuse_torchrun()
+    refuse_torchrun()
     recipe = recipe or dict(DEFAULT_RECIPE)
     run, space = cfg.run, cfg.space
     device = None if cfg.device == "auto" else cfg.device
@@ -177,7 +179,8 @@ def pipeline(cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, prog
 
     t = time.perf_counter()
     table = final_table(space, variants)
-    table.to_csv(run.final_table, index=False)
+    with atomic_path(run.final_table) as tmp:
+        table.to_csv(tmp, index=False)
     seconds["evaluate"] = time.perf_counter() - t
     _stage_log(run, "evaluate", seconds["evaluate"])
 
@@ -216,7 +219,7 @@ def run_pipeline(
     log: Any = print,
 ) -> PipelineResult:
     """:func:`pipeline` from file names and overrides (library use)."""
-    _refuse_torchrun()
+    refuse_torchrun()
     recipe = check_recipe(retrain)
     cfg = RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
                                storage=storage, workers=workers, nproc=nproc)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import write_text_atomic
 from .errors import UserError
 from .run_dir import RunDir
 from .plots import data as D
@@ -218,9 +219,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top_k: int 
     """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else RunDir(run_dir).report
-    text = build_report(run_dir, top_k)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, build_report(run_dir, top_k))
     return out

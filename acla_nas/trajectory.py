@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import UserError
 from .run_dir import RunDir
 
@@ -155,11 +156,8 @@ def write_trajectory(rows: Iterable[dict[str, Any]], path: str | Path, sites: Se
         if col not in df.columns:
             df[col] = pd.Series(dtype=object)
     df = df[fixed + [c for c in df.columns if c not in fixed]]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -347,8 +345,6 @@ def load_best_arch(run_dir: str | Path) -> dict | None:
 
 def write_sites(path: str | Path, sites: Iterable[Any]) -> None:
     """``sites.csv``: name, channels, stride of each candidate site (atomic)."""
-    from .arch import write_text_atomic
-
     write_text_atomic(Path(path), "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in sites))
 
 

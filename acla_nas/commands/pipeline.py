@@ -21,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import check_recipe, format_table, pipeline
+    from ..pipeline import check_recipe, format_table, pipeline, refuse_torchrun
     from .search import run_config
 
+    refuse_torchrun()  # before any file is read: the pipeline starts its own processes
     retrain = {k: v for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch)) if v is not None}
     recipe = check_recipe(retrain)
     cfg = run_config(args)

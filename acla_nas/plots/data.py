@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import trajectory as T
 from ..errors import UserError
+from ..pareto import pareto_mask
 from ..run_dir import RunDir
 from ..trajectory import OK_STATE, Canonical, Site, row_arch, site_names
 
@@ -213,24 +214,6 @@ def darts_info(df: pd.DataFrame) -> list[DartsInfo]:
 
 # --------------------------------------------------------------------------------------------
 # 3. Pareto front and exported picks
-
-
-def pareto_mask(score: Sequence[float], cost: Sequence[float]) -> np.ndarray:
-    """Non-dominated points when maximizing ``score`` and minimizing ``cost``.
-
-    A point is dominated when another is at least as good on both and strictly better on one;
-    exact duplicates therefore both stay on the front. Non-finite points are never on it.
-    """
-    s = np.asarray(score, dtype=float)
-    c = np.asarray(cost, dtype=float)
-    finite = np.isfinite(s) & np.isfinite(c)
-    on = np.zeros(len(s), dtype=bool)
-    idx = np.flatnonzero(finite)
-    for i in idx:
-        ge = (s[idx] >= s[i]) & (c[idx] <= c[i])
-        strict = (s[idx] > s[i]) | (c[idx] < c[i])
-        on[i] = not np.any(ge & strict)
-    return on
 
 
 def cost_unit(values: Sequence[float], base: str) -> tuple[float, str]:

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import liveness
 from ..arch import Arch
+from ..atomic import atomic_path
 from ..errors import UserError
 from ..run_dir import RunDir
 from ..trajectory import make_row, outputs_lock, write_trajectory
@@ -248,7 +249,8 @@ class OptunaStrategy(Strategy):
             ]
             import pandas as pd
 
-            pd.DataFrame(front).to_csv(RunDir(self.ctx.run_dir).pareto, index=False)
+            with atomic_path(RunDir(self.ctx.run_dir).pareto) as tmp:
+                pd.DataFrame(front).to_csv(tmp, index=False)
 
     def best(self) -> tuple[Arch, dict] | None:
         study = self.study()
