@@ -23,17 +23,22 @@ from .device import resolve_device
 from .errors import UserError
 from .run_dir import RunDir
 
-BASE_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "val", "seed")
+HEAD_KEYS = ("strategy", "evaluator", "trials", "objectives", "options")  # then the evaluators' sections
+TAIL_KEYS = ("val", "seed")
 RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
 VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 
 
-def preset_keys() -> tuple[str, ...]:
-    """Top-level keys of a strategy preset: the base keys plus each evaluator's training section."""
+def evaluator_sections() -> tuple[str, ...]:
+    """The preset sections that configure an evaluator's training (``supernet``, ``proxy``, ...)."""
     from .evaluators import EVALUATORS
 
-    sections = [c.SECTION for c in EVALUATORS.items().values() if getattr(c, "SECTION", None)]
-    return (*BASE_KEYS[:-1], *dict.fromkeys(sections), BASE_KEYS[-1])
+    return tuple(dict.fromkeys(c.SECTION for c in EVALUATORS.items().values() if getattr(c, "SECTION", None)))
+
+
+def preset_keys() -> tuple[str, ...]:
+    """Top-level keys of a strategy preset."""
+    return (*HEAD_KEYS, *evaluator_sections(), *TAIL_KEYS)
 
 
 def load_strategy_file(path: str | Path) -> dict:
@@ -43,7 +48,12 @@ def load_strategy_file(path: str | Path) -> dict:
 
 def parse_strategy(data: Any, f: str | None = None) -> dict:
     """Check a strategy preset mapping read from file ``f``; returns it with defaults filled in."""
-    from .evaluators import EVALUATORS, check_train_section
+    return _parse_strategy(data, f)[0]
+
+
+def _parse_strategy(data: Any, f: str | None) -> tuple[dict, type]:
+    """The checked preset and its strategy class (resolved here, once)."""
+    from .evaluators import EVALUATORS
     from .strategies.base import strategy_class
 
     keys = preset_keys()
@@ -66,7 +76,7 @@ def parse_strategy(data: Any, f: str | None = None) -> dict:
         obj = data["objectives"] = [obj]
     if obj not in (["psnr"], ["psnr", "flops"]):
         raise UserError(f"expected [psnr] or [psnr, flops], got {obj!r}", file=f, field="objectives")
-    for key in ("options", *keys[len(BASE_KEYS) - 1 : -1], "val"):
+    for key in ("options", *evaluator_sections(), "val"):
         if data.setdefault(key, {}) is None:
             data[key] = {}
         if not isinstance(data[key], dict):
@@ -78,13 +88,13 @@ def parse_strategy(data: Any, f: str | None = None) -> dict:
     except UserError as exc:
         raise exc.at(file=f) from None
     for ev_cls in EVALUATORS.items().values():
-        if getattr(ev_cls, "SECTION", None):
-            check_train_section(ev_cls.SECTION, data[ev_cls.SECTION], ev_cls.DEFAULTS, f)
+        if ev_cls.SECTION:
+            ev_cls.check_section(data[ev_cls.SECTION], f)
     for key in data["val"]:
         if key not in ("patches", "patch"):
             raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
         check_int(data["val"][key], f"val.{key}", 1, VAL_LIMITS[key], f)
-    return data
+    return data, cls
 
 
 def check_flags(
@@ -177,12 +187,10 @@ class RunConfig:
     ) -> RunConfig:
         """Flags first, then the space and the preset, then the run directory's stored config."""
         from .space import SearchSpace
-        from .strategies.base import strategy_class
 
         check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers, nproc=nproc)
         space = SearchSpace.from_yaml(space_file)
-        preset = load_strategy_file(strategy_file)
-        strategy = strategy_class(preset["strategy"], str(strategy_file))
+        preset, strategy = _parse_strategy(read_yaml(strategy_file), str(strategy_file))
         if trials is not None:
             preset["trials"] = trials
         if steps is not None:  # one knob for quick runs: the training length of whatever the strategy trains
@@ -190,8 +198,8 @@ class RunConfig:
                 preset["options"] = strategy.with_steps(preset["options"], steps)
             except UserError as exc:  # e.g. an integer warm-up no longer shorter than --steps
                 raise exc.at(file=str(strategy_file)) from None
-            for ev_section in preset_keys()[len(BASE_KEYS) - 1 : -1]:
-                preset[ev_section]["steps"] = steps
+            for section in evaluator_sections():
+                preset[section]["steps"] = steps
         if seed is not None:
             preset["seed"] = seed
         preset.setdefault("seed", 0)

@@ -119,6 +119,13 @@ class Evaluator:
     SECTION: str | None = None
     DEFAULTS: dict[str, Any] = {}
 
+    @classmethod
+    def check_section(cls, section: dict, file: str | None = None) -> None:
+        """Check this evaluator's preset section (``SECTION``) before anything runs; by default it
+        is a training recipe over ``DEFAULTS``. Errors name the file and ``<section>.<key>``."""
+        if cls.SECTION:
+            check_train_section(cls.SECTION, section, cls.DEFAULTS, file)
+
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         self.space = space
         self.data = data
