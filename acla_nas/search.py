@@ -340,11 +340,20 @@ def run_search(
     nproc: int = 1,
     progress: bool = True,
 ) -> SearchResult | None:
-    """:func:`search` from file names and overrides (library use; the CLI builds the
-    :class:`RunConfig` itself)."""
-    cfg = RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
-                               storage=storage, workers=workers, nproc=nproc)
-    return search(cfg, nproc=nproc, progress=progress)
+    """:func:`search` from file names and overrides (the ``search`` verb and library use). Under
+    torchrun, rank 0 alone reads the files and claims the run directory; the other ranks receive
+    the plan (or the one-line error, which rank 0 alone prints)."""
+
+    def build() -> RunConfig:
+        return RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
+                                    storage=storage, workers=workers, nproc=nproc)
+
+    if nproc == 1 and distributed.from_env().enabled:
+        check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
+        with distributed.process_group(device):
+            plan = distributed.on_main(lambda: _plan_only(build()))
+            return _execute(plan, progress)
+    return search(build(), nproc=nproc, progress=progress)
 
 
 __all__ = ["RunConfig", "SearchResult", "load_strategy_file", "parse_strategy", "run_search", "search"]

@@ -44,9 +44,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import search
+    from ..search import run_search  # builds the RunConfig (under torchrun: on rank 0 alone)
 
-    res = search(run_config(args), nproc=args.nproc, progress=not args.quiet)
+    res = run_search(args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed,
+                     device=args.device, storage=args.storage, workers=args.workers, nproc=args.nproc,
+                     progress=not args.quiet)
     if res is None:  # a rank after 0 under torchrun: rank 0 reports
         return 0
     s = res.best_scores
