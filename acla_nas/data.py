@@ -491,7 +491,7 @@ def paired_source(spec: dict, scale: int = 1) -> DataSource:
     hr_dir, lr_dir = _dir(spec.get("hr"), "data.hr"), _dir(spec.get("lr"), "data.lr")
     pairs = find_pairs(hr_dir, lr_dir, scale)
     parts = split_by_fraction(pairs, _fraction(spec, "val_fraction"), _fraction(spec, "test_fraction"))
-    splits = {s: [ImageRef(h, l) for h, l in parts[s]] for s in SPLITS}
+    splits = {s: [ImageRef(hr, lr) for hr, lr in parts[s]] for s in SPLITS}
     name = hr_dir.parent.name if hr_dir.name.upper() in ("HR", "GT") else hr_dir.name
     return DataSource(name or str(hr_dir), dict(spec), splits, scale=scale)
 

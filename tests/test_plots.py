@@ -118,7 +118,7 @@ def test_best_so_far_per_run_sorted_by_step() -> None:
     df = df.sample(frac=1.0, random_state=0)  # shuffled rows
     df["label"] = df["run"]
     t = D.score_history(df).table
-    for run, g in t.groupby("label"):
+    for _run, g in t.groupby("label"):
         assert g["step"].is_monotonic_increasing
         ok = g[g["ok"]]
         assert np.allclose(ok["best_so_far"], np.maximum.accumulate(ok["psnr"]))

@@ -220,7 +220,7 @@ def cost_unit(values: Sequence[float], base: str) -> tuple[float, str]:
     """(divisor, axis label) so ticks read 1-999: e.g. (1e9, 'FLOPs (GMACs)')."""
     v = np.asarray(values, dtype=float)
     top = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 0.0
-    for div, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for div, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):  # noqa: B007 - used after the loop
         if top >= div:
             break
     else:
