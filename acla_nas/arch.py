@@ -192,13 +192,10 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    import os
+    """Write via a temporary file and rename (:mod:`acla_nas.atomic`), so a crash never leaves half a file."""
+    from .atomic import write_text_atomic as write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write(path, text)
 
 
 def load_arch_file(path: str | Path) -> tuple[Arch, dict]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from .errors import UserError
+from .registry import Registry
 from .tasks import Task
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -490,18 +491,70 @@ def paired_source(spec: dict, scale: int = 1) -> DataSource:
     hr_dir, lr_dir = _dir(spec.get("hr"), "data.hr"), _dir(spec.get("lr"), "data.lr")
     pairs = find_pairs(hr_dir, lr_dir, scale)
     parts = split_by_fraction(pairs, _fraction(spec, "val_fraction"), _fraction(spec, "test_fraction"))
-    splits = {s: [ImageRef(h, l) for h, l in parts[s]] for s in SPLITS}
+    splits = {s: [ImageRef(hr, lr) for hr, lr in parts[s]] for s in SPLITS}
     name = hr_dir.parent.name if hr_dir.name.upper() in ("HR", "GT") else hr_dir.name
     return DataSource(name or str(hr_dir), dict(spec), splits, scale=scale)
 
 
-DATA_KEYS = {
-    "embedded": {"kind", "max_side", "set"},
-    "synthetic": {"kind", "seed", "size", "n_train", "n_val", "n_test", "periods", "lattices", "motifs", "jitter",
-                  "brightness", "supersample"},
-    "folder": {"kind", "path", "val_fraction", "test_fraction", "max_side"},
-    "paired": {"kind", "hr", "lr", "val_fraction", "test_fraction"},
-}
+@dataclass(frozen=True)
+class SourceKind:
+    """One ``data: {kind: ...}`` of a space: its keys (``required`` ones are directory paths),
+    a check of the spec that can run before any file is read, and the builder."""
+
+    keys: frozenset[str]
+    build: Callable[[dict, int], DataSource]  # (spec, task scale) -> source
+    required: tuple[str, ...] = ()
+    check: Callable[[dict], Any] | None = None
+
+
+DATA_SOURCES: Registry[SourceKind] = Registry(
+    "data kind", "acla_nas.data_sources", "data.kind", check=lambda o: isinstance(o, SourceKind),
+    expected="acla_nas.data.SourceKind",
+)
+
+
+def register_source(kind: str, keys: Sequence[str], required: Sequence[str] = (),
+                    check: Callable[[dict], Any] | None = None) -> Callable[[Callable[[dict, int], DataSource]], Callable[[dict, int], DataSource]]:
+    """Decorator: make ``build(spec, scale) -> DataSource`` the data source of ``kind``."""
+
+    def deco(build: Callable[[dict, int], DataSource]) -> Callable[[dict, int], DataSource]:
+        DATA_SOURCES.add(kind, SourceKind(frozenset({"kind", *keys, *required}), build, tuple(required), check))
+        return build
+
+    return deco
+
+
+def _check_synthetic(spec: dict) -> None:
+    from .synthetic import parse_params
+
+    parse_params(spec)
+
+
+@register_source("embedded", ("max_side", "set"))
+def _embedded(spec: dict, scale: int) -> DataSource:
+    set_name = spec.get("set", "photos")
+    if set_name not in EMBEDDED_SETS:
+        raise UserError(f"got {set_name!r}, expected one of {', '.join(EMBEDDED_SETS)}", field="data.set")
+    return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE), set_name)
+
+
+register_source("synthetic", ("seed", "size", "n_train", "n_val", "n_test", "periods", "lattices", "motifs", "jitter",
+                              "brightness", "supersample"), check=_check_synthetic)(lambda spec, scale: synthetic_source(spec))
+register_source("folder", ("val_fraction", "test_fraction", "max_side"), required=("path",))(lambda spec, scale: folder_source(spec))
+register_source("paired", ("val_fraction", "test_fraction"), required=("hr", "lr"))(paired_source)
+
+
+def data_kind(spec: dict) -> SourceKind:
+    """The registered kind of a ``data:`` spec, with its keys checked."""
+    kind = spec.get("kind", "embedded")
+    if not isinstance(kind, str) or kind not in DATA_SOURCES.names():
+        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_SOURCES.names())})", field="data.kind")
+    source = DATA_SOURCES.get(kind)
+    extra = sorted(set(spec) - source.keys)
+    if extra:
+        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(source.keys))})",
+                        field=f"data.{extra[0]}")
+    return source
 
 
 def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
@@ -512,23 +565,7 @@ def make_source(spec: dict | None = None, scale: int = 1) -> DataSource:
         return embedded_source()
     if not isinstance(spec, dict):
         raise UserError(f"expected a mapping like {{kind: folder, path: DIR}}, got {spec!r}", field="data")
-    kind = spec.get("kind", "embedded")
-    if not isinstance(kind, str) or kind not in DATA_KEYS:
-        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_KEYS)})", field="data.kind")
-    extra = sorted(set(spec) - DATA_KEYS[kind])
-    if extra:
-        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(DATA_KEYS[kind]))})",
-                        field=f"data.{extra[0]}")
-    if kind == "embedded":
-        set_name = spec.get("set", "photos")
-        if set_name not in EMBEDDED_SETS:
-            raise UserError(f"got {set_name!r}, expected one of {', '.join(EMBEDDED_SETS)}", field="data.set")
-        return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE), set_name)
-    if kind == "synthetic":
-        return synthetic_source(spec)
-    if kind == "folder":
-        return folder_source(spec)
-    return paired_source(spec, scale)
+    return data_kind(spec).build(spec, scale)
 
 
 def source_for_dir(path: str | Path, scale: int = 1) -> DataSource:

@@ -19,10 +19,14 @@ import pandas as pd
 import torch
 import yaml
 
-from .arch import Arch, read_yaml, write_text_atomic
+from .arch import Arch
+from .atomic import atomic_path, write_text_atomic
 from .cost import count_macs, count_params
 from .errors import UserError
 from .network import build, copy_child_weights
+from .pareto import pareto_mask
+from .run_config import RunConfig, load_run_config
+from .run_dir import RunDir
 from .space import SearchSpace
 
 
@@ -38,23 +42,10 @@ class Pick:
 
 def load_run(run_dir: Path) -> tuple[dict, SearchSpace, pd.DataFrame]:
     """A run directory's config, space (rebuilt from config.yaml) and trajectory."""
-    cfg_path = run_dir / "config.yaml"
-    if not run_dir.is_dir():
-        raise UserError("no such run directory", file=str(run_dir))
-    if not cfg_path.is_file():
-        raise UserError("not a search run directory (no config.yaml); run `acla-nas search` first", file=str(run_dir))
-    config = read_yaml(cfg_path)
-    if not isinstance(config, dict) or "space" not in config:
-        raise UserError("config.yaml has no space section", file=str(cfg_path), field="space")
-    space = SearchSpace.from_dict(config["space"], file=str(cfg_path))
-    traj_path = run_dir / "trajectory.csv"
-    if not traj_path.is_file():
-        raise UserError("the run has no trajectory.csv yet (is the search finished?)", file=str(traj_path))
-    try:
-        df = pd.read_csv(traj_path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read the trajectory: {exc}", file=str(traj_path)) from None
-    return config, space, df
+    from .trajectory import load_trajectory
+
+    config, space = load_run_config(run_dir)
+    return config, space, load_trajectory(RunDir(run_dir))
 
 
 def _row_scores(row: pd.Series) -> dict[str, Any]:
@@ -67,19 +58,15 @@ def select(run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None 
     done = done[done["psnr"].map(lambda v: isinstance(v, float) and math.isfinite(v))]
     if pareto or top:
         if done.empty:
-            raise UserError("no completed trial to export", file=str(run_dir / "trajectory.csv"))
+            raise UserError("no completed trial to export", file=str(RunDir(run_dir).trajectory))
         done = done.sort_values(["psnr", "step"], ascending=[False, True]).drop_duplicates("arch")
     if pareto:
-        front = []
-        for _, r in done.iterrows():
-            dominated = ((done.psnr >= r.psnr) & (done.flops <= r.flops) & ((done.psnr > r.psnr) | (done.flops < r.flops))).any()
-            if not dominated:
-                front.append(r)
-        front.sort(key=lambda r: r.flops)
+        on = pareto_mask(done["psnr"], done["flops"])
+        front = sorted((r for (_, r), keep in zip(done.iterrows(), on) if keep), key=lambda r: r.flops)
         return [Pick(f"pareto{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, r in enumerate(front)]
     if top:
         return [Pick(f"top{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, (_, r) in enumerate(done.head(top).iterrows())]
-    best_path = run_dir / "best_arch.yaml"
+    best_path = RunDir(run_dir).best_arch
     if not best_path.is_file():
         raise UserError("the run has no best_arch.yaml (is the search finished?)", file=str(best_path))
     from .arch import load_arch_file
@@ -89,12 +76,14 @@ def select(run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None 
     return [Pick("best", arch, {k: prov.get(k) for k in ("psnr", "flops", "params", "step", "trial") if k in prov})]
 
 
-def supernet_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
-    """The trained supernet's state dict of a run (one-shot evaluator or DARTS), if any."""
-    from .trainer import load_checkpoint
+def supernet_weights(run_dir: Path, config: dict) -> dict[str, torch.Tensor] | None:
+    """The trained supernet's state dict of a run, from its strategy (:meth:`Strategy.saved_weights`;
+    a plug-in strategy's class loads under the same trust rules as when the run was made)."""
+    from .strategies.base import strategy_class
 
-    path = run_dir / "supernet" / "checkpoints" / "last.pt"  # both train it with the shared Trainer
-    return load_checkpoint(path)["model"] if path.is_file() else None
+    strat = config.get("strategy") or {}
+    cls = strategy_class(str(strat.get("strategy")), str(RunDir(run_dir).config))
+    return cls.saved_weights(RunDir(run_dir))
 
 
 def model_card(pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, input_size: tuple[int, int], files: list[str]) -> str:
@@ -129,7 +118,7 @@ def model_card(pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, 
         f"- space: `{config.get('space_file')}`",
         f"- strategy: `{strat.get('strategy')}` (evaluator `{strat.get('evaluator')}`, seed {strat.get('seed')})",
         f"- run: `{run_dir}`",
-        f"- search score: {'validation PSNR %.3f dB (search-time estimate, not a retrained result)' % score if isinstance(score, (int, float)) and score == score else 'n/a'}",
+        f"- search score: {f'validation PSNR {score:.3f} dB (search-time estimate, not a retrained result)' if isinstance(score, (int, float)) and score == score else 'n/a'}",
         f"- step/trial: {pick.scores.get('step', pick.scores.get('trial', 'n/a'))}",
         "",
         "## Files",
@@ -150,21 +139,17 @@ def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> No
         raise UserError("ONNX export needs the onnx extra: pip install 'acla-nas[onnx]'", field="--onnx") from exc
     h = torch.export.Dim("height", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
     w = torch.export.Dim("width", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=18, input_names=["lq"], output_names=["restored"],
                           dynamic_shapes={"x": {2: h, 3: w}}, external_data=False, verbose=False)
-    tmp.replace(path)
 
 
 def export_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example, check_trace=False)
-        tmp = path.with_name(path.name + ".tmp")
         torch.jit.save(traced, str(tmp))
-    tmp.replace(path)
 
 
 def export_run(
@@ -177,18 +162,25 @@ def export_run(
     torchscript: bool = False,
     onnx: bool = False,
     input_size: tuple[int, int] | None = None,
+    config: RunConfig | None = None,
 ) -> list[Path]:
     """Write each pick to ``out/<name>/``; returns the pick directories."""
     from .restore import save_model_file
 
     run_dir, out = Path(run_dir), Path(out)
-    config, space, df = load_run(run_dir)
+    if config is None:
+        stored, space, df = load_run(run_dir)
+    else:  # the pipeline's own run configuration: the space is not parsed again
+        from .trajectory import load_trajectory
+
+        stored, space, df = config.to_dict(), config.space, load_trajectory(config.run)
+    config_doc = stored
     picks = select(run_dir, space, df, top, pareto)
     size = tuple(input_size or space.spec.input_size)
     if (onnx or torchscript) and not all(INPUT_SIDE[0] <= v <= INPUT_SIDE[1] for v in size):
         raise UserError(f"the example input {size[0]}x{size[1]} is outside {INPUT_SIDE[0]}..{INPUT_SIDE[1]}, the sizes the "
-                        "exported models accept; pass --input-size H W", file=str(run_dir / "config.yaml"), field="space.eval.input_size")
-    supernet_state = supernet_weights(run_dir) if weights else None
+                        "exported models accept; pass --input-size H W", file=str(RunDir(run_dir).config), field="space.eval.input_size")
+    supernet_state = supernet_weights(run_dir, config_doc) if weights else None
     supernet = None
     if supernet_state is not None:
         supernet = space.supernet()
@@ -202,7 +194,7 @@ def export_run(
         arch = pick.arch
         doc = arch.to_dict()
         doc["data"] = dict(space.spec.data)
-        doc["provenance"] = {"space": config.get("space_file"), "strategy": config.get("strategy", {}).get("strategy"), "run": str(run_dir), **pick.scores}
+        doc["provenance"] = {"space": config_doc.get("space_file"), "strategy": config_doc.get("strategy", {}).get("strategy"), "run": str(run_dir), **pick.scores}
         write_text_atomic(d / "arch.yaml", yaml.safe_dump(doc, sort_keys=False))
         files = ["arch.yaml", "model_card.md", "card.json"]
         model = build(arch).eval()
@@ -220,9 +212,10 @@ def export_run(
             files.append("model.onnx")
         card = {"name": pick.name, "arch": arch.to_dict(), "input_size": list(size), **cost, "scores": pick.scores, "files": files}
         write_text_atomic(d / "card.json", json.dumps(card, indent=2))
-        write_text_atomic(d / "model_card.md", model_card(pick, arch, config, run_dir, cost, size, files))
+        write_text_atomic(d / "model_card.md", model_card(pick, arch, config_doc, run_dir, cost, size, files))
         rows.append({"name": pick.name, "step": pick.scores.get("step", pick.scores.get("trial")), "psnr": pick.scores.get("psnr"),
                      "flops": cost["macs"], "params": cost["params"], "arch": json.dumps(space.encode(arch), sort_keys=True), "dir": str(d)})
         written.append(d)
-    pd.DataFrame(rows).to_csv(run_dir / "exported.csv", index=False)
+    with atomic_path(RunDir(run_dir).exported) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
     return written

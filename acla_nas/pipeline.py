@@ -23,10 +23,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .arch import Arch, load_arch_file, write_text_atomic
+from .arch import Arch, load_arch_file
+from .atomic import atomic_path, write_text_atomic
 from .cost import count_macs, count_params
 from .errors import UserError
 from .network import build
+from .run_config import RunConfig
+from .run_dir import RunDir
 
 DEFAULT_RECIPE: dict[str, Any] = {"steps": 1500, "patch": 48, "batch": 8, "lr": 5.0e-4, "schedule": "cosine", "val_every": 0, "val_patches": 16, "ckpt_every": 100}
 VARIANTS = ("plain", "paper", "discovered")
@@ -39,16 +42,16 @@ class PipelineResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _stage_log(run_dir: Path, stage: str, seconds: float) -> None:
-    path = run_dir / "pipeline.json"
+def _stage_log(run: RunDir, stage: str, seconds: float) -> None:
+    path = run.pipeline_state
     state = json.loads(path.read_text()) if path.is_file() else {}
     state[stage] = {"done": True, "seconds": round(seconds, 1)}
     write_text_atomic(path, json.dumps(state, indent=2))
 
 
-def _variant_archs(run_dir: Path, space: Any) -> dict[str, Arch]:
+def _variant_archs(run: RunDir, space: Any) -> dict[str, Arch]:
     refs = space.reference_archs()
-    discovered, _ = load_arch_file(run_dir / "export" / "best" / "arch.yaml")
+    discovered, _ = load_arch_file(run.exported_best / "arch.yaml")
     return {"plain": refs["plain"], "paper": refs["paper"], "discovered": discovered}
 
 
@@ -57,13 +60,14 @@ def retrain_variants(run_dir: Path, space: Any, recipe: dict, seed: int, device:
     """Train each distinct variant once from scratch with the same recipe; returns name -> metrics."""
     from .retrain import train_arch
 
-    archs = _variant_archs(run_dir, space)
+    run = RunDir(run_dir)
+    archs = _variant_archs(run, space)
     trained: dict[str, tuple[dict, Path]] = {}
     out: dict[str, dict] = {}
     for name in VARIANTS:
         arch = archs[name]
         key = arch.key()
-        d = run_dir / "retrain" / name
+        d = run.retrain(name)
         if key in trained:  # same network as an earlier variant: same recipe and seed, same result
             result, model_path = trained[key]
             log(f"[retrain] {name}: same architecture as an earlier variant, reusing its result")
@@ -118,6 +122,86 @@ def format_table(df: pd.DataFrame, input_size: tuple[int, int], test_name: str) 
     return "\n".join(lines)
 
 
+def check_recipe(retrain: dict | None) -> dict:
+    """The retraining recipe: the defaults with the ``--retrain-*`` flags, checked."""
+    from .trainer import TrainConfig
+
+    recipe = {**DEFAULT_RECIPE, **(retrain or {})}
+    try:
+        TrainConfig.from_dict(recipe)
+    except UserError as exc:  # a --retrain-* flag (the defaults are valid)
+        key = (exc.field or "").removeprefix("train.")
+        raise UserError(exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain") from None
+    return recipe
+
+
+def refuse_torchrun() -> None:
+    """The pipeline starts its own processes (--nproc); under torchrun every rank would run it all."""
+    from . import distributed
+
+    if distributed.from_env().enabled:
+        raise UserError("the pipeline starts its own processes: run it with --nproc N, not under torchrun "
+                        "(torchrun works with the search and train verbs)", field="--nproc")
+
+
+def pipeline(cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, progress: bool = True,
+             log: Any = print) -> PipelineResult:
+    """The whole job on one checked run configuration (its space is the one every stage uses)."""
+    from .export import export_run
+    from .search import search
+
+    refuse_torchrun()
+    recipe = recipe or dict(DEFAULT_RECIPE)
+    run, space = cfg.run, cfg.space
+    device = None if cfg.device == "auto" else cfg.device
+    seconds: dict[str, float] = {}
+
+    t = time.perf_counter()
+    log("[1/5 search] " + ("resuming" if run.config.is_file() else "starting") + f" in {run}")
+    res = search(cfg, nproc=nproc, progress=progress)
+    seconds["search"] = time.perf_counter() - t
+    _stage_log(run, "search", seconds["search"])
+
+    t = time.perf_counter()
+    best_dir = run.exported_best
+    if best_dir.joinpath("arch.yaml").is_file() and load_arch_file(best_dir / "arch.yaml")[0] == res.best_arch:
+        log("[2/5 export] already exported")
+    else:
+        export_run(run.path, run.export, config=cfg)
+        log(f"[2/5 export] {best_dir}")
+    seconds["export"] = time.perf_counter() - t
+    _stage_log(run, "export", seconds["export"])
+
+    t = time.perf_counter()
+    variants = retrain_variants(run.path, space, recipe, cfg.seed, device, progress, log, nproc=nproc)
+    seconds["retrain"] = time.perf_counter() - t
+    _stage_log(run, "retrain", seconds["retrain"])
+
+    t = time.perf_counter()
+    table = final_table(space, variants)
+    with atomic_path(run.final_table) as tmp:
+        table.to_csv(tmp, index=False)
+    seconds["evaluate"] = time.perf_counter() - t
+    _stage_log(run, "evaluate", seconds["evaluate"])
+
+    t = time.perf_counter()
+    try:
+        from .plots import plot_runs
+        from .report import write_report
+
+        res_plots = plot_runs([run.path], run.plots, with_model=True)
+        for note in res_plots.notes:
+            if note.startswith("key usage"):
+                log(f"[5/5 plots] {note}")
+        write_report(run.path)
+        log(f"[5/5 plots] {run.plots}, {run.report}")
+    except UserError as exc:  # a figure the data cannot support is not a failed pipeline
+        log(f"[5/5 plots] skipped: {exc}")
+    seconds["plots"] = time.perf_counter() - t
+    _stage_log(run, "plots", seconds["plots"])
+    return PipelineResult(run.path, table, seconds)
+
+
 def run_pipeline(
     space_path: str,
     strategy_path: str,
@@ -134,79 +218,9 @@ def run_pipeline(
     progress: bool = True,
     log: Any = print,
 ) -> PipelineResult:
-    from . import distributed
-    from .export import export_run
-    from .search import run_search
-
-    if distributed.from_env().enabled:
-        raise UserError("the pipeline starts its own processes: run it with --nproc N, not under torchrun "
-                        "(torchrun works with the search and train verbs)", field="--nproc")
-
-    run_dir = Path(out)
-    recipe = {**DEFAULT_RECIPE, **(retrain or {})}
-    from .trainer import TrainConfig
-
-    try:
-        TrainConfig.from_dict(recipe)
-    except UserError as exc:  # a --retrain-* flag (the defaults are valid)
-        key = (exc.field or "").removeprefix("train.")
-        raise UserError(exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain") from None
-    seconds: dict[str, float] = {}
-
-    t = time.perf_counter()
-    log("[1/5 search] " + ("resuming" if (run_dir / "config.yaml").is_file() else "starting") + f" in {run_dir}")
-    res = run_search(space_path, strategy_path, run_dir, trials=trials, steps=steps, seed=seed, device=device, storage=storage,
-                     workers=workers, nproc=nproc, progress=progress)
-    seconds["search"] = time.perf_counter() - t
-    _stage_log(run_dir, "search", seconds["search"])
-    space = _space_of(run_dir)
-    seed_value = int(yaml.safe_load((run_dir / "config.yaml").read_text())["strategy"]["seed"])
-
-    t = time.perf_counter()
-    best_dir = run_dir / "export" / "best"
-    if best_dir.joinpath("arch.yaml").is_file() and load_arch_file(best_dir / "arch.yaml")[0] == res.best_arch:
-        log("[2/5 export] already exported")
-    else:
-        export_run(run_dir, run_dir / "export")
-        log(f"[2/5 export] {best_dir}")
-    seconds["export"] = time.perf_counter() - t
-    _stage_log(run_dir, "export", seconds["export"])
-
-    t = time.perf_counter()
-    variants = retrain_variants(run_dir, space, recipe, seed_value, device, progress, log, nproc=nproc)
-    seconds["retrain"] = time.perf_counter() - t
-    _stage_log(run_dir, "retrain", seconds["retrain"])
-
-    t = time.perf_counter()
-    table = final_table(space, variants)
-    table.to_csv(run_dir / "final_table.csv", index=False)
-    seconds["evaluate"] = time.perf_counter() - t
-    _stage_log(run_dir, "evaluate", seconds["evaluate"])
-
-    t = time.perf_counter()
-    try:
-        from .plots import plot_runs
-        from .report import write_report
-
-        from .plots.key_usage import plot_key_usage
-
-        plot_runs([run_dir], run_dir / "plots")
-        child = run_dir / "retrain" / "discovered" / "model.pt"
-        if child.is_file():
-            _files, note = plot_key_usage(child, None, run_dir / "plots", ["png"])
-            if note:
-                log(f"[5/5 plots] {note}")
-        write_report(run_dir)
-        log(f"[5/5 plots] {run_dir / 'plots'}, {run_dir / 'report.html'}")
-    except UserError as exc:  # a figure the data cannot support is not a failed pipeline
-        log(f"[5/5 plots] skipped: {exc}")
-    seconds["plots"] = time.perf_counter() - t
-    _stage_log(run_dir, "plots", seconds["plots"])
-    return PipelineResult(run_dir, table, seconds)
-
-
-def _space_of(run_dir: Path) -> Any:
-    from .space import SearchSpace
-
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return SearchSpace.from_dict(cfg["space"], file=str(run_dir / "config.yaml"))
+    """:func:`pipeline` from file names and overrides (library use)."""
+    refuse_torchrun()
+    recipe = check_recipe(retrain)
+    cfg = RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
+                               storage=storage, workers=workers, nproc=nproc)
+    return pipeline(cfg, nproc=nproc, recipe=recipe, progress=progress, log=log)

@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import write_text_atomic
 from .errors import UserError
+from .run_dir import RunDir
 from .plots import data as D
+from .trajectory import read_yaml_file
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -80,12 +83,12 @@ def _read_text(path: Path) -> str | None:
 
 
 def _config_section(run_dir: Path) -> str:
-    path = run_dir / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.exists():
         return '<p class="muted">No config.yaml in this run directory.</p>'
     text = _read_text(path) or ""
     try:
-        cfg = D.load_yaml(path)
+        cfg = read_yaml_file(path)
     except UserError as exc:
         return f'<p class="note">{esc(exc)}</p><pre>{esc(text)}</pre>'
     rows = _flatten(cfg) if isinstance(cfg, Mapping) else [("config", cfg)]
@@ -106,15 +109,13 @@ def _modules_summary(arch: D.Canonical | None) -> str:
 
 def _best_section(run_dir: Path, df: pd.DataFrame) -> tuple[str, Any]:
     """Best-architecture HTML and the diagram figure (or None)."""
-    path = run_dir / "best_arch.yaml"
+    path = RunDir(run_dir).best_arch
     if not path.exists():
         return '<p class="muted">No best_arch.yaml yet.</p>', None
     text = _read_text(path) or ""
     try:
         arch = D.load_best_arch(run_dir)
-        from .plots.draw import run_sites
-
-        info = D.diagram_info(arch, run_sites(run_dir, arch, df))
+        info = D.diagram_info(arch, D.run_sites(run_dir, arch, df))
     except UserError as exc:
         return f'<p class="note">{esc(exc)}</p><pre>{esc(text)}</pre>', None
     rows = [(m.site, m.keys, m.scope if not isinstance(m.scope, tuple) else ", ".join(m.scope), ", ".join(m.refs)) for m in info.modules.values()]
@@ -152,14 +153,14 @@ def _top_section(df: pd.DataFrame, k: int) -> str:
 
 def _results_section(run_dir: Path) -> str:
     parts = []
-    table = run_dir / "final_table.csv"
+    table = RunDir(run_dir).final_table
     if table.exists():
         try:
             t = pd.read_csv(table)
             parts.append("<h3>final_table.csv</h3>" + html_table(t.head(200).itertuples(index=False, name=None), [str(c) for c in t.columns]))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
             parts.append(f'<p class="note">{esc(table)}: malformed CSV ({esc(str(exc).splitlines()[0] if str(exc) else "")})</p>')
-    metrics = run_dir / "metrics.json"
+    metrics = RunDir(run_dir).metrics
     if metrics.exists():
         text = _read_text(metrics) or ""
         try:
@@ -179,30 +180,6 @@ def _img(fig: Any, caption: str) -> str:
     return f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
-CAPTIONS = {
-    "score": "Validation PSNR against trial / step and wall time, best so far as a line.",
-    "darts_probs": "DARTS: probability of each key budget per site over training, temperature on top.",
-    "darts_keys": "DARTS: expected key count per site over training.",
-    "pareto": "PSNR against FLOPs and parameters; the non-dominated front connected, exported picks starred.",
-    "topk_frequency": "How often each site takes each key budget among the best architectures.",
-    "key_usage": ("Trained child on one image: keys kept per query pixel by each ACLA module (the adaptive "
-                  "selection) and the sampled key locations of a few query pixels."),
-}
-
-
-def _key_usage(run_dir: Path) -> tuple[Any, str | None]:
-    """The key-usage figure of the run's trained child (None and a note when there is none)."""
-    from .plots.key_usage import checkpoint_key_usage, find_checkpoint
-
-    ckpt = find_checkpoint(run_dir)
-    if ckpt is None:
-        return None, None
-    from .plots.draw import draw_key_usage
-
-    infos, note = checkpoint_key_usage(ckpt)
-    return (draw_key_usage(infos), None) if infos else (None, note)
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -210,11 +187,11 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
     """The HTML text of the report of ``run_dir`` (raises UserError for a bad trajectory)."""
     run_dir = Path(run_dir)
     df = D.load_trajectory(run_dir)
-    from .plots.draw import run_figures
+    from .plots.figures import render
 
     best_html, arch_fig = _best_section(run_dir, df)
-    figs, notes = run_figures([run_dir], top_k)
-    figs = [(s, f) for s, f in figs if s != "arch"]  # the diagram is shown with the best arch
+    figs, notes = render([run_dir], top_k, with_model=True)
+    figs = [r for r in figs if r.spec.in_report]  # the diagram is shown with the best arch
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     strategies = ", ".join(sorted(set(df["strategy"]))) if len(df) else "?"
     sections = [
@@ -226,14 +203,8 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
         "<h2>Results</h2>", _results_section(run_dir),
         "<h2>Figures</h2>",
     ]
-    for stem, fig in figs:
-        caption = next((c for key, c in CAPTIONS.items() if stem.startswith(key)), stem)
-        sections.append(_img(fig, caption))
-    key_fig, key_note = _key_usage(run_dir)
-    if key_fig is not None:
-        sections.append(_img(key_fig, CAPTIONS["key_usage"]))
-    elif key_note:
-        notes.append(key_note)
+    for r in figs:
+        sections.append(_img(r.figure, r.spec.caption))
     if notes:
         sections.append("<ul>" + "".join(f'<li class="note">{esc(n)}</li>' for n in notes) + "</ul>")
     body = "\n".join(sections)
@@ -247,10 +218,6 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None, top_k: int = 10) -> Path:
     """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path."""
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "report.html"
-    text = build_report(run_dir, top_k)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    out = Path(out) if out is not None else RunDir(run_dir).report
+    write_text_atomic(out, build_report(run_dir, top_k))
     return out

@@ -148,7 +148,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
 
 def save_model_file(path: Path, model: nn.Module, arch_dict: dict, task_spec: dict, metrics: dict | None = None) -> None:
     """Write ``model.pt`` atomically: everything ``evaluate`` and ``restore`` need."""
-    import os
+    from .atomic import atomic_path
 
     payload = {
         "format": MODEL_FORMAT,
@@ -158,7 +158,5 @@ def save_model_file(path: Path, model: nn.Module, arch_dict: dict, task_spec: di
         "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
         "metrics": metrics or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

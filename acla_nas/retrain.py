@@ -42,33 +42,18 @@ def _train_config(section: dict, overrides: dict, file: str, progress: bool = Tr
     return TrainConfig.from_dict(base)
 
 
-def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ (one level into sections)."""
-    out = []
-    for key in sorted(set(stored) | set(current), key=str):
-        a, b = stored.get(key), current.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict) and not prefix:
-            out += _differences(a, b, f"{key}.")
-        else:
-            out.append(f"{prefix}{key}")
-    return out
-
-
 def _check_config_file(out: Path, config: dict[str, Any]) -> None:
     """``config.yaml`` pins the run directory to one experiment; write it once."""
     from .arch import read_yaml, write_text_atomic
+    from .run_config import refuse_other_run
 
     path = out / "config.yaml"
     comparable = {k: v for k, v in config.items() if k != "runtime"}
     if path.is_file():
         stored = read_yaml(path)
         stored = {k: v for k, v in (stored or {}).items() if k != "runtime"} if isinstance(stored, dict) else stored
-        if stored != comparable:
-            keys = _differences(stored if isinstance(stored, dict) else {}, comparable)
-            raise UserError(f"the run directory belongs to another config (differs in: {', '.join(keys) or 'layout'}); "
-                            "use another --out directory or the same settings", file=str(path))
+        refuse_other_run(stored, comparable, path, "the run directory belongs to another config", depth=1,
+                         advice="use another --out directory or the same settings")
         return
     write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
 

@@ -25,25 +25,21 @@ from typing import Any
 
 import yaml
 
-from . import __version__, distributed
-from .arch import read_yaml, write_text_atomic
+from . import distributed
+from .arch import write_text_atomic
 from .data import check_min_side, fixed_patches, make_source
-from .errors import UserError
-from .checks import check_int, check_seed
 from .device import resolve_device
-from .evaluators import OneShotEvaluator, ProxyEvaluator, SearchData, check_train_section, make_evaluator
-from .table import parse_table_section
+from .errors import UserError
+from .evaluators import EVALUATORS, SearchData, make_evaluator
+from .run_config import RunConfig, check_flags, load_strategy_file, parse_strategy
+from .run_dir import RunDir
 from .space import SearchSpace
-from .storage import DEFAULT_JOURNAL, StorageSpec, parse_storage
-from .strategies.base import SearchContext, make_strategy, strategy_class
+from .storage import StorageSpec, parse_storage
+from .strategies.base import SearchContext, Strategy, make_strategy, strategy_class
 from .tasks import make_task
 from .trainer import NonFiniteLossError
-from .trajectory import outputs_lock
+from .trajectory import outputs_lock, write_sites
 
-STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "table", "val", "seed")
-EVALUATOR_SECTION = {"oneshot": "supernet", "proxy": "proxy", "table": "table"}  # evaluator -> its preset section
-RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
-VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
 
 
@@ -67,124 +63,7 @@ class Plan:
     elapsed_offset: float | None  # search seconds of earlier sessions
     started: float  # wall clock at the start of this session
     allowed: tuple[str, ...] = ()  # imports the user allowed (--allow-import), for spawned processes
-
-
-def load_strategy_file(path: str | Path) -> dict:
-    """Read and check a strategy preset (strategies/*.yaml)."""
-    return parse_strategy(read_yaml(path), str(path))
-
-
-def parse_strategy(data: Any, f: str | None = None) -> dict:
-    """Check a strategy preset mapping read from file ``f``; returns it with defaults filled in."""
-    if not isinstance(data, dict):
-        raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=f)
-    for key in data:
-        if key not in STRATEGY_KEYS:
-            raise UserError(f"unknown key (expected {', '.join(STRATEGY_KEYS)})", file=f, field=str(key))
-    if not isinstance(data.get("strategy"), str):
-        raise UserError("expected a strategy name (random, tpe, evolution, darts) or package.module:Class", file=f, field="strategy")
-    strategy_class(data["strategy"], f)
-    ev = data.setdefault("evaluator", "oneshot")
-    if ev not in EVALUATOR_SECTION:
-        raise UserError(f"expected one of {', '.join(EVALUATOR_SECTION)}, got {ev!r}", file=f, field="evaluator")
-    check_int(data.setdefault("trials", 20), "trials", 1, file=f)
-    obj = data.setdefault("objectives", ["psnr"])
-    if isinstance(obj, str):
-        obj = data["objectives"] = [obj]
-    if obj not in (["psnr"], ["psnr", "flops"]):
-        raise UserError(f"expected [psnr] or [psnr, flops], got {obj!r}", file=f, field="objectives")
-    for key in ("options", "supernet", "proxy", "val"):
-        if data.setdefault(key, {}) is None:
-            data[key] = {}
-        if not isinstance(data[key], dict):
-            raise UserError("expected a mapping", file=f, field=key)
-    if "seed" in data:
-        check_seed(data["seed"], "seed", f)
-    try:
-        strategy_class(data["strategy"], f).check_options(data["options"])
-    except UserError as exc:
-        raise exc.at(file=f) from None
-    check_train_section("supernet", OneShotEvaluator.train_section(data["supernet"], f), OneShotEvaluator.DEFAULTS, f)
-    check_train_section("proxy", data["proxy"], ProxyEvaluator.DEFAULTS, f)
-    if ev == "table":
-        data["table"] = parse_table_section(data.get("table"), f)
-    elif data.get("table") is not None:
-        raise UserError("a table: section is read by evaluator: table only", file=f, field="table")
-    for key in data["val"]:
-        if key not in ("patches", "patch"):
-            raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
-        check_int(data["val"][key], f"val.{key}", 1, VAL_LIMITS[key], f)
-    return data
-
-
-def _comparable(config: dict) -> dict:
-    """The parts of a config that define the run (the trial budget may grow: more trials extend it)."""
-    out = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
-    if isinstance(out.get("strategy"), dict):
-        out["strategy"] = {k: v for k, v in out["strategy"].items() if k != "trials"}
-    return out
-
-
-def _compare_configs(stored: dict, current: dict, path: Path) -> None:
-    a, b = _comparable(stored), _comparable(current)
-    if a != b:
-        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        raise UserError(
-            f"this run directory holds a search with another configuration (differs in: {', '.join(diff)}); "
-            "run the same command to resume it, or choose another --out",
-            file=str(path),
-        )
-
-
-def check_flags(*, trials: int | None, steps: int | None, seed: int | None, device: str | None, workers: int, nproc: int = 1) -> None:
-    """The command-line overrides, before any file is read or anything trained."""
-    if trials is not None:
-        check_int(trials, "--trials", 1)
-    if steps is not None:
-        check_int(steps, "--steps", 1)
-    if seed is not None:
-        check_seed(seed)
-    check_int(workers, "--workers", 1)
-    check_int(nproc, "--nproc", 1)
-    resolve_device(device)
-
-
-def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None, device: str | None, storage: str | None, workers: int) -> tuple[SearchSpace, dict]:
-    check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
-    space = SearchSpace.from_yaml(space_path)
-    strat = load_strategy_file(strategy_path)
-    if trials is not None:
-        strat["trials"] = trials
-    if steps is not None:
-        # one knob for quick runs: the training length of whatever the strategy trains
-        if strat["strategy"] == "darts":
-            strat["options"]["steps"] = steps
-            try:
-                strategy_class(strat["strategy"], str(strategy_path)).check_options(strat["options"])
-            except UserError as exc:  # e.g. an integer warm-up no longer shorter than --steps
-                raise exc.at(file=str(strategy_path)) from None
-        strat["supernet"]["steps"] = steps
-        strat["proxy"]["steps"] = steps
-    if seed is not None:
-        strat["seed"] = seed
-    strat.setdefault("seed", 0)
-    config = {
-        "acla_nas": __version__,
-        "space_file": str(space_path),
-        "space": space.to_dict(),
-        "strategy_file": str(strategy_path),
-        "strategy": strat,
-        "device": device or "auto",
-        "storage": None if storage is None else parse_storage(storage, out).shown,  # no password
-        "workers": workers,
-    }
-    cfg_path = out / "config.yaml"
-    if cfg_path.is_file():
-        stored = read_yaml(cfg_path)
-        if isinstance(stored, dict):
-            # compare through YAML so tuples/lists and key order do not matter
-            _compare_configs(stored, yaml.safe_load(yaml.safe_dump(config)), cfg_path)
-    return space, config
+    steps: int | None = None  # --steps (already applied to the preset; strategies may read it)
 
 
 def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) -> SearchData:
@@ -201,52 +80,60 @@ def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) ->
     return SearchData(task, train_items, val_items, val, device=device, seed=int(strat["seed"]), progress=progress)
 
 
-def _check_patches(strat: dict, task: Any, train_items: Any, val_items: Any, file: str) -> None:
-    """The training patch of whatever the strategy trains: a multiple of the scale that the
+def _training(cls: type[Strategy], strat: dict) -> tuple[int, int, str, str, bool] | None:
+    """(batch, patch, batch field, patch field, validation patches too) of whatever the search
+    trains: the strategy itself, or its evaluator (None when nothing trains)."""
+    own = cls.training(strat["options"])
+    if own is not None:
+        return own.batch, own.patch, own.batch_field, own.patch_field, own.val_patches
+    if not cls.multi_trial:
+        return None
+    ev = EVALUATORS.get(strat["evaluator"])
+    if not ev.SECTION:
+        return None
+    o = {**ev.DEFAULTS, **strat[ev.SECTION]}
+    if "batch" not in o or "patch" not in o:
+        return None
+    return o["batch"], o["patch"], f"{ev.SECTION}.batch", f"{ev.SECTION}.patch", False
+
+
+def _check_patches(cls: type[Strategy], strat: dict, task: Any, train_items: Any, val_items: Any, file: str) -> None:
+    """The training patch of whatever the search trains: a multiple of the scale that the
     training images hold (checked from the file headers before anything trains)."""
-    if strat["strategy"] == "darts":  # DARTS samples training and validation patches of options.patch
-        patch, fld = strat["options"].get("patch", 48), "options.patch"
-        check_min_side(val_items, patch, f"DARTS patch ({fld} of {file})", fld)
-    elif strat["evaluator"] == "table" and strategy_class(strat["strategy"]).multi_trial:
-        return  # nothing trains: scores come from the table
-    else:
-        section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
-        patch, fld = strat[section].get("patch", 48), f"{section}.patch"
+    shape = _training(cls, strat)
+    if shape is None:
+        return
+    _batch, patch, _bf, fld, val = shape
+    if val:
+        check_min_side(val_items, patch, f"{cls.name} patch ({fld} of {file})", fld)
     if isinstance(patch, int) and patch % task.scale:
         raise UserError(f"expected a multiple of the task's scale ({task.scale}), got {patch}", file=file, field=fld)
     check_min_side(train_items, patch, f"training patch ({fld} of {file})", fld)
 
 
-def _check_training_memory(space: SearchSpace, strat: dict, config: dict, cls: Any) -> None:
-    """The supernet (or proxy, or DARTS) training of this preset must fit in free memory."""
+def _check_training_memory(space: SearchSpace, cls: type[Strategy], strat: dict, config: dict) -> None:
+    """The supernet (or proxy, or strategy) training of this preset must fit in free memory."""
     from .memory import check_training
-    from .strategies.darts import DartsStrategy
 
-    if issubclass(cls, DartsStrategy):
-        o = {**DartsStrategy.DEFAULTS, **strat["options"]}
-        batch, patch, fld = o["batch"], o["patch"], "options.batch"
-    elif cls.multi_trial and strat["evaluator"] != "table":
-        section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
-        ev = OneShotEvaluator if section == "supernet" else ProxyEvaluator
-        o = {**ev.DEFAULTS, **strat[section]}
-        batch, patch, fld = o["batch"], o["patch"], f"{section}.batch"
-    else:
+    shape = _training(cls, strat)
+    if shape is None:
         return
+    batch, patch, fld, _pf, _val = shape
     check_training(space.template(), batch, patch, resolve_device(config["device"]), fld, config.get("strategy_file"), space.file)
 
 
-def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
+def _context(space: SearchSpace, cls: type[Strategy], plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
     """Data, evaluator and checks of this search in this process (nothing is trained here)."""
     config, out = plan.config, plan.out
     strat = config["strategy"]
     data = search_data(space, strat, config["device"], progress)
-    _check_patches(strat, data.task, data.train_items, data.val_items, config["strategy_file"])
-    cls = strategy_class(strat["strategy"])
-    _check_training_memory(space, strat, config, cls)
+    _check_patches(cls, strat, data.task, data.train_items, data.val_items, config["strategy_file"])
+    _check_training_memory(space, cls, strat, config)
     evaluator = None
     if cls.multi_trial:
-        section = strat.get(EVALUATOR_SECTION[strat["evaluator"]])
-        evaluator = make_evaluator(strat["evaluator"], space, data, section, out, config.get("strategy_file"))
+        ev = EVALUATORS.get(strat["evaluator"], config["strategy_file"])
+        section = strat.get(ev.SECTION) if ev.SECTION else None
+        evaluator = make_evaluator(strat["evaluator"], space, data, section, out, config["strategy_file"])
     return SearchContext(
         space=space,
         data=data,
@@ -261,7 +148,7 @@ def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = Fals
         workers=int(config.get("workers", 1)),
         objectives=tuple(strat["objectives"]),
         options=dict(strat.get("options") or {}),
-        steps=None,
+        steps=plan.steps,
         worker=worker,
         started=plan.started,
         elapsed_offset=plan.elapsed_offset,
@@ -275,35 +162,35 @@ def _open_study(ctx: SearchContext, plan: Plan) -> None:
         ctx.run_study = open_run_study(plan.out, plan.config, plan.storage)
 
 
-def _plan(space_path: str, strategy_path: str, out: Path, *, trials: int | None, steps: int | None, seed: int | None,
-          device: str | None, storage: str | None, workers: int, progress: bool = False) -> tuple[Plan, SearchContext, Any]:
-    """Check everything (flags, files, the study, data, evaluator, strategy), then claim the run
-    directory (config.yaml); returns the plan and this process's context and strategy."""
+def _plan(cfg: RunConfig, progress: bool = False) -> tuple[Plan, SearchContext, Any]:
+    """Check everything (the study, data, evaluator, strategy) on top of the checked run
+    configuration, then claim the run directory (config.yaml); returns the plan and this
+    process's context and strategy."""
     from .strategies.optuna_loop import OptunaStrategy, session_offset
     from .study import open_run_study
     from .trust import allowed_prefixes
 
-    space, config = prepare_config(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
+    out, config = cfg.run.path, cfg.to_dict()
     spec, offset, started = None, None, time.time()
-    if issubclass(strategy_class(config["strategy"]["strategy"]), OptunaStrategy):
-        spec = parse_storage(storage, out)
-        new_run = spec.kind == "journal" and storage is None and not (out / DEFAULT_JOURNAL).exists()
+    if issubclass(cfg.strategy, OptunaStrategy):
+        spec = parse_storage(cfg.storage, out)
+        new_run = spec.kind == "journal" and cfg.storage is None and not cfg.run.journal.exists()
         # a new run's own journal holds nothing to check: it is created once the run directory is claimed
         existing = None if new_run else open_run_study(out, config, spec, create=False)  # checked, not yet created
         offset = 0.0 if existing is None else session_offset(existing.load(), started)
-    plan = Plan(str(space_path), config, out, spec, offset, started, allowed_prefixes())
+    plan = Plan(cfg.space_file, config, out, spec, offset, started, allowed_prefixes(), cfg.steps)
     # data, evaluator and strategy are all set up (and checked) before the run directory is claimed
-    ctx = _context(space, plan, progress)
-    strategy = make_strategy(ctx, config["strategy_file"])
+    ctx = _context(cfg.space, cfg.strategy, plan, progress)
+    strategy = make_strategy(ctx, cfg.strategy_file)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    write_text_atomic(out / "sites.csv", "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in space.backbone_sites))
+    write_text_atomic(cfg.run.config, yaml.safe_dump(config, sort_keys=False))
+    write_sites(cfg.run.sites, cfg.space.backbone_sites)
     return plan, ctx, strategy
 
 
-def _plan_only(*args: Any, **kwargs: Any) -> Plan:
+def _plan_only(cfg: RunConfig) -> Plan:
     """The plan alone (what crosses to other ranks)."""
-    return _plan(*args, **kwargs)[0]
+    return _plan(cfg)[0]
 
 
 def _worker_main(plan: Plan, ready: Any) -> None:
@@ -315,8 +202,8 @@ def _worker_main(plan: Plan, ready: Any) -> None:
 
     torch.set_num_threads(1)
     with allow_imports(plan.allowed):
-        space = SearchSpace.from_yaml(plan.space_path)
-        ctx = _context(space, plan, progress=False, worker=True)
+        space = SearchSpace.from_yaml(plan.space_path)  # another process: parsed there
+        ctx = _context(space, strategy_class(plan.config["strategy"]["strategy"]), plan, progress=False, worker=True)
         _open_study(ctx, plan)
         ctx.on_loop_start = lambda: ready.put(1)  # data, supernet and study loaded: about to ask for trials
         _run_strategy(make_strategy(ctx), plan.config)
@@ -371,7 +258,8 @@ def _execute(plan: Plan, progress: bool, built: tuple[SearchContext, Any] | None
     rank = distributed.current()
     with allow_imports(plan.allowed):
         if built is None:
-            ctx = _context(SearchSpace.from_yaml(plan.space_path), plan, progress and rank.main)
+            cls = strategy_class(plan.config["strategy"]["strategy"])  # another process: resolved there
+            ctx = _context(SearchSpace.from_yaml(plan.space_path), cls, plan, progress and rank.main)
             strategy = make_strategy(ctx, plan.config["strategy_file"])
         else:
             ctx, strategy = built
@@ -403,7 +291,7 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     out = plan.out
     best = strategy.best()
     if best is None:
-        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(out / "trajectory.csv"))
+        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(RunDir(out).trajectory))
     arch, scores = best
     doc = arch.to_dict()
     doc["provenance"] = {
@@ -414,11 +302,28 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
         "seed": ctx.seed,
         **{k: (float(v) if isinstance(v, float) else v) for k, v in scores.items() if v is not None},
     }
-    write_text_atomic(out / "best_arch.yaml", yaml.safe_dump(doc, sort_keys=False))
+    write_text_atomic(RunDir(out).best_arch, yaml.safe_dump(doc, sort_keys=False))
     pending = 0
     if ctx.run_study is not None and hasattr(strategy, "pending"):
         pending = len(strategy.pending(ctx.run_study.load()))
     return SearchResult(out, arch, scores, ctx.elapsed(), pending)
+
+
+def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True) -> SearchResult | None:
+    """Start or resume the search of ``cfg``; returns the best architecture found (None on the
+    ranks after 0 of a torchrun job)."""
+    check_flags(trials=None, steps=None, seed=None, device=None, workers=cfg.workers, nproc=nproc)
+    if nproc > 1:
+        if distributed.from_env().enabled:
+            raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
+        plan = _plan_only(cfg)  # checked before any process starts
+        return distributed.launch(nproc, _execute, (plan, progress), device=None if cfg.device == "auto" else cfg.device)
+    if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
+        with distributed.process_group(None if cfg.device == "auto" else cfg.device):
+            plan = distributed.on_main(_plan_only, cfg)
+            return _execute(plan, progress)
+    plan, ctx, strategy = _plan(cfg, progress=progress)
+    return _execute(plan, progress, (ctx, strategy))
 
 
 def run_search(
@@ -435,22 +340,20 @@ def run_search(
     nproc: int = 1,
     progress: bool = True,
 ) -> SearchResult | None:
-    """Start or resume the search in ``out``; returns the best architecture found (None on the
-    ranks after 0 of a torchrun job)."""
-    out = Path(out)
-    check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers, nproc=nproc)
-    kwargs = dict(trials=trials, steps=steps, seed=seed, device=device, storage=storage, workers=workers)
-    if nproc > 1:
-        if distributed.from_env().enabled:
-            raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
-        plan = _plan_only(space_path, strategy_path, out, **kwargs)  # checked before any process starts
-        return distributed.launch(nproc, _execute, (plan, progress), device=device)
-    if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
+    """:func:`search` from file names and overrides (the ``search`` verb and library use). Under
+    torchrun, rank 0 alone reads the files and claims the run directory; the other ranks receive
+    the plan (or the one-line error, which rank 0 alone prints)."""
+
+    def build() -> RunConfig:
+        return RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
+                                    storage=storage, workers=workers, nproc=nproc)
+
+    if nproc == 1 and distributed.from_env().enabled:
+        check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
         with distributed.process_group(device):
-            plan = distributed.on_main(_plan_only, space_path, strategy_path, out, **kwargs)
+            plan = distributed.on_main(lambda: _plan_only(build()))
             return _execute(plan, progress)
-    plan, ctx, strategy = _plan(space_path, strategy_path, out, progress=progress, **kwargs)
-    return _execute(plan, progress, (ctx, strategy))
+    return search(build(), nproc=nproc, progress=progress)
 
 
-__all__ = ["SearchResult", "run_search", "load_strategy_file", "parse_strategy"]
+__all__ = ["RunConfig", "SearchResult", "load_strategy_file", "parse_strategy", "run_search", "search"]

@@ -30,7 +30,7 @@ import optuna
 from .errors import UserError
 from .journal_lock import OwnerLock
 
-DEFAULT_JOURNAL = "study.journal"
+from .run_dir import DEFAULT_JOURNAL  # the run directory owns the name
 HEARTBEAT_ENV = "ACLA_NAS_HEARTBEAT"  # "INTERVAL[,GRACE]" in seconds
 DEFAULT_HEARTBEAT = (10, 60)
 MAX_RETRY = 3  # a trial whose worker died is run again at most this many times

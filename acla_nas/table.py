@@ -1,4 +1,5 @@
-"""A tabulated space read back: stand-alone scores by architecture, and ``evaluator: table``.
+"""A tabulated space read back: stand-alone scores by architecture (used by ``evaluator: table``,
+:mod:`acla_nas.evaluators.table`).
 
 The CSV is written by :mod:`acla_nas.tabulate` (one row per (arch, seed) run). A strategy
 searching with ``evaluator: table`` gets each candidate's stand-alone score from the table in
@@ -26,9 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .arch import Arch
 from .errors import UserError
-from .evaluators import Evaluator, SearchData
 
 TABLE_KEYS = ("path", "value", "partial")
 VALUES = ("seed0", "mean")
@@ -118,35 +117,4 @@ def parse_table_section(section: Any, file: str | None = None) -> dict[str, Any]
     return section
 
 
-class TableEvaluator(Evaluator):
-    """Answers a candidate's score from a tabulated space (no training)."""
-
-    name = "table"
-
-    def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
-        super().__init__(space, data, parse_table_section(dict(options or {})), run_dir)
-        self.table = Table(self.options["path"])
-        self.how = self.options["value"]
-
-    def prepare(self) -> None:
-        """The table must cover the space (unless ``partial: true``: a missing candidate then fails)."""
-        from .tabulate import arch_key
-
-        if self.options["partial"]:
-            return
-        missing = [a for a in self.space.enumerate() if arch_key(self.space, a) not in self.table.entries]
-        if missing:
-            raise UserError(f"the table holds {len(self.table)} architectures; {len(missing)} of the space's are missing "
-                            f"(e.g. {arch_key(self.space, missing[0])}): finish it with python -m acla_nas.tabulate, "
-                            "or set table.partial: true", file=str(self.table.path))
-
-    def _score(self, arch: Arch) -> tuple[float, float]:
-        from .tabulate import arch_key
-
-        entry = self.table.entries.get(arch_key(self.space, arch))
-        if entry is None:
-            return math.nan, math.nan  # a FAIL trial: not tabulated (partial table)
-        return entry.value(self.how)
-
-
-__all__ = ["Entry", "Table", "TableEvaluator", "parse_table_section"]
+__all__ = ["Entry", "Table", "parse_table_section"]

@@ -48,6 +48,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
+from .atomic import torch_save_atomic, write_text_atomic
 from .data import Item, PatchSampler, _mix_seed, to_float
 from .checks import MAX_SEED
 from .device import resolve_device
@@ -217,22 +218,6 @@ def _restore_rng(stored: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a trainer checkpoint (``weights_only=True``); unreadable files raise UserError."""
     p = Path(path)
@@ -362,7 +347,7 @@ class Trainer:
             state["extra"] = self.extra_state.state_dict()
         if len(ranks) > 1:
             state["rng_ranks"] = ranks
-        _atomic_torch_save(state, self.checkpoint_path)
+        torch_save_atomic(state, self.checkpoint_path)
         self._last_saved = step
 
     def _resume(self, ckpt: dict[str, Any]) -> int:
@@ -565,7 +550,7 @@ class Trainer:
         if self.out_dir is not None:
             self._save(self.config.steps, _capture_rng(self.device))
             if self.rank.main:
-                _atomic_json(result, self.out_dir / "metrics.json")
+                write_text_atomic(self.out_dir / "metrics.json", json.dumps(result, indent=2, sort_keys=True, allow_nan=True) + "\n")
         return distributed.broadcast(result)  # every rank returns rank 0's result
 
 

@@ -118,7 +118,7 @@ def test_best_so_far_per_run_sorted_by_step() -> None:
     df = df.sample(frac=1.0, random_state=0)  # shuffled rows
     df["label"] = df["run"]
     t = D.score_history(df).table
-    for run, g in t.groupby("label"):
+    for _run, g in t.groupby("label"):
         assert g["step"].is_monotonic_increasing
         ok = g[g["ok"]]
         assert np.allclose(ok["best_so_far"], np.maximum.accumulate(ok["psnr"]))
@@ -160,12 +160,12 @@ def test_pareto_info_units_and_plain() -> None:
     assert D.pareto_info(df.drop(columns="flops"), "flops") is None
 
 
-def test_pick_matching_tolerant(tmp_path: Path) -> None:
+def test_pick_matching(tmp_path: Path) -> None:
     df = make_trials(n=30, fail_every=0).assign(label="r")
     sites = D.site_names(df)
     target = df.iloc[17]
     modules = {s: {"keys": int(target[f"k:{s}"]), "scope": target[f"scope:{s}"]} for s in sites if target[f"k:{s}"] > 0}
-    # 1) arch.yaml with Arch modules; 2) exported.csv by step; 3) flat JSON with another spelling
+    # 1) arch.yaml with Arch modules; 2) exported.csv by step; 3) exported.csv by its flat encoding
     (tmp_path / "export" / "best").mkdir(parents=True)
     (tmp_path / "export" / "best" / "arch.yaml").write_text(yaml.safe_dump({"backbone": {"name": "edsr"}, "modules": modules}))
     flat = {f"{s}.keys": m["keys"] for s, m in modules.items()} | {f"{s}.scope": m["scope"] for s, m in modules.items()}
@@ -182,19 +182,20 @@ def test_pick_matching_tolerant(tmp_path: Path) -> None:
     assert df.index[mask].tolist() == [17] and len(notes) == 1 and "y" in notes[0]
 
 
-def test_canonical_arch_shapes() -> None:
+def test_schema_reads_one_spelling() -> None:
+    """Arch files, flat encodings and trajectory rows are read by the schema's strict readers."""
+    from acla_nas import trajectory as T
+
     sites = ["body.1", "body.10"]
-    want = {"body.10": (8, "all")}
-    assert D.canonical_arch({"modules": {"body.10": {"keys": 8, "scope": "all"}}}, sites) == want
-    assert D.canonical_arch(json.dumps({"k:body.1": 0, "k:body.10": 8, "scope:body.10": "all"}), sites) == want
-    assert D.canonical_arch({"body.10/keys": 8, "body.10/scope": "all", "body.1/keys": 0}, sites) == want
-    assert D.canonical_arch({"body.10": {"keys": 4, "scope": "[body.1]"}}, sites) == {"body.10": (4, ("body.1",))}
-    assert D.canonical_arch("not json at all [", sites) is None
-    # the search's own spellings: '<site>.keys' encodings, '+'/',' joined lists, 'previous2'
-    enc = {"body.1.keys": 4, "body.1.scope": "previous2", "body.10.keys": 8, "body.10.scope": "head,body.1"}
-    assert D.canonical_arch(enc, sites) == {"body.1": (4, 2), "body.10": (8, ("head", "body.1"))}
-    row = {"k:body.1": 0, "scope:body.1": "", "k:body.10": 8, "scope:body.10": "head+body.1"}
-    assert D.row_arch(row, sites) == {"body.10": (8, ("head", "body.1"))}
+    assert T.doc_arch({"modules": {"body.10": {"keys": 8, "scope": "all"}, "body.1": {"keys": 0, "scope": 1}}}) == {"body.10": (8, "all")}
+    assert T.doc_arch({"modules": {"body.1": {"keys": 4, "scope": "previous2"}}}) == {"body.1": (4, 2)}  # the arch file's parser
+    enc = {"body.1.keys": 4, "body.1.scope": "2", "body.10.keys": 8, "body.10.scope": "head,body.1"}
+    assert T.encoding_arch(json.dumps(enc)) == {"body.1": (4, 2), "body.10": (8, ("head", "body.1"))}
+    assert T.encoding_arch("not json at all [") is None and T.encoding_arch("") is None
+    row = {"k:body.1": 0, "scope:body.1": "", "k:body.10": 8, "scope:body.10": "head,body.1"}
+    assert T.row_arch(row, sites) == {"body.10": (8, ("head", "body.1"))}
+    for scope in (2, "all", ("head", "body.1")):
+        assert T.scope_value(T.scope_text(scope)) == scope
 
 
 # ------------------------------------------------------------------------- 4. top-k
@@ -236,7 +237,7 @@ def test_sites_fallback_to_k_columns(tmp_path: Path) -> None:
     assert [s.name for s in D.load_sites(tmp_path)] == SITES
     assert D.load_sites(tmp_path)[0].channels is None
     write_run(tmp_path, make_trials(n=3), sites=[(s, 64, 1) for s in SITES])
-    assert D.load_sites(tmp_path)[2] == D.SiteSpec("body.1", 64, 1)
+    assert D.load_sites(tmp_path)[2] == D.Site("body.1", 64, 1)
 
 
 # ------------------------------------------------------------------------- 6. key usage
@@ -269,7 +270,7 @@ def test_key_usage_info_synthetic() -> None:
 
 # ------------------------------------------------------------------------- rendering
 def test_plot_runs_writes_png_and_svg(tmp_path: Path) -> None:
-    from acla_nas.plots.draw import plot_runs
+    from acla_nas.plots.figures import plot_runs
 
     a = write_run(tmp_path / "evo", make_trials("evolution", n=24, run="evo"), BEST, [(s, 64, 1) for s in SITES])
     d = write_run(tmp_path / "darts", make_darts(n_steps=12))
@@ -283,7 +284,7 @@ def test_plot_runs_writes_png_and_svg(tmp_path: Path) -> None:
 
 
 def test_plot_skips_darts_with_note(tmp_path: Path) -> None:
-    from acla_nas.plots.draw import plot_runs
+    from acla_nas.plots.figures import plot_runs
 
     a = write_run(tmp_path / "r", make_trials(n=8))
     res = plot_runs([a], tmp_path / "out")
@@ -294,7 +295,7 @@ def test_plot_skips_darts_with_note(tmp_path: Path) -> None:
 def test_key_usage_figure_with_acla(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     acla = pytest.importorskip("acla_nas.acla")
-    from acla_nas.plots.draw import key_usage_figure
+    from acla_nas.plots.key_usage import key_usage_figure
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -316,11 +317,10 @@ def test_key_usage_figure_with_acla(tmp_path: Path) -> None:
 
 
 def test_run_sites_falls_back_to_sites_csv(tmp_path: Path) -> None:
-    from acla_nas.plots.draw import run_sites
 
     write_run(tmp_path, make_trials(n=3), sites=[(s, 48, 2) for s in SITES])
-    sites = run_sites(tmp_path, {"backbone": {"name": "no_such_backbone"}, "modules": {}})
-    assert sites[0] == D.SiteSpec("head", 48, 2) and len(sites) == len(SITES)
+    sites = D.run_sites(tmp_path, {"backbone": {"name": "no_such_backbone"}, "modules": {}})
+    assert sites[0] == D.Site("head", 48, 2) and len(sites) == len(SITES)
 
 
 def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_jpeg_changes_image_and_quality_matters(astronaut):
     ({"name": "denoise", "sigma": -1}, "task.sigma", "number"),
     ({"name": "jpeg", "quality": 0}, "task.quality", "integer"),
     ({"name": "jpeg", "quality": 10, "q": 3}, "task.q", "unknown key"),
-    ({"name": "deblur"}, "task.name", "sr, denoise, demosaic, jpeg"),
+    ({"name": "inpaint"}, "task.name", "demosaic, denoise, jpeg"),
     ("sr", "task", "mapping"),
 ])
 def test_bad_specs_name_the_field(spec, field, text):

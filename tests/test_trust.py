@@ -175,7 +175,7 @@ def test_stdlib_cannot_be_allowed(monkeypatch) -> None:
 def test_registered_factories_need_no_permission(capsys) -> None:
     """The shipped user-backbone example names a registered factory by import path: it loads as is."""
     assert main(["spaces", str(ROOT / "search_spaces" / "user_backbone_example.yaml")]) == 0
-    assert import_object("acla_nas.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()) is registry._REGISTRY["edsr"]
+    assert import_object("acla_nas.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()) is registry.BACKBONES.get("edsr")
 
 
 def test_allowed_user_backbone_works_with_the_flag_and_the_variable(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -222,7 +222,7 @@ def test_installed_plug_ins_load_by_name(monkeypatch) -> None:
     eps = [EntryPoint("plugnet", "acla_nas.backbones.unet:unet", "acla_nas.backbones"),
            EntryPoint("plugrandom", "acla_nas.strategies.random_search:RandomStrategy", "acla_nas.strategies")]
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [e for e in eps if e.group == group])
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.BACKBONES, "_items", dict(registry.BACKBONES.items()))
     assert "plugnet" in registry.list_backbones()
     assert len(create_backbone("plugnet", 1, {"n_feats": 4}).acla_sites) == 7
     assert strategy_class("plugrandom") is RandomStrategy
@@ -233,7 +233,6 @@ def test_space_refusal_is_not_retried_on_cpu(monkeypatch) -> None:
     calls = []
     real = registry.resolve_factory
     monkeypatch.setattr(registry, "resolve_factory", lambda *a, **k: calls.append(a) or real(*a, **k))
-    monkeypatch.setattr("acla_nas.backbones.user.resolve_factory", registry.resolve_factory)
     with pytest.raises(ImportRefused):
         SearchSpace.from_dict({**TINY, "backbone": {"name": "user_backbones:tiny_net", "sites": "stem"}}, file="s.yaml")
     assert len(calls) == 1

@@ -5,21 +5,15 @@ and that later modules may attend to. Sites are ordered by execution; the head c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable
+
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-
-
-@dataclass(frozen=True)
-class Site:
-    """A candidate insertion site: module name, output channels, stride w.r.t. the network input."""
-
-    name: str
-    channels: int
-    stride: int = 1
+from ..trajectory import Site
 
 
 class Backbone(nn.Module):
@@ -113,3 +107,28 @@ class Tail(nn.Module):
         if self.image_skip:
             y = y + nn.functional.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return y
+
+
+def call_factory(factory: Callable[..., nn.Module], kwargs: dict, what: str, any_error: bool = False) -> nn.Module:
+    """Call a factory with kwargs, turning unknown or ill-typed kwargs into a UserError.
+
+    ``any_error``: user code (``module:factory``) may fail in any way; report it in one line too."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        accepted = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in kwargs:
+            if key not in accepted:
+                raise UserError(f"{what} takes no argument {key!r} (accepted: {', '.join(accepted)})", field=f"backbone.kwargs.{key}")
+    try:
+        return factory(**kwargs)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{what} rejected its arguments: {exc}", field="backbone.kwargs") from exc
+    except Exception as exc:
+        if not any_error:
+            raise
+        raise UserError(f"{what} failed: {type(exc).__name__}: {exc}", field="backbone.name") from exc

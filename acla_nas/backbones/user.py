@@ -8,13 +8,13 @@ strides found, by one probing forward pass with hooks; the backbone's code is ne
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import Site
-from .registry import call_factory, resolve_factory
+from .base import Site, call_factory
 
 PROBE_SIZE = 48  # divisible by 2, 3, 4, 6, 8, 12, 16
 
@@ -76,9 +76,10 @@ def probe_sites(model: nn.Module, names: list[str], field: str = "backbone.sites
     return sites, scale
 
 
-def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwargs: dict | None = None,
-                  file: str | None = None) -> nn.Module:
-    """Build a user backbone and attach its probed site list as ``acla_sites``."""
+def user_backbone(factory: Callable[..., nn.Module], spec: str, sites: str | list[str] | None, scale: int = 1,
+                  kwargs: dict | None = None) -> nn.Module:
+    """Build a user backbone from its resolved ``factory`` (named ``spec`` in the file) and attach
+    its probed site list as ``acla_sites``."""
     if not sites:
         raise UserError("a user backbone needs a site pattern over module names (e.g. 'body.*')", field="backbone.sites")
     raw = sites.split(",") if isinstance(sites, str) else sites
@@ -87,7 +88,6 @@ def user_backbone(spec: str, sites: str | list[str] | None, scale: int = 1, kwar
     patterns = [p.strip() for p in raw if p.strip()]
     if not patterns:
         raise UserError("expected a pattern string or a list of pattern strings", field="backbone.sites")
-    factory = resolve_factory(spec, file)
     kwargs = dict(kwargs or {})
     model = call_factory(factory, kwargs, f"factory {spec!r}", any_error=True)
     if not isinstance(model, nn.Module):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 from pathlib import Path
 
 NAME = "evaluate"
@@ -38,6 +37,8 @@ def _table(rows: list[dict]) -> str:
 
 
 def _write_csv(path: Path, per_set: list[dict]) -> None:
+    from ..atomic import write_text_atomic
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -45,10 +46,7 @@ def _write_csv(path: Path, per_set: list[dict]) -> None:
         for row in res["per_image"]:
             writer.writerow({"dataset": res["dataset"], **{k: row[k] for k in _COLUMNS[1:]}})
         writer.writerow({"dataset": res["dataset"], "image": "(mean)", **{k: res[k] for k in _COLUMNS[2:]}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,16 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import format_table, run_pipeline
+    from ..pipeline import check_recipe, format_table, pipeline, refuse_torchrun
+    from .search import run_config
 
+    refuse_torchrun()  # before any file is read: the pipeline starts its own processes
     retrain = {k: v for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch)) if v is not None}
-    res = run_pipeline(
-        args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed, device=args.device,
-        storage=args.storage, workers=args.workers, nproc=args.nproc, retrain=retrain, progress=not args.quiet,
-    )
-    from ..space import SearchSpace
-
-    space = SearchSpace.from_yaml(args.space)
+    recipe = check_recipe(retrain)
+    cfg = run_config(args)
+    res = pipeline(cfg, nproc=args.nproc, recipe=recipe, progress=not args.quiet)
+    space = cfg.space
     print()
     print(format_table(res.table, tuple(space.spec.input_size), "embedded test split" if space.spec.data.get("kind", "embedded") == "embedded" else str(space.spec.data)))
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())

@@ -42,26 +42,16 @@ def run(args: argparse.Namespace) -> int:
         if not rd.is_dir():
             raise UserError("run directory not found", file=str(rd))
     out = Path(args.out) if args.out else run_dirs[0] / "plots"
-    from ..plots.key_usage import checkpoint_key_usage, find_checkpoint
-
-    ckpt = Path(args.checkpoint) if args.checkpoint else find_checkpoint(run_dirs[0])
-    if args.checkpoint and not ckpt.exists():
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    if ckpt is not None and not ckpt.exists():
         raise UserError("checkpoint not found", file=str(ckpt), field="--checkpoint")
-    # a checkpoint the user named is loaded (and refused, if bad) before any figure is written
-    infos, key_note = checkpoint_key_usage(ckpt, args.image, strict=bool(args.checkpoint)) if ckpt is not None else ([], None)
-    from ..plots.draw import draw_key_usage, plot_runs, save_figure  # lazy: matplotlib only for this verb
+    from ..plots.figures import plot_runs  # lazy: matplotlib only for this verb
 
-    res = plot_runs(run_dirs, out, formats, args.top_k)
-    notes = list(res.notes)
-    files = list(res.files)
-    if infos:
-        files += save_figure(draw_key_usage(infos), out, "key_usage", formats)
-    elif ckpt is not None:
-        notes.append(key_note or "key usage skipped: the model has no ACLA module")
-    elif args.image:
-        notes.append("key usage skipped: no --checkpoint given and no model.pt in the run")
-    for p in files:
+    # a checkpoint the user named is loaded (and refused, if bad) before any figure is written
+    res = plot_runs(run_dirs, out, formats, args.top_k, with_model=True, checkpoint=ckpt, image=args.image,
+                    strict=ckpt is not None)
+    for p in res.files:
         print(p)
-    for n in notes:
+    for n in res.notes:
         print(f"note: {n}")
     return 0

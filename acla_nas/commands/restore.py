@@ -6,7 +6,6 @@ first applies the task's own degradation to IN (a clean image), to see the model
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 NAME = "restore"
@@ -38,6 +37,7 @@ def _output_format(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..atomic import atomic_path
     from ..checks import check_seed
     from ..data import load_image, save_image
     from ..device import resolve_device
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         out = restore_image(model, lq.to(device), task.scale, args.tile or None, args.overlap).float().cpu()
     if not bool(torch.isfinite(out).all()):
         raise UserError(f"the model produced NaN or infinite values on {src}; nothing was written", file=str(args.checkpoint))
-    tmp = dst.with_name(dst.name + ".tmp")
-    save_image(out, tmp, format=fmt)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        save_image(out, tmp, format=fmt)
     print(f"{task.describe()}: {src} {lq.shape[-1]}x{lq.shape[-2]} -> {dst} {out.shape[-1]}x{out.shape[-2]}")
     return 0

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..run_config import RunConfig
 
 NAME = "search"
 HELP = "search where to insert ACLA modules and how many keys each may use"
@@ -31,13 +35,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..search import run_search
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The one typed run configuration of ``search`` and ``pipeline`` (the space parsed once)."""
+    from ..run_config import RunConfig
 
-    res = run_search(
-        args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed,
-        device=args.device, storage=args.storage, workers=args.workers, nproc=args.nproc, progress=not args.quiet,
-    )
+    return RunConfig.from_files(args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed,
+                                device=args.device, storage=args.storage, workers=args.workers, nproc=args.nproc)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..search import run_search  # builds the RunConfig (under torchrun: on rank 0 alone)
+
+    res = run_search(args.space, args.strategy, args.out, trials=args.trials, steps=args.steps, seed=args.seed,
+                     device=args.device, storage=args.storage, workers=args.workers, nproc=args.nproc,
+                     progress=not args.quiet)
     if res is None:  # a rank after 0 under torchrun: rank 0 reports
         return 0
     s = res.best_scores

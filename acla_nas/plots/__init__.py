@@ -15,8 +15,7 @@ from .data import (
     KeyUsageInfo,
     ParetoInfo,
     ScoreInfo,
-    SiteSpec,
-    canonical_arch,
+    Site,
     darts_info,
     diagram_info,
     key_usage_info,
@@ -32,15 +31,23 @@ from .data import (
     topk_frequency,
 )
 
-_DRAW = {"plot_runs", "run_figures", "save_figure", "key_usage_figure", "PlotResult"}
+_DRAW = {"plot_runs", "render", "save_figure", "key_usage_figure", "PlotResult"}
 
 
 def __getattr__(name: str) -> Any:
     """Lazy access to the drawing entry points (imports matplotlib only when asked)."""
-    if name in _DRAW:
-        from . import draw
+    if name in ("plot_runs", "render", "PlotResult"):
+        from . import figures
 
-        return getattr(draw, name)
+        return getattr(figures, name)
+    if name == "key_usage_figure":
+        from .key_usage import key_usage_figure
+
+        return key_usage_figure
+    if name == "save_figure":
+        from .draw import save_figure
+
+        return save_figure
     if name == "arch_figure":
         from .diagram import arch_figure
 
@@ -49,8 +56,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DartsInfo", "DiagramInfo", "FrequencyInfo", "KeyUsageInfo", "ParetoInfo", "ScoreInfo", "SiteSpec",
-    "canonical_arch", "darts_info", "diagram_info", "key_usage_info", "load_runs", "load_sites",
+    "DartsInfo", "DiagramInfo", "FrequencyInfo", "KeyUsageInfo", "ParetoInfo", "ScoreInfo", "Site",
+    "darts_info", "diagram_info", "key_usage_info", "load_runs", "load_sites",
     "load_trajectory", "match_picks", "norm_to_pixel", "pareto_info", "pareto_mask", "resolve_scope",
     "score_history", "topk_frequency", *sorted(_DRAW), "arch_figure",
 ]

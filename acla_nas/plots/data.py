@@ -6,9 +6,7 @@ figure shows without rendering it and the drawing code stays free of bookkeeping
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,75 +14,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from .. import trajectory as T
 from ..errors import UserError
-
-REQUIRED_COLUMNS = ("step", "psnr")
-NUMERIC_COLUMNS = ("step", "psnr", "flops", "params", "seconds", "n_modules", "temperature")
-OK_STATE = "COMPLETE"
+from ..pareto import pareto_mask
+from ..run_dir import RunDir
+from ..trajectory import OK_STATE, Canonical, Site, row_arch, site_names
 
 # --------------------------------------------------------------------------------------------
 # loading
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV, turning every parse problem into a one-line UserError naming the file."""
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError("file not found", file=str(path)) from None
-    except pd.errors.EmptyDataError:
-        raise UserError("empty file (expected a CSV header line)", file=str(path)) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"malformed CSV ({first})", file=str(path)) from None
-
-
-def _coerce_numeric(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Make the numeric contract columns numeric; a non-numeric cell is a user error."""
-    for col in NUMERIC_COLUMNS:
-        if col not in df.columns:
-            continue
-        raw = df[col]
-        num = pd.to_numeric(raw, errors="coerce")
-        text = raw.astype(str).str.strip().str.lower()
-        bad = raw.notna() & num.isna() & ~text.isin({"", "nan", "none", "null", "inf", "-inf"})
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(f"expected a number on line {i + 2}, got {raw.iloc[i]!r}", file=str(path), field=col)
-        df[col] = num
-    for col in [c for c in df.columns if c.startswith("p:") or c.startswith("k:")]:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
-
-
 def load_trajectory(run_dir: str | Path) -> pd.DataFrame:
-    """``RUN_DIR/trajectory.csv`` checked against the column contract (see docs/internals.md).
-
-    Adds ``label`` ("run (strategy)") and ``run_dir``; fills ``run``/``strategy``/``state`` when
-    absent so older or hand-made tables still plot.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise UserError("run directory not found", file=str(run_dir))
-    path = run_dir / "trajectory.csv" if run_dir.is_dir() else run_dir
-    if run_dir.is_dir() and not path.exists():
-        raise UserError("no trajectory.csv in this run directory (has the search started?)", file=str(run_dir))
-    df = _read_csv(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise UserError(f"missing column(s) {', '.join(missing)} (see the trajectory contract in docs/internals.md)", file=str(path), field=missing[0])
-    df = _coerce_numeric(df, path)
-    name = path.parent.name
-    df["run"] = df["run"].fillna(name).astype(str) if "run" in df.columns else name
-    df["strategy"] = df["strategy"].fillna("?").astype(str) if "strategy" in df.columns else "?"
-    if "state" in df.columns:
-        df["state"] = df["state"].fillna("").astype(str).str.upper()
-    else:
-        df["state"] = np.where(np.isfinite(df["psnr"]), OK_STATE, "FAIL")
+    """``RUN_DIR/trajectory.csv`` read through the schema (:func:`acla_nas.trajectory.load_trajectory`),
+    plus ``label`` ("run (strategy)") and ``run_dir`` for overlaying runs."""
+    df = T.load_trajectory(run_dir)
     df["label"] = df["run"] + " (" + df["strategy"] + ")"
-    df["run_dir"] = str(path.parent)
+    df["run_dir"] = str(T.trajectory_path(run_dir).parent)
     return df
 
 
@@ -104,65 +50,46 @@ def load_runs(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def site_names(df: pd.DataFrame) -> list[str]:
-    """Candidate sites in column order of the ``k:<site>`` columns (the space's order)."""
-    return [c[2:] for c in df.columns if c.startswith("k:")]
-
-
-@dataclass(frozen=True)
-class SiteSpec:
-    """One candidate site of a backbone, as in ``sites.csv``; channels/stride None when unknown."""
-
-    name: str
-    channels: int | None = None
-    stride: int | None = None
-
-
-def load_sites(run_dir: str | Path, df: pd.DataFrame | None = None) -> list[SiteSpec]:
+def load_sites(run_dir: str | Path, df: pd.DataFrame | None = None) -> list[Site]:
     """The backbone's ordered sites: ``sites.csv`` if written, else the ``k:`` column order."""
-    path = Path(run_dir) / "sites.csv"
-    if path.exists():
-        table = _read_csv(path)
-        if "name" not in table.columns:
-            raise UserError("missing column 'name' (expected name,channels,stride)", file=str(path), field="name")
-
-        def _int(v: Any) -> int | None:
-            try:
-                return None if pd.isna(v) else int(float(v))
-            except (TypeError, ValueError):
-                return None
-
-        return [
-            SiteSpec(str(r["name"]), _int(r.get("channels")), _int(r.get("stride")))
-            for _, r in table.iterrows()
-        ]
+    sites = T.read_sites(RunDir(run_dir).sites)
+    if sites is not None:
+        return sites
     if df is None:
-        tpath = Path(run_dir) / "trajectory.csv"
-        df = _read_csv(tpath) if tpath.exists() else pd.DataFrame()
-    return [SiteSpec(s) for s in site_names(df)]
-
-
-def load_yaml(path: str | Path) -> Any:
-    """A YAML file, or a UserError naming it when it does not parse."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read ({exc.__class__.__name__})", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        raise UserError(f"malformed YAML ({first})", file=str(path)) from None
+        tpath = RunDir(run_dir).trajectory
+        df = T.read_csv(tpath) if tpath.exists() else pd.DataFrame()
+    return [Site(s, None, None) for s in site_names(df)]
 
 
 def load_best_arch(run_dir: str | Path) -> dict | None:
     """``RUN_DIR/best_arch.yaml`` as a dict, or None when the run has not written one."""
-    path = Path(run_dir) / "best_arch.yaml"
-    if not path.exists():
+    return T.load_best_arch(run_dir)
+
+
+def backbone_sites(arch: dict) -> list[Site] | None:
+    """The backbone's full ordered site list (head included) by building it; None if that fails.
+
+    ``sites.csv`` lists only the space's candidate sites, which may leave out the head that the
+    first module attends, so the backbone itself is the better source when it can be built.
+    """
+    try:
+        from ..backbones import create_backbone
+
+        bb = arch.get("backbone") or {}
+        task = arch.get("task") or {}
+        if isinstance(bb, str):
+            bb = {"name": bb}
+        scale = int(task.get("scale", 1)) if task.get("name") == "sr" else 1
+        model = create_backbone(str(bb["name"]), scale=scale, kwargs=bb.get("kwargs") or {}, sites=bb.get("sites"))
+        sites = getattr(model, "acla_sites", None) or model.sites
+        return [Site(str(x.name), int(x.channels), int(x.stride)) for x in sites]
+    except Exception:  # noqa: BLE001 - any failure (no torch, user factory, odd spec): fall back
         return None
-    arch = load_yaml(path)
-    if not isinstance(arch, dict):
-        raise UserError("expected a mapping with backbone, task, modules", file=str(path))
-    return arch
+
+
+def run_sites(run_dir: str | Path, arch: dict, df: pd.DataFrame | None = None) -> list[Site]:
+    """Sites for the diagram: the built backbone's, else ``sites.csv``, else the ``k:`` columns."""
+    return backbone_sites(arch) or load_sites(run_dir, df)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,16 +151,13 @@ def score_history(df: pd.DataFrame) -> ScoreInfo:
 # 2. DARTS probabilities
 
 
-_P_COL = re.compile(r"^p:(?P<site>.+):(?P<budget>-?\d+)$")
-
-
 def darts_columns(df: pd.DataFrame) -> dict[str, dict[int, str]]:
-    """``{site: {budget: column}}`` parsed from ``p:<site>:<budget>`` (site names may hold ':')."""
+    """``{site: {budget: column}}`` of the ``p:<site>:<budget>`` columns."""
     out: dict[str, dict[int, str]] = {}
     for col in df.columns:
-        m = _P_COL.match(str(col))
-        if m:
-            out.setdefault(m["site"], {})[int(m["budget"])] = col
+        parsed = T.parse_p_column(col)
+        if parsed:
+            out.setdefault(parsed[0], {})[parsed[1]] = col
     return out
 
 
@@ -292,29 +216,11 @@ def darts_info(df: pd.DataFrame) -> list[DartsInfo]:
 # 3. Pareto front and exported picks
 
 
-def pareto_mask(score: Sequence[float], cost: Sequence[float]) -> np.ndarray:
-    """Non-dominated points when maximizing ``score`` and minimizing ``cost``.
-
-    A point is dominated when another is at least as good on both and strictly better on one;
-    exact duplicates therefore both stay on the front. Non-finite points are never on it.
-    """
-    s = np.asarray(score, dtype=float)
-    c = np.asarray(cost, dtype=float)
-    finite = np.isfinite(s) & np.isfinite(c)
-    on = np.zeros(len(s), dtype=bool)
-    idx = np.flatnonzero(finite)
-    for i in idx:
-        ge = (s[idx] >= s[i]) & (c[idx] <= c[i])
-        strict = (s[idx] > s[i]) | (c[idx] < c[i])
-        on[i] = not np.any(ge & strict)
-    return on
-
-
 def cost_unit(values: Sequence[float], base: str) -> tuple[float, str]:
     """(divisor, axis label) so ticks read 1-999: e.g. (1e9, 'FLOPs (GMACs)')."""
     v = np.asarray(values, dtype=float)
     top = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 0.0
-    for div, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for div, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):  # noqa: B007 - used after the loop
         if top >= div:
             break
     else:
@@ -361,145 +267,6 @@ def pareto_info(df: pd.DataFrame, cost: str = "flops", picked: pd.Series | None 
     return ParetoInfo(cost, div, label, pts)
 
 
-def _norm_scope(v: Any) -> Any:
-    """Scope to a comparable value: int r, 'all', or a tuple of site names; None if absent."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return int(v) if float(v).is_integer() else float(v)
-    if isinstance(v, (list, tuple)):
-        return tuple(str(x) for x in v)
-    s = str(v).strip()
-    if not s or s.lower() in {"nan", "none", "null"}:
-        return None
-    if s.lower() == "all":
-        return "all"
-    m = re.fullmatch(r"previous[\s_-]*(\d+)", s.lower())
-    if m:  # the Arch YAML also accepts 'previous2' for r = 2
-        return int(m[1])
-    try:
-        f = float(s)
-        return int(f) if f.is_integer() else f
-    except ValueError:
-        pass
-    if s.startswith("["):
-        try:
-            parsed = yaml.safe_load(s)
-            if isinstance(parsed, list):
-                return tuple(str(x) for x in parsed)
-        except yaml.YAMLError:
-            pass
-        s = s.strip("[]")
-    for sep in ("+", "|", ";", ",", " "):  # trajectory columns join names with '+', encodings with ','
-        if sep in s:
-            return tuple(p.strip().strip("'\"") for p in s.split(sep) if p.strip())
-    return (s,)
-
-
-def _norm_keys(v: Any) -> int | None:
-    try:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None
-        return int(float(v))
-    except (TypeError, ValueError):
-        return None
-
-
-Canonical = dict[str, tuple[int, Any]]  # site -> (keys, scope), only sites with keys > 0
-
-_KEY_WORDS = {"k", "keys", "key", "budget", "n_keys", "num_keys"}
-_SCOPE_WORDS = {"scope", "r", "refs", "ref", "reference", "references"}
-
-
-def canonical_arch(obj: Any, sites: Sequence[str] = ()) -> Canonical | None:
-    """Normalize an architecture in any of its shapes to ``{site: (keys, scope)}`` (keys > 0).
-
-    Accepts the Arch YAML dict (``modules: {site: {keys, scope}}``), a bare modules mapping, the
-    flat categorical encoding as a dict or JSON string (``k:<site>``/``scope:<site>`` or
-    ``<site>.keys``-style names, matched against the known ``sites``), or a trajectory row.
-    Returns None when nothing recognisable is found. Tolerant on purpose: the exporter and the
-    strategies may spell the flat encoding differently, and a failed match only unmarks a point.
-    """
-    if obj is None:
-        return None
-    if hasattr(obj, "to_dict") and not isinstance(obj, (pd.Series, Mapping)):
-        obj = obj.to_dict()
-    if isinstance(obj, pd.Series):
-        obj = obj.to_dict()
-    if isinstance(obj, str):
-        s = obj.strip()
-        if not s:
-            return None
-        try:
-            obj = json.loads(s)
-        except ValueError:
-            try:
-                obj = yaml.safe_load(s)
-            except yaml.YAMLError:
-                return None
-    if not isinstance(obj, Mapping):
-        return None
-    if isinstance(obj.get("modules"), Mapping):
-        obj = obj["modules"]
-    keys: dict[str, int | None] = {}
-    scopes: dict[str, Any] = {}
-    known = sorted(set(sites), key=len, reverse=True)
-    for raw_key, value in obj.items():
-        key = str(raw_key)
-        if isinstance(value, Mapping):  # site: {keys, scope}
-            k = next((value[w] for w in value if str(w).lower() in _KEY_WORDS), None)
-            sc = next((value[w] for w in value if str(w).lower() in _SCOPE_WORDS), None)
-            keys[key] = _norm_keys(k)
-            scopes[key] = _norm_scope(sc)
-            continue
-        site, word = _split_flat_key(key, known)
-        if site is None:
-            continue
-        if word in _KEY_WORDS:
-            keys[site] = _norm_keys(value)
-        elif word in _SCOPE_WORDS:
-            scopes[site] = _norm_scope(value)
-    if not keys:
-        return None
-    return {s: (k, scopes.get(s)) for s, k in keys.items() if k}
-
-
-def _split_flat_key(key: str, known: Sequence[str]) -> tuple[str | None, str]:
-    """('body.3', 'k') from 'k:body.3', 'body.3.keys', 'scope/body.3', or a bare site name."""
-    for site in known:
-        if key == site:
-            return site, "k"
-        pos = key.find(site)
-        if pos >= 0:
-            rest = (key[:pos] + " " + key[pos + len(site):]).strip(" :/._@-=").lower()
-            rest = re.sub(r"[\s:/@=-]+", "", rest)
-            return site, rest
-    for sep in (":", "/", "@"):
-        head, _, tail = key.partition(sep)
-        if tail and head.lower() in _KEY_WORDS | _SCOPE_WORDS:
-            return tail, head.lower()
-        head, _, tail = key.rpartition(sep)
-        if head and tail.lower() in _KEY_WORDS | _SCOPE_WORDS:
-            return head, tail.lower()
-    return None, ""
-
-
-def row_arch(row: Mapping[str, Any], sites: Sequence[str]) -> Canonical | None:
-    """Canonical architecture of one trajectory row: the ``k:``/``scope:`` columns, else ``arch``."""
-    if sites and any(f"k:{s}" in row for s in sites):
-        out: Canonical = {}
-        for s in sites:
-            k = _norm_keys(row.get(f"k:{s}"))
-            if k:
-                out[s] = (k, _norm_scope(row.get(f"scope:{s}")))
-        return out
-    return canonical_arch(row.get("arch"), sites)
-
-
 def _same(a: Canonical, b: Canonical, with_scope: bool) -> bool:
     if set(a) != set(b):
         return False
@@ -525,19 +292,20 @@ def load_picks(run_dir: str | Path, sites: Sequence[str] = ()) -> list[Pick]:
     """Exported architectures: ``RUN_DIR/export/*/arch.yaml`` and rows of ``RUN_DIR/exported.csv``."""
     run_dir = Path(run_dir)
     picks: list[Pick] = []
-    for path in sorted(run_dir.glob("export/*/arch.yaml")) + sorted(run_dir.glob("export/arch.yaml")):
-        data = load_yaml(path)
+    export = RunDir(run_dir).export
+    for path in sorted(export.glob("*/arch.yaml")) + sorted(export.glob("arch.yaml")):
+        data = T.read_yaml_file(path)
         if not isinstance(data, Mapping):
             continue
         prov = data.get("provenance") if isinstance(data.get("provenance"), Mapping) else {}
         step = next((v for v in (data.get("step"), prov.get("step"), prov.get("trial")) if v is not None), None)
-        picks.append(Pick(str(path), _float_or_none(step), None, canonical_arch(data, sites)))
-    csv = run_dir / "exported.csv"
+        picks.append(Pick(str(path), _float_or_none(step), None, T.doc_arch(data)))
+    csv = RunDir(run_dir).exported
     if csv.exists():
-        table = _read_csv(csv)
+        table = T.read_csv(csv)
         for i, r in table.iterrows():
             rd = {str(k): v for k, v in r.items()}
-            arch = row_arch(rd, sites) if any(c.startswith("k:") for c in rd) else canonical_arch(rd.get("arch"), sites)
+            arch = T.encoding_arch(rd.get("arch"))
             run = rd.get("run")
             run = None if run is None or pd.isna(run) else str(run)
             picks.append(Pick(f"{csv}:{i + 2}", _float_or_none(rd.get("step")), run, arch))
@@ -653,7 +421,7 @@ class DiagramInfo:
     """Blocks in order and the attention edges (reference site -> module site)."""
 
     title: str
-    sites: list[SiteSpec]
+    sites: list[Site]
     modules: dict[str, ModuleSpec]
     edges: list[tuple[str, str]]
     tail: str
@@ -664,7 +432,7 @@ def resolve_scope(scope: Any, index: int, names: Sequence[str]) -> tuple[list[st
     """Earlier sites a module at ``names[index]`` attends: int r = the r nearest earlier sites,
     "all" = every earlier site, a list = those names (later/unknown ones dropped with a note)."""
     earlier = list(names[:index])
-    sc = _norm_scope(scope)
+    sc = T.doc_scope(scope) if scope is not None else None
     notes: list[str] = []
     if sc is None:
         notes.append(f"{names[index]}: no scope given, drawn as 'all'")
@@ -700,25 +468,25 @@ def _task_text(task: Any) -> str:
     return name
 
 
-def diagram_info(arch: Mapping[str, Any], sites: Sequence[SiteSpec | tuple | str]) -> DiagramInfo:
+def diagram_info(arch: Mapping[str, Any], sites: Sequence[Site | tuple | str]) -> DiagramInfo:
     """Blocks and edges for :func:`acla_nas.plots.diagram.draw_arch` from an Arch dict.
 
-    ``sites`` is the backbone's ordered site list, as SiteSpec, (name, channels, stride) tuples or
+    ``sites`` is the backbone's ordered site list, as Site, (name, channels, stride) tuples or
     bare names. Modules at sites missing from the list are appended (noted) so nothing vanishes.
     """
     if hasattr(arch, "to_dict") and not isinstance(arch, Mapping):
         arch = arch.to_dict()
     if not isinstance(arch, Mapping):
         raise UserError("expected an architecture mapping with backbone, task, modules")
-    specs: list[SiteSpec] = []
+    specs: list[Site] = []
     for s in sites:
-        if isinstance(s, SiteSpec):
+        if isinstance(s, Site):
             specs.append(s)
         elif isinstance(s, str):
-            specs.append(SiteSpec(s))
+            specs.append(Site(s, None, None))
         else:
             t = tuple(s) + (None, None)
-            specs.append(SiteSpec(str(t[0]), _norm_keys(t[1]), _norm_keys(t[2])))
+            specs.append(Site(str(t[0]), t[1], t[2]))
     raw = arch.get("modules") or {}
     if not isinstance(raw, Mapping):
         raise UserError("expected a mapping site -> {keys, scope}", field="modules")
@@ -727,23 +495,23 @@ def diagram_info(arch: Mapping[str, Any], sites: Sequence[SiteSpec | tuple | str
     for site in raw:
         if str(site) not in names:
             notes.append(f"module site {site!r} is not in the site list; drawn at the end")
-            specs.append(SiteSpec(str(site)))
+            specs.append(Site(str(site), None, None))
             names.append(str(site))
     modules: dict[str, ModuleSpec] = {}
     edges: list[tuple[str, str]] = []
     for site, choice in raw.items():
         site = str(site)
         if isinstance(choice, Mapping):
-            keys, scope = _norm_keys(choice.get("keys")), choice.get("scope")
+            keys, scope = T.keys_value(choice.get("keys")), choice.get("scope")
         else:
-            keys, scope = _norm_keys(choice), None
+            keys, scope = T.keys_value(choice), None
         if not keys:
             continue
         refs, more = resolve_scope(scope, names.index(site), names)
         notes += more
         if not refs:
             notes.append(f"{site}: no earlier site to attend")
-        modules[site] = ModuleSpec(site, keys, _norm_scope(scope) if scope is not None else "all", refs)
+        modules[site] = ModuleSpec(site, keys, T.doc_scope(scope) if scope is not None else "all", refs)
         edges += [(r, site) for r in refs]
     bb = arch.get("backbone")
     bb_name = bb.get("name", "") if isinstance(bb, Mapping) else str(bb or "")

@@ -36,7 +36,7 @@ def _scope_text(scope: Any) -> str:
     return str(scope)
 
 
-def _site_text(s: D.SiteSpec) -> str:
+def _site_text(s: D.Site) -> str:
     parts = []
     if s.channels is not None:
         parts.append(f"{s.channels} ch")
@@ -110,6 +110,6 @@ def draw_arch(info: D.DiagramInfo) -> Figure:
     return fig
 
 
-def arch_figure(arch: Mapping[str, Any], sites: Sequence[D.SiteSpec | tuple | str]) -> Figure:
+def arch_figure(arch: Mapping[str, Any], sites: Sequence[D.Site | tuple | str]) -> Figure:
     """Convenience: :func:`draw_arch` of :func:`acla_nas.plots.data.diagram_info`."""
     return draw_arch(D.diagram_info(arch, sites))

@@ -1,32 +1,22 @@
-"""Key-usage figure of a trained child: which checkpoint, which image, then the drawing.
+"""Key-usage data of a trained child: which image, then one recorded run of the model.
 
-Shared by ``acla-nas plot``, the pipeline and the report, so all three pick the same
-checkpoint (the retrained discovered child first: its gates are trained, unlike the
-inherited supernet weights) and the same default image.
+The data side of the ``key_usage`` figure (the checkpoint is the run's trained child,
+:meth:`acla_nas.run_dir.RunDir.trained_child`, unless the user names one); drawing is in
+:mod:`acla_nas.plots.draw`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import UserError
-
-#: where a run keeps trained children, best first
-CHECKPOINT_CANDIDATES = ("model.pt", "retrain/discovered/model.pt")
-
-
-def find_checkpoint(run_dir: Path) -> Path | None:
-    """The trained child of a run for the key-usage figure, or None."""
-    for rel in CHECKPOINT_CANDIDATES:
-        if (run_dir / rel).is_file():
-            return run_dir / rel
-    found = sorted(run_dir.glob("export/*/model.pt"))
-    return found[0] if found else None
+from .data import KeyUsageInfo, image_hwc, key_usage_info
 
 
 def load_input_image(path: str | None) -> Any:
     """(3,H,W) float tensor in [0,1]: the file, else a 128 px crop of a bundled photograph."""
-    import numpy as np
     import torch
 
     if path:
@@ -95,7 +85,6 @@ def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = Fa
     Without ``image`` the input is the first test image of the child's own data, degraded by
     its task (see :func:`run_test_input`), else a crop of a bundled photograph."""
     from ..restore import load_model
-    from .draw import key_usage_infos
 
     try:
         model, _arch, payload = load_model(ckpt, "cpu")
@@ -109,11 +98,68 @@ def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = Fa
     return key_usage_infos(model, load_input_image(image)), None
 
 
-def plot_key_usage(ckpt: Path, image: str | None, out: Path, formats: list[str]) -> tuple[list[Path], str | None]:
-    """Draw ``key_usage.<fmt>`` for the child in ``ckpt``; returns (files, note why not)."""
+def key_usage_infos(model: Any, image: Any, n_queries: int = 4, note: str = "") -> list[KeyUsageInfo]:
+    """Run ``model`` once on ``image`` with recording on; one info per ACLA module (with the
+    median distance, in image px, from every query to the keys it kept, and ``note``).
+
+    Raises ImportError when :mod:`acla_nas.acla` is not available.
+    """
+    import torch
+
+    from ..acla import ACLA  # lazy: the plots must work without torch models
+
+    x = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.moveaxis(image_hwc(image), -1, 0), dtype=torch.float32)
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    mods = [(name, m) for name, m in model.named_modules() if isinstance(m, ACLA)]
+    if not mods:
+        return []
+    old = [m.record for _, m in mods]
+    was_training = model.training
+    try:
+        for _, m in mods:
+            m.record = True
+        model.eval()
+        param = next(iter(model.parameters()), None)
+        if param is not None:
+            x = x.to(param.device, param.dtype)
+        with torch.no_grad():
+            model(x)
+    finally:
+        for (_, m), o in zip(mods, old):
+            m.record = o
+        model.train(was_training)
+    out = []
+    refs = getattr(model, "refs", None) or {}
+    for name, m in mods:
+        if m.last_key_map is None or not m.last_locations:
+            continue
+        site = name.removeprefix("acla.").replace("__", ".")  # ModuleDict keys cannot hold dots
+        ref_names = refs.get(site, []) if len(refs.get(site, [])) == len(m.last_locations) else []
+        dist = m.key_distances() if hasattr(m, "key_distances") else None
+        med = None
+        if dist is not None and dist.numel():
+            med = float(dist.median()) * x.shape[-1] / m.last_key_map.shape[-1]  # query px -> image px
+        out.append(key_usage_info(m.last_key_map, m.last_locations, x[0], n_queries=n_queries,
+                                    name=site or "ACLA", ref_names=ref_names, median_distance=med, note=note))
+    return out
+
+
+def key_usage_figure(model: Any, image: Any, out: str | Path, n_queries: int = 4) -> tuple[list[Path], str | None]:
+    """Draw the key usage of every ACLA module of ``model`` on ``image`` into ``out``.
+
+    ``out`` is a file (format from its suffix, PNG when none). Returns (paths, note); the note
+    says why nothing was drawn (no ACLA module, or :mod:`acla_nas.acla` unavailable).
+    """
+    try:
+        infos = key_usage_infos(model, image, n_queries)
+    except ImportError as exc:
+        return [], f"key usage skipped: acla_nas.acla unavailable ({exc})"
+    if not infos:
+        return [], "key usage skipped: the model has no ACLA module"
+    out = Path(out)
+    fmt = out.suffix.lstrip(".") or "png"
     from .draw import draw_key_usage, save_figure
 
-    infos, note = checkpoint_key_usage(ckpt, image)
-    if not infos:
-        return [], note or "key usage skipped: the model has no ACLA module"
-    return save_figure(draw_key_usage(infos), out, "key_usage", formats), None
+    fig = draw_key_usage(infos)
+    return save_figure(fig, out.parent, out.stem if out.suffix else out.name, [fmt]), None

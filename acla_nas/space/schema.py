@@ -13,13 +13,12 @@ from typing import Any
 
 from ..acla import check_acla_options
 from ..arch import MAX_KEYS, Scope, parse_keys, parse_scope
-from ..data import DATA_KEYS  # the keys each data kind accepts; paths are checked on use
+from ..data import DATA_SOURCES  # the keys each data kind accepts; paths are checked on use
 from ..errors import UserError
 from ..tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")
 BACKBONE_KEYS = ("name", "kwargs", "sites")
-DATA_REQUIRED: dict[str, tuple[str, ...]] = {"embedded": (), "synthetic": (), "folder": ("path",), "paired": ("hr", "lr")}
 CONSTRAINT_KEYS = ("max_modules", "max_flops", "max_params")
 OVERRIDE_KEYS = ("keys", "scopes")
 DEFAULT_INPUT_SIZE = (64, 64)
@@ -163,18 +162,17 @@ def _parse_data(value: Any, file: str | None) -> dict:
     if not isinstance(value, dict):
         raise _err(f"expected a mapping like {{kind: embedded}}, got {type(value).__name__}", file, "data")
     kind = value.get("kind", "embedded")
-    if not isinstance(kind, str) or kind not in DATA_REQUIRED:
-        raise _err(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_REQUIRED)})", file, "data.kind")
-    allowed = ("kind", *DATA_REQUIRED[kind], *sorted(set(DATA_KEYS.get(kind, ())) - {"kind", *DATA_REQUIRED[kind]}))
+    if not isinstance(kind, str) or kind not in DATA_SOURCES.names():
+        raise _err(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_SOURCES.names())})", file, "data.kind")
+    source = DATA_SOURCES.get(kind)
+    allowed = ("kind", *source.required, *sorted(source.keys - {"kind", *source.required}))
     _mapping(value, file, "data", allowed)
-    for key in DATA_REQUIRED[kind]:
+    for key in source.required:
         if not isinstance(value.get(key), str) or not value[key].strip():
             raise _err(f"expected a directory path for data of kind {kind}", file, f"data.{key}")
-    if kind == "synthetic":  # generator parameters are checkable now, unlike folder paths
-        from ..synthetic import parse_params
-
+    if source.check is not None:  # e.g. generator parameters are checkable now, unlike folder paths
         try:
-            parse_params(value)
+            source.check(value)
         except UserError as exc:
             raise exc.at(file=file) from None
     return {"kind": kind, **{k: v for k, v in value.items() if k != "kind"}}

@@ -33,6 +33,7 @@ from ..errors import UserError
 from ..trust import ImportRefused
 from .costs import CostTable
 from .counting import ModuleCountSampler, count_at_most, count_with_costs
+from ..trajectory import scope_text
 from .schema import SpaceSpec, parse_spec, scope_to_yaml, spec_to_dict
 
 SAMPLE_TRIES = 10_000
@@ -74,8 +75,8 @@ class SiteSpace:
 
 
 def scope_label(scope: Scope) -> str:
-    """The categorical value of a scope: '2', 'all', or 'head,body.3' for an explicit list."""
-    return ",".join(scope) if isinstance(scope, tuple) else str(scope)
+    """The categorical value of a scope: the one file spelling (:func:`acla_nas.trajectory.scope_text`)."""
+    return scope_text(scope)
 
 
 def _make_rng(rng: Any) -> random.Random:

@@ -6,6 +6,7 @@ YAML may instead name ``package.module:Class`` (a :class:`Strategy` subclass).
 """
 from __future__ import annotations
 
-from .base import SearchContext, Strategy, make_strategy, strategy_names
+from .base import STRATEGIES, SearchContext, Strategy, Training, make_strategy, register_strategy, strategy_class, strategy_names
 
-__all__ = ["SearchContext", "Strategy", "make_strategy", "strategy_names"]
+__all__ = ["STRATEGIES", "SearchContext", "Strategy", "Training", "make_strategy", "register_strategy", "strategy_class",
+           "strategy_names"]

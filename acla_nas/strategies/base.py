@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -9,6 +10,7 @@ from typing import Any, ClassVar
 from ..arch import Arch
 from ..errors import UserError
 from ..evaluators import Evaluator, SearchData
+from ..registry import Registry
 
 
 @dataclass
@@ -45,18 +47,34 @@ class SearchContext:
         return list(self.space.sites)
 
 
-class Strategy:
+@dataclass(frozen=True)
+class Training:
+    """The training a strategy runs by itself (not through an evaluator), from its options:
+    what the checks made before anything trains need (patch against images, memory)."""
+
+    batch: int
+    patch: int
+    batch_field: str = "options.batch"
+    patch_field: str = "options.patch"
+    val_patches: bool = True  # validation patches of the same size are sampled too
+
+
+class Strategy(ABC):
     """Explores a space. ``run()`` starts or resumes from ``ctx.run_dir`` and records every step
     in ``trajectory.csv``; ``best()`` returns the architecture to export.
 
     Subclasses set ``name``, ``multi_trial`` (whether an evaluator scores proposed candidates)
-    and implement :meth:`run` and :meth:`best`. Multi-trial strategies usually derive from
-    :class:`acla_nas.strategies.optuna_loop.OptunaStrategy` and only provide a sampler.
+    and implement :meth:`run` and :meth:`best`; ``@register_strategy`` makes them known by name.
+    Multi-trial strategies usually derive from
+    :class:`acla_nas.strategies.optuna_loop.OptunaStrategy` and only provide a sampler. A strategy
+    that trains by itself names the option ``--steps`` sets (``STEPS_OPTION``), describes its
+    training (:meth:`training`) and hands its trained weights to export (:meth:`saved_weights`).
     """
 
     name: ClassVar[str] = "base"
     multi_trial: ClassVar[bool] = True
     OPTIONS: ClassVar[dict[str, Any]] = {}  # name -> options.Option (or a bare type)
+    STEPS_OPTION: ClassVar[str | None] = None  # the option that --steps sets, for a strategy that trains
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
@@ -80,66 +98,58 @@ class Strategy:
     @classmethod
     def check_combination(cls, options: dict) -> None:
         """Constraints between options (e.g. a tournament no larger than the population)."""
+        return None
 
+    @classmethod
+    def with_steps(cls, options: dict, steps: int) -> dict:
+        """The options with ``--steps`` applied (checked again: e.g. a warm-up must stay shorter)."""
+        if cls.STEPS_OPTION is None:
+            return options
+        out = {**options, cls.STEPS_OPTION: steps}
+        cls.check_options(out)
+        return out
+
+    @classmethod
+    def training(cls, options: dict) -> Training | None:
+        """The training this strategy runs itself (None: it trains nothing, or its evaluator does)."""
+        return None
+
+    @classmethod
+    def saved_weights(cls, run: Any) -> dict[str, Any] | None:
+        """The trained supernet's state dict in run directory ``run`` (an
+        :class:`acla_nas.run.RunDir`), for export; the default is the one-shot evaluator's."""
+        from ..trainer import load_checkpoint
+
+        path = run.supernet_checkpoint
+        return load_checkpoint(path)["model"] if path.is_file() else None
+
+    @abstractmethod
     def run(self) -> None:
-        raise NotImplementedError
+        """Start or resume the search in ``ctx.run_dir``."""
 
+    @abstractmethod
     def best(self) -> tuple[Arch, dict] | None:
         """The best architecture found and its scores (psnr, flops, params, step)."""
-        raise NotImplementedError
 
 
 ENTRY_POINT_GROUP = "acla_nas.strategies"
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", ENTRY_POINT_GROUP, "strategy", package="acla_nas.strategies",
+    check=lambda c: isinstance(c, type) and issubclass(c, Strategy), expected="subclass of acla_nas.strategies.Strategy",
+    import_form="package.module:Class",
+)
+register_strategy = STRATEGIES.register
 
 
 def strategy_names() -> list[str]:
     """Built-in names and installed plug-ins (entry-point group ``acla_nas.strategies``)."""
-    from ..trust import entry_points
-
-    return sorted(set(_builtin()) | set(entry_points(ENTRY_POINT_GROUP)))
-
-
-def _builtin() -> dict[str, type[Strategy]]:
-    from .darts import DartsStrategy
-    from .evolution import EvolutionStrategy
-    from .random_search import RandomStrategy
-    from .tpe import TPEStrategy
-
-    return {c.name: c for c in (RandomStrategy, TPEStrategy, EvolutionStrategy, DartsStrategy)}
-
-
-def _plugin(name: str, file: str | None) -> Any:
-    """An installed plug-in by entry-point name or by its import path, loaded; else None."""
-    from ..trust import entry_points
-
-    for ep_name, ep in entry_points(ENTRY_POINT_GROUP).items():
-        if name in (ep_name, ep.value.replace(" ", "")):
-            try:
-                return ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken installed plug-in: one line
-                raise UserError(f"the installed strategy plug-in {ep_name!r} ({ep.value}) failed to load: "
-                                f"{type(exc).__name__}: {exc}", file=file, field="strategy") from None
-    return None
+    return STRATEGIES.names()
 
 
 def strategy_class(name: str, file: str | None = None) -> type[Strategy]:
     """A built-in strategy by name, an installed plug-in, or ``package.module:Class`` from a
     module the user allows (see :mod:`acla_nas.trust`)."""
-    from ..trust import import_object, qualified_name
-
-    builtin = _builtin()
-    if name in builtin:
-        return builtin[name]
-    cls = _plugin(name, file)
-    if cls is None:
-        if ":" not in name:
-            raise UserError(f"unknown strategy {name!r} (expected one of {', '.join(strategy_names())}, or package.module:Class)",
-                            file=file, field="strategy")
-        trusted = {qualified_name(c): c for c in builtin.values()}
-        cls = import_object(name, kind="strategy class", field="strategy", file=file, trusted=trusted)
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise UserError(f"{name!r} is not a subclass of acla_nas.strategies.Strategy", file=file, field="strategy")
-    return cls
+    return STRATEGIES.get(name, file)
 
 
 def make_strategy(ctx: SearchContext, file: str | None = None) -> Strategy:

@@ -49,12 +49,12 @@ from ..arch import Arch, ModuleChoice
 from ..data import PatchSampler
 from ..errors import UserError
 from ..evaluators import score_on_patches
+from ..run_dir import RunDir
 from ..trainer import MAX_LR, TrainConfig, Trainer, load_checkpoint, model_param_groups, seed_everything
 from ..trajectory import make_row, write_trajectory
-from .base import SearchContext, Strategy
+from .base import SearchContext, Strategy, Training, register_strategy
 from .options import FLAG, STEPS_OR_FRACTION, integer, number
 
-SUPERNET_DIR = "supernet"  # RUN_DIR/supernet: the trainer's checkpoint, as for the one-shot evaluator
 
 
 class ArchParameters(nn.Module):
@@ -147,9 +147,11 @@ def macs_target(space: Any, options: dict) -> float:
     return plain + 0.5 * largest
 
 
+@register_strategy
 class DartsStrategy(Strategy):
     name = "darts"
     multi_trial = False
+    STEPS_OPTION = "steps"
     OPTIONS = {
         "steps": integer(1),
         "warmup": STEPS_OR_FRACTION,  # steps (int) or fraction (float) of uniform path sampling first
@@ -193,6 +195,11 @@ class DartsStrategy(Strategy):
         if isinstance(o["warmup"], int) and o["warmup"] >= o["steps"]:
             raise UserError(f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
                             "(expected warmup < steps, or a fraction in [0, 1))", field="options.warmup")
+
+    @classmethod
+    def training(cls, options: dict) -> Training:
+        o = {**cls.DEFAULTS, **options}
+        return Training(o["batch"], o["patch"])
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
@@ -323,7 +330,7 @@ class DartsStrategy(Strategy):
         self.warm = self.warmup_steps()
         # the architecture parameters stay out of the weight optimiser (their own Adam below)
         self.trainer = trainer = Trainer(
-            self.supernet, data.task, train, cfg, ctx.run_dir / SUPERNET_DIR, before_step=self._weights_path,
+            self.supernet, data.task, train, cfg, RunDir(ctx.run_dir).supernet, before_step=self._weights_path,
             after_step=self._arch_step, section="options", ddp_find_unused=True, extra_state=_ArchState(self),
             meta={"strategy": "darts"})
         self.device = trainer.device
@@ -362,7 +369,7 @@ class DartsStrategy(Strategy):
     def best(self) -> tuple[Arch, dict] | None:
         """The architecture derived at the last logged step (DARTS's answer), with its scores."""
         if not self.rows:
-            path = self.ctx.run_dir / SUPERNET_DIR / "checkpoints" / "last.pt"
+            path = RunDir(self.ctx.run_dir).supernet_checkpoint
             if not path.is_file():
                 return None
             self.rows = list((load_checkpoint(path).get("extra") or {}).get("rows") or [])

@@ -15,7 +15,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .. import pareto
 from ..errors import UserError
+from .base import register_strategy
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 from .options import integer
 
@@ -26,8 +28,7 @@ def dominated_count(t: FrozenTrial, others: list[FrozenTrial]) -> int:
     """How many others are at least as good in both objectives and better in one."""
     if len(t.values) < 2:
         return 0
-    p, f = t.values[0], t.values[1]
-    return sum(1 for o in others if o.values[0] >= p and o.values[1] <= f and (o.values[0] > p or o.values[1] < f))
+    return pareto.dominated_count((t.values[0], t.values[1]), ((o.values[0], o.values[1]) for o in others))
 
 
 class AgingEvolutionSampler(SpaceRandomSampler):
@@ -67,6 +68,7 @@ class AgingEvolutionSampler(SpaceRandomSampler):
         return {k: v for k, v in child.items() if k in search_space}
 
 
+@register_strategy
 class EvolutionStrategy(OptunaStrategy):
     name = "evolution"
     OPTIONS = {"population": integer(1), "sample_size": integer(1)}

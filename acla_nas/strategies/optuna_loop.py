@@ -26,6 +26,7 @@ import math
 import random
 import sys
 import warnings
+from abc import abstractmethod
 from typing import Any
 
 import optuna
@@ -34,7 +35,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import liveness
 from ..arch import Arch
+from ..atomic import atomic_path
 from ..errors import UserError
+from ..run_dir import RunDir
 from ..trajectory import make_row, outputs_lock, write_trajectory
 from .base import Strategy
 
@@ -79,8 +82,9 @@ class OptunaStrategy(Strategy):
 
     multi_trial = True
 
+    @abstractmethod
     def make_sampler(self) -> optuna.samplers.BaseSampler:
-        raise NotImplementedError
+        """The Optuna sampler that proposes this strategy's candidates."""
 
     # -- study ---------------------------------------------------------------------------------
     def study(self) -> optuna.Study:
@@ -235,7 +239,7 @@ class OptunaStrategy(Strategy):
             self._write(study)
 
     def _write(self, study: optuna.Study) -> None:
-        write_trajectory(self.rows(study), self.ctx.run_dir / "trajectory.csv", self.ctx.sites)
+        write_trajectory(self.rows(study), RunDir(self.ctx.run_dir).trajectory, self.ctx.sites)
         if len(study.directions) > 1:
             space = self.ctx.space
             front = [
@@ -245,7 +249,8 @@ class OptunaStrategy(Strategy):
             ]
             import pandas as pd
 
-            pd.DataFrame(front).to_csv(self.ctx.run_dir / "pareto.csv", index=False)
+            with atomic_path(RunDir(self.ctx.run_dir).pareto) as tmp:
+                pd.DataFrame(front).to_csv(tmp, index=False)
 
     def best(self) -> tuple[Arch, dict] | None:
         study = self.study()

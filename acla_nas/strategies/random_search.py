@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import optuna
 
+from .base import register_strategy
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 
 
+@register_strategy
 class RandomStrategy(OptunaStrategy):
     name = "random"
 

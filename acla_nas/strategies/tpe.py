@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .base import register_strategy
 from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 from .options import FLAG, integer
 
@@ -45,6 +46,7 @@ class SpaceStartTPESampler(optuna.samplers.TPESampler):
         return super().sample_relative(study, trial, search_space)
 
 
+@register_strategy
 class TPEStrategy(OptunaStrategy):
     name = "tpe"
     OPTIONS = {"n_startup_trials": integer(0), "multivariate": FLAG, "n_ei_candidates": integer(1)}

@@ -4,8 +4,9 @@
   checkpointed in ``RUN_DIR/supernet`` and resumed), then scores a candidate in milliseconds by
   running the supernet along the candidate's path on fixed validation patches.
 * ``proxy``: trains each candidate briefly from scratch with the same recipe, then scores it.
+* ``table`` (:mod:`.table`): answers from a fully tabulated space (no training).
 
-Both cache results by architecture; a non-finite loss fails that candidate only.
+All cache results by architecture; a non-finite loss fails that candidate only.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from typing import Any
 
 import torch
 
-from .arch import Arch
-from .data import PatchSampler, fixed_patches
-from .errors import UserError
-from .metrics import psnr, quantize, ssim
-from .network import build
-from .tasks import Task
-from .trainer import NonFiniteLossError, TrainConfig, Trainer
+from ..arch import Arch
+from ..data import PatchSampler, fixed_patches
+from ..errors import UserError
+from ..metrics import psnr, quantize, ssim
+from ..network import build
+from ..tasks import Task
+from ..registry import Registry
+from ..trainer import NonFiniteLossError, TrainConfig, Trainer
 
 TRAIN_KEYS = ("steps", "patch", "batch", "lr", "schedule", "grad_clip", "ckpt_every")
 
@@ -111,9 +113,20 @@ def scores_on_patches(model: torch.nn.Module, data: SearchData, batch: int = 16)
 
 
 class Evaluator:
-    """Base: a cache by architecture key around :meth:`_score`."""
+    """Base: a cache by architecture key around :meth:`_score`. ``SECTION`` names the strategy
+    preset's section that configures its training (with ``DEFAULTS``), if it trains."""
 
     name = "base"
+    SECTION: str | None = None
+    DEFAULTS: dict[str, Any] = {}
+    EXAMPLE: dict[str, Any] | None = None  # the least its section must say, where defaults cannot (docs, tests)
+
+    @classmethod
+    def check_section(cls, section: dict, file: str | None = None) -> None:
+        """Check this evaluator's preset section (``SECTION``) before anything runs; by default it
+        is a training recipe over ``DEFAULTS``. Errors name the file and ``<section>.<key>``."""
+        if cls.SECTION:
+            check_train_section(cls.SECTION, section, cls.DEFAULTS, file)
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         self.space = space
@@ -150,7 +163,14 @@ class Evaluator:
 
 SAMPLING = ("uniform", "fair", "sandwich")
 
+EVALUATORS: Registry[type[Evaluator]] = Registry(
+    "evaluator", "acla_nas.evaluators", "evaluator", package="acla_nas.evaluators",
+    check=lambda c: isinstance(c, type) and issubclass(c, Evaluator), expected="subclass of acla_nas.evaluators.Evaluator",
+)
+register_evaluator = EVALUATORS.register
 
+
+@register_evaluator
 class OneShotEvaluator(Evaluator):
     """Scores candidates with weights inherited from a weight-sharing supernet.
 
@@ -168,6 +188,7 @@ class OneShotEvaluator(Evaluator):
     """
 
     name = "oneshot"
+    SECTION = "supernet"
     DEFAULTS = {"steps": 1000, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 100}
     EXTRA_KEYS = ("sampling",)  # supernet: keys read here, not by the TrainConfig
 
@@ -179,6 +200,10 @@ class OneShotEvaluator(Evaluator):
         if sampling not in SAMPLING:
             raise UserError(f"expected one of {', '.join(SAMPLING)}, got {sampling!r}", file=file, field="supernet.sampling")
         return section
+
+    @classmethod
+    def check_section(cls, section: dict, file: str | None = None) -> None:
+        check_train_section(cls.SECTION, cls.train_section(section, file), cls.DEFAULTS, file)
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         super().__init__(space, data, options, run_dir)
@@ -261,10 +286,12 @@ class OneShotEvaluator(Evaluator):
         return scores_on_patches(self.supernet, self.data)
 
 
+@register_evaluator
 class ProxyEvaluator(Evaluator):
     """Trains each candidate briefly from scratch (same recipe and seed for all), then scores it."""
 
     name = "proxy"
+    SECTION = "proxy"
     DEFAULTS = {"steps": 100, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 10_000}
 
     def _score(self, arch: Arch) -> tuple[float, float]:
@@ -277,22 +304,9 @@ class ProxyEvaluator(Evaluator):
         return scores_on_patches(trainer.model, self.data)
 
 
-EVALUATORS: dict[str, type[Evaluator]] = {"oneshot": OneShotEvaluator, "proxy": ProxyEvaluator}
-
-
-def evaluator_classes() -> dict[str, type[Evaluator]]:
-    """Every evaluator by name (``table`` lives in its own module, which imports this one)."""
-    from .table import TableEvaluator
-
-    return {**EVALUATORS, TableEvaluator.name: TableEvaluator}
-
-
 def make_evaluator(name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None) -> Evaluator:
-    classes = evaluator_classes()
-    if name not in classes:
-        raise UserError(f"unknown evaluator {name!r} (expected {', '.join(classes)})", file=file, field="evaluator")
     try:
-        return classes[name](space, data, options, run_dir)
+        return EVALUATORS.get(name, file)(space, data, options, run_dir)
     except UserError as exc:
         raise (exc if exc.file else exc.at(file=file)) from None
 
@@ -301,5 +315,5 @@ def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int
     return fixed_patches(val_items, task, n, patch, seed)
 
 
-__all__ = ["EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator",
+__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator", "register_evaluator",
            "score_on_patches", "scores_on_patches", "train_config"]
