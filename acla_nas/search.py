@@ -32,6 +32,7 @@ from .errors import UserError
 from .checks import check_int, check_seed
 from .device import resolve_device
 from .evaluators import OneShotEvaluator, ProxyEvaluator, SearchData, check_train_section, make_evaluator
+from .machine import keep_first_machine, machine_info
 from .space import SearchSpace
 from .storage import DEFAULT_JOURNAL, StorageSpec, parse_storage
 from .strategies.base import SearchContext, make_strategy, strategy_class
@@ -40,7 +41,7 @@ from .trainer import NonFiniteLossError
 from .trajectory import outputs_lock
 
 STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "val", "seed")
-RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
+RUNTIME_KEYS = ("device", "storage", "workers", "machine", "resumed_on")  # may change between sessions of one run
 VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
 
@@ -171,6 +172,7 @@ def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: in
         "device": device or "auto",
         "storage": None if storage is None else parse_storage(storage, out).shown,  # no password
         "workers": workers,
+        "machine": machine_info(str(resolve_device(device))),  # what reproduces bit for bit: results/README.md
     }
     cfg_path = out / "config.yaml"
     if cfg_path.is_file():
@@ -178,6 +180,7 @@ def prepare_config(space_path: str, strategy_path: str, out: Path, *, trials: in
         if isinstance(stored, dict):
             # compare through YAML so tuples/lists and key order do not matter
             _compare_configs(stored, yaml.safe_load(yaml.safe_dump(config)), cfg_path)
+            config.update(keep_first_machine(stored, config["machine"]))
     return space, config
 
 
