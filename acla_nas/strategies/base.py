@@ -104,8 +104,9 @@ def _builtin() -> dict[str, type[Strategy]]:
     from .evolution import EvolutionStrategy
     from .random_search import RandomStrategy
     from .tpe import TPEStrategy
+    from .nni_tuner import NNI_STRATEGIES  # nni:TPE, nni:Evolution, ...: NNI itself is imported only when one runs
 
-    return {c.name: c for c in (RandomStrategy, TPEStrategy, EvolutionStrategy, DartsStrategy)}
+    return {**{c.name: c for c in (RandomStrategy, TPEStrategy, EvolutionStrategy, DartsStrategy)}, **NNI_STRATEGIES}
 
 
 def _plugin(name: str, file: str | None) -> Any:
