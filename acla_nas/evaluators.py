@@ -148,33 +148,108 @@ class Evaluator:
         raise NotImplementedError
 
 
+SAMPLING = ("uniform", "fair", "sandwich")
+
+
 class OneShotEvaluator(Evaluator):
-    """Scores candidates with weights inherited from a supernet trained by uniform path sampling."""
+    """Scores candidates with weights inherited from a weight-sharing supernet.
+
+    ``supernet.sampling`` picks the path(s) trained at each step:
+
+    * ``uniform``: one architecture drawn uniformly among those meeting the constraints;
+    * ``fair`` (strict fairness, as FairNAS): each site walks through its choices (off, and every
+      budget x scope) in a fresh random order every ``n_choices`` steps, so over each such cycle
+      every choice of every site is trained exactly once (a combination that breaks the space's
+      constraints is replaced by a uniform draw, counted in ``fair_fallbacks``);
+    * ``sandwich``: the smallest and the largest architecture plus one uniform draw every step,
+      their losses averaged (three forward passes per step; one process only).
+
+    Every path is a pure function of (seed, step), so a resumed run is identical.
+    """
 
     name = "oneshot"
     DEFAULTS = {"steps": 1000, "patch": 48, "batch": 8, "lr": 5e-4, "ckpt_every": 100}
+    EXTRA_KEYS = ("sampling",)  # supernet: keys read here, not by the TrainConfig
+
+    @classmethod
+    def train_section(cls, section: dict | None, file: str | None = None) -> dict:
+        """The preset's ``supernet:`` section without this evaluator's own keys (checked)."""
+        section = dict(section or {})
+        sampling = section.pop("sampling", "uniform")
+        if sampling not in SAMPLING:
+            raise UserError(f"expected one of {', '.join(SAMPLING)}, got {sampling!r}", file=file, field="supernet.sampling")
+        return section
 
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         super().__init__(space, data, options, run_dir)
+        self.sampling = self.options.get("sampling", "uniform")
+        self.train_options = self.train_section(self.options)
         torch.manual_seed(data.seed)  # reproducible supernet initialisation
         self.supernet = space.supernet()
         self.trained = False
         self.train_result: dict | None = None
+        self.fair_fallbacks = 0
+        self._choices = [[None] * s.off_ways + list(s.on_choices) for s in space.sites.values()]
+
+    def uniform_path(self, step: int) -> Arch:
+        return self.space.sample(random.Random(self.data.seed * 1_000_003 + step))
+
+    def fair_path(self, step: int) -> Arch:
+        """Site i takes choice ``perm_i[step % m_i]`` of a permutation drawn per cycle of ``m_i`` steps."""
+        picks = []
+        for i, choices in enumerate(self._choices):
+            m = len(choices)
+            order = list(range(m))
+            random.Random(self.data.seed * 1_000_003 + 7919 * i + 104_729 * (step // m)).shuffle(order)
+            picks.append(choices[order[step % m]])
+        arch = self.space._arch_of(picks)
+        if not self.space.satisfies(arch)[0]:
+            self.fair_fallbacks += 1
+            return self.uniform_path(step)
+        return arch
+
+    def extreme_paths(self) -> tuple[Arch, Arch]:
+        """(smallest, largest) architecture by MACs among those meeting the constraints: each site
+        at its cheapest / dearest choice, the largest shrunk site by site until it fits."""
+        sp = self.space
+        small, large = [], []
+        for s, choices in zip(sp.sites.values(), self._choices):
+            on = sorted(s.on_choices, key=lambda c: sp._option_cost(s, c[0], c[1]))
+            small.append(None if s.off_ways else on[0])
+            large.append(on[-1] if on else None)
+        smallest, largest = sp._arch_of(small), sp._arch_of(large)
+        order = sorted(range(len(large)), key=lambda i: sp._option_cost(list(sp.sites.values())[i], *large[i]) if large[i] else 0)
+        for i in order:
+            if sp.satisfies(largest)[0]:
+                break
+            large[i] = small[i]
+            largest = sp._arch_of(large)
+        return smallest, (largest if sp.satisfies(largest)[0] else smallest)
 
     def sample_path(self, step: int) -> None:
-        """Uniform path sampling, a pure function of (seed, step) so a resumed run is identical."""
-        rng = random.Random(self.data.seed * 1_000_003 + step)
-        self.supernet.use(self.space.sample(rng).modules)
+        """The path of this step (uniform or fair sampling)."""
+        arch = self.fair_path(step) if self.sampling == "fair" else self.uniform_path(step)
+        self.supernet.use(arch.modules)
+
+    def sandwich_loss(self, forward_loss: Any, step: int) -> torch.Tensor:
+        """Mean loss of the smallest, the largest and a uniformly drawn path."""
+        smallest, largest = self.extreme_paths()
+        losses = []
+        for arch in (smallest, largest, self.uniform_path(step)):
+            self.supernet.use(arch.modules)
+            losses.append(forward_loss())
+        return torch.stack(losses).mean()
 
     def prepare(self) -> None:
         if self.trained:
             return
-        cfg = train_config(self.options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet")
+        cfg = train_config(self.train_options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet")
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
         out = None if self.run_dir is None else self.run_dir / "supernet"
+        sandwich = self.sampling == "sandwich"
         # a path leaves other sites' modules unused: DDP must not wait for their gradients
-        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=self.sample_path, section="supernet",
-                          ddp_find_unused=True)
+        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=None if sandwich else self.sample_path,
+                          section="supernet", ddp_find_unused=True, step_loss=self.sandwich_loss if sandwich else None)
         self.train_result = trainer.fit()
         self.supernet = trainer.model
         self.trained = True
@@ -205,10 +280,21 @@ class ProxyEvaluator(Evaluator):
 EVALUATORS: dict[str, type[Evaluator]] = {"oneshot": OneShotEvaluator, "proxy": ProxyEvaluator}
 
 
+def evaluator_classes() -> dict[str, type[Evaluator]]:
+    """Every evaluator by name (``table`` lives in its own module, which imports this one)."""
+    from .table import TableEvaluator
+
+    return {**EVALUATORS, TableEvaluator.name: TableEvaluator}
+
+
 def make_evaluator(name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None) -> Evaluator:
-    if name not in EVALUATORS:
-        raise UserError(f"unknown evaluator {name!r} (expected {', '.join(EVALUATORS)})", file=file, field="evaluator")
-    return EVALUATORS[name](space, data, options, run_dir)
+    classes = evaluator_classes()
+    if name not in classes:
+        raise UserError(f"unknown evaluator {name!r} (expected {', '.join(classes)})", file=file, field="evaluator")
+    try:
+        return classes[name](space, data, options, run_dir)
+    except UserError as exc:
+        raise (exc if exc.file else exc.at(file=file)) from None
 
 
 def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

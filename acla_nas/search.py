@@ -33,6 +33,7 @@ from .checks import check_int, check_seed
 from .device import resolve_device
 from .evaluators import OneShotEvaluator, ProxyEvaluator, SearchData, check_train_section, make_evaluator
 from .machine import keep_first_machine, machine_info
+from .table import parse_table_section
 from .space import SearchSpace
 from .storage import DEFAULT_JOURNAL, StorageSpec, parse_storage
 from .strategies.base import SearchContext, make_strategy, strategy_class
@@ -40,7 +41,8 @@ from .tasks import make_task
 from .trainer import NonFiniteLossError
 from .trajectory import outputs_lock
 
-STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "val", "seed")
+STRATEGY_KEYS = ("strategy", "evaluator", "trials", "objectives", "options", "supernet", "proxy", "table", "val", "seed")
+EVALUATOR_SECTION = {"oneshot": "supernet", "proxy": "proxy", "table": "table"}  # evaluator -> its preset section
 RUNTIME_KEYS = ("device", "storage", "workers", "machine", "resumed_on")  # may change between sessions of one run
 VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 WORKER_START_TIMEOUT = 600.0  # seconds the main loop waits for --workers processes to be ready
@@ -84,8 +86,8 @@ def parse_strategy(data: Any, f: str | None = None) -> dict:
         raise UserError("expected a strategy name (random, tpe, evolution, darts) or package.module:Class", file=f, field="strategy")
     strategy_class(data["strategy"], f)
     ev = data.setdefault("evaluator", "oneshot")
-    if ev not in ("oneshot", "proxy"):
-        raise UserError(f"expected oneshot or proxy, got {ev!r}", file=f, field="evaluator")
+    if ev not in EVALUATOR_SECTION:
+        raise UserError(f"expected one of {', '.join(EVALUATOR_SECTION)}, got {ev!r}", file=f, field="evaluator")
     check_int(data.setdefault("trials", 20), "trials", 1, file=f)
     obj = data.setdefault("objectives", ["psnr"])
     if isinstance(obj, str):
@@ -103,8 +105,12 @@ def parse_strategy(data: Any, f: str | None = None) -> dict:
         strategy_class(data["strategy"], f).check_options(data["options"])
     except UserError as exc:
         raise exc.at(file=f) from None
-    check_train_section("supernet", data["supernet"], OneShotEvaluator.DEFAULTS, f)
+    check_train_section("supernet", OneShotEvaluator.train_section(data["supernet"], f), OneShotEvaluator.DEFAULTS, f)
     check_train_section("proxy", data["proxy"], ProxyEvaluator.DEFAULTS, f)
+    if ev == "table":
+        data["table"] = parse_table_section(data.get("table"), f)
+    elif data.get("table") is not None:
+        raise UserError("a table: section is read by evaluator: table only", file=f, field="table")
     for key in data["val"]:
         if key not in ("patches", "patch"):
             raise UserError("unknown key (expected patches, patch)", file=f, field=f"val.{key}")
@@ -204,6 +210,8 @@ def _check_patches(strat: dict, task: Any, train_items: Any, val_items: Any, fil
     if strat["strategy"] == "darts":  # DARTS samples training and validation patches of options.patch
         patch, fld = strat["options"].get("patch", 48), "options.patch"
         check_min_side(val_items, patch, f"DARTS patch ({fld} of {file})", fld)
+    elif strat["evaluator"] == "table" and strategy_class(strat["strategy"]).multi_trial:
+        return  # nothing trains: scores come from the table
     else:
         section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
         patch, fld = strat[section].get("patch", 48), f"{section}.patch"
@@ -220,7 +228,7 @@ def _check_training_memory(space: SearchSpace, strat: dict, config: dict, cls: A
     if issubclass(cls, DartsStrategy):
         o = {**DartsStrategy.DEFAULTS, **strat["options"]}
         batch, patch, fld = o["batch"], o["patch"], "options.batch"
-    elif cls.multi_trial:
+    elif cls.multi_trial and strat["evaluator"] != "table":
         section = "supernet" if strat["evaluator"] == "oneshot" else "proxy"
         ev = OneShotEvaluator if section == "supernet" else ProxyEvaluator
         o = {**ev.DEFAULTS, **strat[section]}
@@ -240,8 +248,8 @@ def _context(space: SearchSpace, plan: Plan, progress: bool, worker: bool = Fals
     _check_training_memory(space, strat, config, cls)
     evaluator = None
     if cls.multi_trial:
-        section = strat.get("supernet") if strat["evaluator"] == "oneshot" else strat.get("proxy")
-        evaluator = make_evaluator(strat["evaluator"], space, data, section, out)
+        section = strat.get(EVALUATOR_SECTION[strat["evaluator"]])
+        evaluator = make_evaluator(strat["evaluator"], space, data, section, out, config.get("strategy_file"))
     return SearchContext(
         space=space,
         data=data,

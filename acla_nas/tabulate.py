@@ -139,22 +139,31 @@ def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs:
                       "threads": threads, "macs": cost["macs"], "params": cost["params"]})
     new_file = not out.is_file() or out.stat().st_size == 0
     t0, n = time.perf_counter(), 0
-    with out.open("a", newline="") as f, ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new_file:
             writer.writeheader()
-        pending = {pool.submit(_run_one, s) for s in specs}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                row = fut.result()
-                writer.writerow(row)
-                f.flush()
-                os.fsync(f.fileno())
-                n += 1
-                el = time.perf_counter() - t0
-                print(f"[{len(done) + n}/{total}] {row['arch']} seed {row['seed']}: {row['psnr']:.3f} dB "
-                      f"({row['seconds']:.0f} s; ETA {el / n * (len(specs) - n) / 60:.0f} min)", flush=True)
+
+        def record(row: dict) -> None:
+            nonlocal n
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+            n += 1
+            el = time.perf_counter() - t0
+            print(f"[{len(done) + n}/{total}] {row['arch']} seed {row['seed']}: {row['psnr']:.3f} dB "
+                  f"({row['seconds']:.0f} s; ETA {el / n * (len(specs) - n) / 60:.0f} min)", flush=True)
+
+        if jobs == 1:  # in this process (tests, debugging)
+            for spec in specs:
+                record(_run_one(spec))
+            return out
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            pending = {pool.submit(_run_one, s) for s in specs}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    record(fut.result())
     return out
 
 

@@ -16,7 +16,9 @@ With an ``out_dir`` the run is durable:
 
 Callers customise a step with ``before_step(step)`` (e.g. sample a supernet path: derive its
 randomness from ``step`` or the global torch RNG, which is checkpointed) and
-``after_step(step, loss)``; ``param_groups`` adds optimizer groups (e.g. architecture weights).
+``after_step(step, loss)``; ``param_groups`` adds optimizer groups (e.g. architecture weights);
+``step_loss(forward_loss, step)`` replaces the step's loss by a combination of several calls of
+``forward_loss()`` (e.g. the sandwich rule: one forward pass per supernet path).
 
 Inside a process group (torchrun, or ``--nproc``; see :mod:`acla_nas.distributed`) the model is
 wrapped in DistributedDataParallel and each rank trains on its slice of the same global batch,
@@ -284,6 +286,7 @@ class Trainer:
         meta: dict[str, Any] | None = None,
         section: str = "train",
         ddp_find_unused: bool = False,
+        step_loss: Callable[[Callable[[], torch.Tensor], int], torch.Tensor] | None = None,
     ) -> None:
         self.config, self.task, self.sampler = config, task, sampler
         self.section = section  # where the user sets this run's lr (train, supernet, proxy): named in errors
@@ -296,6 +299,10 @@ class Trainer:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.val_data, self.before_step, self.after_step = val_data, before_step, after_step
         self.final_eval, self.meta = final_eval, dict(meta or {})
+        self.step_loss = step_loss
+        if step_loss is not None and self.rank.enabled:
+            raise UserError("several forward passes per step (e.g. supernet.sampling: sandwich) do not run data-parallel; "
+                            "use one process", field=f"{section}.sampling")
         extra = [dict(g) for g in (param_groups or [])]
         groups = model_param_groups(model, config.lr, exclude={id(p) for g in extra for p in g["params"]}) + extra
         self.params = [p for g in groups for p in g["params"]]
@@ -398,15 +405,19 @@ class Trainer:
         self.model.train()
         lq, hr = distributed.shard((lq, hr))  # this rank's slice of the global batch
         lq, hr = lq.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
-        out = self.net(lq)
-        if out.shape != hr.shape:
-            raise ValueError(f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
-                             f"({self.task.describe()}) needs {tuple(hr.shape)}")
-        loss = F.l1_loss(out, hr)
-        aux = getattr(self.model, "auxiliary_loss", None)
-        extra = aux() if callable(aux) else None
-        if extra is not None:  # e.g. the ACLA key-usage penalty
-            loss = loss + extra
+
+        def forward_loss() -> torch.Tensor:
+            out = self.net(lq)
+            if out.shape != hr.shape:
+                raise ValueError(f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
+                                 f"({self.task.describe()}) needs {tuple(hr.shape)}")
+            loss = F.l1_loss(out, hr)
+            aux = getattr(self.model, "auxiliary_loss", None)
+            extra = aux() if callable(aux) else None
+            return loss if extra is None else loss + extra  # e.g. the ACLA key-usage penalty
+
+        # ``step_loss`` may combine several forward passes (e.g. one per supernet path)
+        loss = forward_loss() if self.step_loss is None else self.step_loss(forward_loss, step)
         value = distributed.mean(loss.detach())  # the global-batch loss, the same on every rank
         if not math.isfinite(value):
             raise self._non_finite("loss", value, step)

@@ -1,0 +1,123 @@
+"""Tabulated spaces: the resumable builder, the table reader and ``evaluator: table``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from acla_nas.cli import main
+from acla_nas.errors import UserError
+from acla_nas.search import run_search
+from acla_nas.space import SearchSpace
+from acla_nas.table import Table
+from acla_nas.tabulate import arch_key, build_table, plan, stratified
+from tiny_space import TINY_SPACE
+
+# 2 sites x budgets {0, 2} x one scope: 4 architectures
+TABLE_SPACE = {**TINY_SPACE, "sites": ["body.0", "body.1"], "keys": [0, 2], "scopes": [1], "constraints": {}}
+RECIPE = {"steps": 2, "batch": 2, "patch": 24, "ckpt_every": 1}
+
+
+def write(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture()
+def space_file(tmp_path: Path) -> str:
+    return write(tmp_path / "space.yaml", TABLE_SPACE)
+
+
+@pytest.fixture()
+def table(tmp_path: Path, space_file: str) -> Path:
+    return build_table(space_file, tmp_path / "t.csv", tmp_path / "work", jobs=1, second_seed=2, recipe=RECIPE)
+
+
+def test_plan_covers_every_arch_once_and_stratifies_the_second_seed() -> None:
+    space = SearchSpace.from_dict({**TINY_SPACE, "sites": ["body.0", "body.1", "body.2"], "keys": [0, 2, 4], "scopes": [1],
+                                   "constraints": {}})
+    jobs = plan(space, second_seed=5)
+    keys = [(arch_key(space, a), s) for a, s in jobs]
+    assert len(keys) == len(set(keys)) == 27 + 5
+    assert {k for k, s in keys if s == 0} == {arch_key(space, a) for a in space.enumerate()}
+    second = stratified(space, space.enumerate(), 5)
+    macs = sorted(space.cost(a)["macs"] for a in space.enumerate())
+    assert space.cost(second[0])["macs"] == macs[0] and space.cost(second[-1])["macs"] == macs[-1]
+    assert plan(space, 5) == jobs  # the order is a function of the seed
+
+
+def test_build_is_resumable_and_never_repeats_a_run(tmp_path: Path, space_file: str, table: Path) -> None:
+    df = pd.read_csv(table)
+    assert len(df) == 4 + 2 and set(df.seed) == {0, 1}
+    assert df.psnr.map(math.isfinite).all() and (df.macs > 0).all() and (df.seconds >= 0).all()
+    rows = table.read_text()
+    build_table(space_file, table, tmp_path / "work", jobs=1, second_seed=2, recipe=RECIPE)  # nothing left: no new rows
+    assert table.read_text() == rows
+    # a killed build: drop the last two rows, the next start trains exactly those
+    lines = rows.splitlines(keepends=True)
+    table.write_text("".join(lines[:-2]))
+    build_table(space_file, table, tmp_path / "work", jobs=1, second_seed=2, recipe=RECIPE)
+    again = pd.read_csv(table)
+    assert len(again) == 6 and sorted(zip(again.arch, again.seed)) == sorted(zip(df.arch, df.seed))
+    with pytest.raises(UserError, match="recipe"):  # another recipe never mixes into a table
+        build_table(space_file, table, tmp_path / "work", jobs=1, recipe={**RECIPE, "steps": 3})
+
+
+def test_table_reader_means_and_noise(tmp_path: Path, table: Path) -> None:
+    t = Table(table)
+    df = pd.read_csv(table)
+    assert len(t) == 4
+    twice = df.groupby("arch").filter(lambda g: len(g) == 2)
+    key = twice.arch.iloc[0]
+    assert t.values("mean")[key] == pytest.approx(twice[twice.arch == key].psnr.mean())
+    assert t.values("seed0")[key] == pytest.approx(float(df[(df.arch == key) & (df.seed == 0)].psnr.iloc[0]))
+    assert t.noise()["pairs"] == 2
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution"])
+def test_search_with_the_table_evaluator_answers_from_the_table(tmp_path: Path, space_file: str, table: Path,
+                                                               strategy: str) -> None:
+    options = {"tpe": {"n_startup_trials": 2}, "evolution": {"population": 2, "sample_size": 2}}.get(strategy, {})
+    preset = write(tmp_path / "s.yaml", {"strategy": strategy, "evaluator": "table", "trials": 4, "options": options,
+                                         "table": {"path": str(table)}, "val": {"patches": 2, "patch": 24}})
+    res = run_search(space_file, preset, tmp_path / "run", progress=False)
+    space, t = SearchSpace.from_yaml(space_file), Table(table)
+    traj = pd.read_csv(tmp_path / "run" / "trajectory.csv")
+    done = traj[traj.state == "COMPLETE"]
+    assert len(done) >= 1
+    values = t.values()
+    assert res.best_scores["psnr"] == pytest.approx(max(values[arch_key(space, a)] for a in [res.best_arch]))
+    assert not (tmp_path / "run" / "supernet").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(("table_section", "field"), [
+    ({}, "table.path"),
+    ({"path": "t.csv", "value": "median"}, "table.value"),
+    ({"path": "t.csv", "colour": 1}, "table.colour"),
+    ({"path": "missing.csv"}, "missing.csv"),
+])
+def test_bad_table_sections_exit_2_with_one_line(tmp_path: Path, space_file: str, table: Path, capsys,
+                                                 table_section: dict, field: str) -> None:
+    if table_section.get("path") == "t.csv":
+        table_section = {**table_section, "path": str(table)}
+    preset = write(tmp_path / "bad.yaml", {"strategy": "random", "evaluator": "table", "trials": 2, "table": table_section})
+    code = main(["search", space_file, "--strategy", preset, "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and field in err
+
+
+def test_an_incomplete_table_is_refused_unless_partial(tmp_path: Path, space_file: str, table: Path, capsys) -> None:
+    lines = table.read_text().splitlines(keepends=True)
+    short = tmp_path / "short.csv"
+    short.write_text("".join(l for l in lines if not l.startswith("2-2,")))
+    preset = write(tmp_path / "s.yaml", {"strategy": "random", "evaluator": "table", "trials": 4, "table": {"path": str(short)}})
+    assert main(["search", space_file, "--strategy", preset, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "missing" in capsys.readouterr().err and "2-2" not in pd.read_csv(short).arch.tolist()
+    preset = write(tmp_path / "p.yaml", {"strategy": "random", "evaluator": "table", "trials": 4,
+                                         "table": {"path": str(short), "partial": True}})
+    run_search(space_file, preset, tmp_path / "run2", progress=False)
+    traj = pd.read_csv(tmp_path / "run2" / "trajectory.csv")
+    assert set(traj.state) <= {"COMPLETE", "FAIL"}
