@@ -17,8 +17,9 @@ violates them is reported to the tuner as a failed trial and recorded PRUNED.
 
 Resume and other workers: each finished trial of the study that this tuner did not propose (an
 earlier session, another worker) is imported before the next proposal (``import_data``; NNI's
-Evolution tuner ignores it, so its population is filled here), and each session seeds the tuner
-with (seed, trials already finished) so a resumed Random tuner does not repeat itself. Only
+Evolution tuner ignores it, so its population is filled here), and each tuner is seeded with
+(seed, number of its first trial), so a resumed Random tuner does not repeat itself and workers
+that start together do not propose the same architectures. Only
 ``nni.algorithms.hpo`` and ``nni.mutable`` are imported, never ``nni.nas``.
 """
 from __future__ import annotations
@@ -183,9 +184,10 @@ class NNISampler(optuna.samplers.BaseSampler):
         self._random = [random.Random(seed).getstate()]
 
     # -- the tuner -----------------------------------------------------------------------------
-    def _start(self, study: optuna.Study) -> None:
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-        session_seed = (self.seed * 1_000_003 + len(finished)) % 2**31  # a resumed tuner draws anew
+    def _start(self, first: int) -> None:
+        """A fresh tuner whose first proposal is for trial number ``first``: seeded by it, so a
+        resumed tuner draws anew and concurrent workers (each asking another trial) differ."""
+        session_seed = (self.seed * 1_000_003 + first) % 2**31
         self._random = [random.Random(session_seed).getstate()]
         tuner = make_tuner(self.kind, session_seed, self.options)
         with _private_random(self._random):
@@ -223,9 +225,9 @@ class NNISampler(optuna.samplers.BaseSampler):
             elif self.kind != "Random":
                 self.tuner.import_data(data)
 
-    def _sync(self, study: optuna.Study) -> None:
+    def _sync(self, study: optuna.Study, number: int) -> None:
         if self.tuner is None:
-            self._start(study)
+            self._start(number)
         new = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number not in self.known]
         self.known.update(t.number for t in new)
         self._import(sorted(new, key=lambda t: t.number))
@@ -237,7 +239,7 @@ class NNISampler(optuna.samplers.BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         if not search_space:
             return {}
-        self._sync(study)
+        self._sync(study, trial.number)
         try:
             with _private_random(self._random):
                 params = self.tuner.generate_parameters(trial.number)
