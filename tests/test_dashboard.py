@@ -36,14 +36,16 @@ def _get(url: str) -> dict:
         return json.loads(response.read().decode())
 
 
-def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path) -> None:
+def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')")
-    proc = subprocess.Popen([sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the server
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         line = proc.stdout.readline()
         m = re.search(r"at (http://127\.0\.0\.1:(\d+))/dashboard/studies/(\d+)", line)
-        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert m, (line, log.read_text())
         base, study_id = m.group(1), int(m.group(3))
         studies = _get(f"{base}/api/studies")["study_summaries"]
         names = {s["study_id"]: s["study_name"] for s in studies}
@@ -56,11 +58,12 @@ def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)  # like Ctrl-C (SIGINT is ignored in background jobs): stops, exits 0
         try:
-            assert proc.wait(timeout=30) == 0
+            code = proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert "dashboard stopped" in proc.stderr.read()
+            proc.stdout.close()
+    assert code == 0 and "dashboard stopped" in log.read_text(), log.read_text()
 
 
 def test_dashboard_refuses_what_is_not_a_run(tmp_path: Path, run_dir: Path, capsys) -> None:
