@@ -86,7 +86,7 @@ def parse_strategy(data: Any, f: str | None = None) -> dict:
         raise UserError("expected a strategy name (random, tpe, evolution, darts) or package.module:Class", file=f, field="strategy")
     strategy_class(data["strategy"], f)
     ev = data.setdefault("evaluator", "oneshot")
-    if ev not in EVALUATOR_SECTION:
+    if not isinstance(ev, str) or ev not in EVALUATOR_SECTION:  # a list is unhashable: one line, not a TypeError
         raise UserError(f"expected one of {', '.join(EVALUATOR_SECTION)}, got {ev!r}", file=f, field="evaluator")
     check_int(data.setdefault("trials", 20), "trials", 1, file=f)
     obj = data.setdefault("objectives", ["psnr"])
