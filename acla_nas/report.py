@@ -1,4 +1,5 @@
-"""One self-contained HTML page per run: config, best architecture, top trials, results, figures.
+"""One self-contained HTML page per run: results, best architecture, figures, top trials, then the
+configuration (folded away).
 
 Everything is embedded (figures as base64 PNG, CSS inline) so the page can be mailed or archived
 alone. Every string that comes from a run file is HTML-escaped. Optional files that do not parse
@@ -95,6 +96,18 @@ def _config_section(run_dir: Path) -> str:
     table = html_table(rows[:80], ["setting", "value"])
     more = f'<p class="muted">{len(rows) - 80} more settings in the file below.</p>' if len(rows) > 80 else ""
     return f"{table}{more}<details><summary>config.yaml</summary><pre>{esc(text)}</pre></details>"
+
+
+def _machine_note(run_dir: Path) -> str:
+    """`` · made on <machine>`` from config.yaml (numbers reproduce bit for bit only there)."""
+    from .machine import describe
+
+    try:
+        cfg = D.load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    except UserError:
+        return ""
+    machine = cfg.get("machine") if isinstance(cfg, Mapping) else None
+    return f" · made on {describe(machine)}" if isinstance(machine, Mapping) else ""
 
 
 def _modules_summary(arch: D.Canonical | None) -> str:
@@ -196,17 +209,18 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
     strategies = ", ".join(sorted(set(df["strategy"]))) if len(df) else "?"
     sections = [
         f"<h1>acla-nas run report: {esc(run_dir.resolve().name)}</h1>",
-        f'<p class="muted">{esc(run_dir.resolve())} · strategy {esc(strategies)} · generated {esc(when)}</p>',
-        "<h2>Configuration</h2>", _config_section(run_dir),
-        "<h2>Best architecture</h2>", best_html, _img(arch_fig, "Architecture diagram of the best child.") if arch_fig is not None else "",
-        f"<h2>Top {top_k} architectures</h2>", _top_section(df, top_k),
+        f'<p class="muted">{esc(run_dir.resolve())} · strategy {esc(strategies)}{esc(_machine_note(run_dir))} · generated {esc(when)}</p>',
+        # results first (what a reader opens the page for), the long configuration folded away last
         "<h2>Results</h2>", _results_section(run_dir),
+        "<h2>Best architecture</h2>", best_html, _img(arch_fig, "Architecture diagram of the best child.") if arch_fig is not None else "",
         "<h2>Figures</h2>",
     ]
     for r in figs:
         sections.append(_img(r.figure, r.spec.caption))
     if notes:
         sections.append("<ul>" + "".join(f'<li class="note">{esc(n)}</li>' for n in notes) + "</ul>")
+    sections += [f"<h2>Top {top_k} architectures</h2>", _top_section(df, top_k),
+                 "<h2>Configuration</h2>", f"<details><summary>Settings of this run (config.yaml)</summary>{_config_section(run_dir)}</details>"]
     body = "\n".join(sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

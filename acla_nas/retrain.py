@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .machine import machine_info
 
 OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device")
 
@@ -123,6 +124,7 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
     out = Path(out)
     train_dict = cfg.to_dict()
     runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
+    runtime["machine"] = machine_info(str(resolve_device(cfg.device)))  # kept from the first session
     distributed.on_main(_check_config_file, out, {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime})
 
     def final_eval(m) -> dict:

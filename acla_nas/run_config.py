@@ -10,7 +10,7 @@ directory holding another configuration is refused rather than mixed in. ``confi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from .run_dir import RunDir
 
 HEAD_KEYS = ("strategy", "evaluator", "trials", "objectives", "options")  # then the evaluators' sections
 TAIL_KEYS = ("val", "seed")
-RUNTIME_KEYS = ("device", "storage", "workers")  # may change between sessions of one run
+RUNTIME_KEYS = ("device", "storage", "workers", "machine", "resumed_on")  # may change between sessions of one run
 VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 
 
@@ -165,6 +165,7 @@ class RunConfig:
     storage: str | None = None  # the storage URL as given (None: the run's own journal)
     workers: int = 1
     steps: int | None = None  # --steps: the training length of whatever the strategy trains
+    machine: dict = field(default_factory=dict)  # machine / resumed_on entries of config.yaml (acla_nas.machine)
 
     @property
     def seed(self) -> int:
@@ -220,7 +221,13 @@ class RunConfig:
             workers,
             steps,
         )
+        from .machine import keep_first_machine, machine_info
+
+        config.machine = {"machine": machine_info(str(resolve_device(config.device)))}
         config.check_same_run()
+        stored = read_yaml(config.run.config) if config.run.config.is_file() else None
+        if isinstance(stored, dict):
+            config.machine = keep_first_machine(stored, config.machine["machine"])
         return config
 
     def to_dict(self) -> dict:
@@ -236,6 +243,7 @@ class RunConfig:
             "device": self.device,
             "storage": None if self.storage is None else parse_storage(self.storage, self.run.path).shown,
             "workers": self.workers,
+            **self.machine,  # what reproduces bit for bit: results/README.md
         }
 
     def check_same_run(self) -> None:

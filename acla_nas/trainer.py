@@ -45,7 +45,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from . import distributed
 from .atomic import torch_save_atomic, write_text_atomic
@@ -54,6 +53,7 @@ from .checks import MAX_SEED
 from .device import resolve_device
 from .errors import UserError
 from .metrics import psnr, quantize, ssim
+from .progress import progress_bar
 from .restore import restore_image
 from .tasks import Task
 
@@ -485,8 +485,8 @@ class Trainer:
 
     def _loop(self, start: int) -> dict[str, Any]:
         cfg = self.config
-        show = cfg.progress and sys.stderr.isatty() and self.rank.main
-        bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not show, dynamic_ncols=True, leave=False)
+        # a bar on a terminal, a line every N seconds in logs (acla_nas.progress), nothing with --quiet
+        bar = progress_bar(cfg.steps, start, cfg.progress and self.rank.main, self.out_dir.name if self.out_dir else "training")
         t0, losses, loss = time.perf_counter(), [], float("nan")
         rng = _capture_rng(self.device)
         step = self._completed = start

@@ -40,6 +40,19 @@ def test_report_self_contained_and_escaped(tmp_path: Path) -> None:
     assert "DARTS heat maps skipped" in text
 
 
+def test_report_leads_with_results_and_folds_the_configuration(tmp_path: Path) -> None:
+    """Results, best architecture and figures come before the top trials and the configuration,
+    which sits inside a closed <details> element."""
+    from acla_nas.report import build_report
+
+    text = build_report(_run(tmp_path))
+    heads = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert heads == ["Results", "Best architecture", "Figures", "Top 10 architectures", "Configuration"], heads
+    config = text[text.index("<h2>Configuration</h2>"):]
+    assert config.index("<details>") < config.index("n_trials")
+    assert text.index("Set5") < text.index("body_conv") < text.index('src="data:image/png;base64,')
+
+
 def test_report_tolerates_bad_optional_files(tmp_path: Path) -> None:
     from acla_nas.report import build_report
 

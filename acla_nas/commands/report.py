@@ -6,7 +6,7 @@ import argparse
 from ..errors import UserError
 
 NAME = "report"
-HELP = "write a self-contained HTML report of a run (config, best arch, top trials, figures)"
+HELP = "write a self-contained HTML report of a run (results, best arch, figures, top trials, config)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
