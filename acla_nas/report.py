@@ -100,10 +100,11 @@ def _config_section(run_dir: Path) -> str:
 
 def _machine_note(run_dir: Path) -> str:
     """`` · made on <machine>`` from config.yaml (numbers reproduce bit for bit only there)."""
+    from .arch import read_yaml
     from .machine import describe
 
     try:
-        cfg = D.load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+        cfg = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
     except UserError:
         return ""
     machine = cfg.get("machine") if isinstance(cfg, Mapping) else None

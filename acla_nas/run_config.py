@@ -203,6 +203,8 @@ class RunConfig:
                 preset["options"] = strategy.with_steps(preset["options"], steps)
             except UserError as exc:  # e.g. an integer warm-up no longer shorter than --steps
                 raise exc.at(file=str(strategy_file)) from None
+            from .evaluators import EVALUATORS
+
             for ev_cls in EVALUATORS.items().values():  # the training recipes (not e.g. a table: section)
                 if ev_cls.SECTION in preset and "steps" in ev_cls.DEFAULTS:
                     preset[ev_cls.SECTION]["steps"] = steps

@@ -8,7 +8,7 @@ import yaml
 
 from acla_nas.cli import main
 from acla_nas.machine import describe, keep_first_machine, machine_info
-from acla_nas.search import prepare_config
+from acla_nas.run_config import RunConfig
 from tiny_space import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def test_a_resumed_run_keeps_its_first_machine() -> None:
 def test_search_config_records_the_machine(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(TINY_SPACE))
-    _space, config = prepare_config(str(space), str(ROOT / "strategies" / "random.yaml"), tmp_path / "run", trials=2, steps=1,
-                                    seed=None, device="cpu", storage=None, workers=1)
+    config = RunConfig.from_files(str(space), str(ROOT / "strategies" / "random.yaml"), tmp_path / "run", trials=2, steps=1,
+                                  device="cpu").to_dict()
     assert config["machine"] == machine_info("cpu")
 
 
