@@ -29,6 +29,7 @@ subset of the reference layers (reference-scope sharing), and ``mix`` blends sev
 in one pass (DARTS): the expensive sampling is done once at the largest budget and only the
 softmax is recomputed per budget.
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,16 +76,22 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
     merged = dict(ACLA_DEFAULTS)
     for key, value in (options or {}).items():
         if key not in ACLA_OPTIONS:
-            raise UserError(f"unknown option (expected one of {', '.join(ACLA_OPTIONS)})", file=file, field=f"acla.{key}")
+            raise UserError(
+                f"unknown option (expected one of {', '.join(ACLA_OPTIONS)})", file=file, field=f"acla.{key}"
+            )
         typ = ACLA_OPTIONS[key]
         if typ is bool and not isinstance(value, bool):
             raise UserError(f"expected true or false, got {value!r}", file=file, field=f"acla.{key}")
-        if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        if typ in (int, float) and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        ):
             raise UserError(f"expected a finite number, got {value!r}", file=file, field=f"acla.{key}")
         if typ is int and value != int(value):
             raise UserError(f"expected an integer, got {value!r}", file=file, field=f"acla.{key}")
         if typ is str and value not in ACLA_CHOICES[key]:
-            raise UserError(f"expected one of {', '.join(ACLA_CHOICES[key])}, got {value!r}", file=file, field=f"acla.{key}")
+            raise UserError(
+                f"expected one of {', '.join(ACLA_CHOICES[key])}, got {value!r}", file=file, field=f"acla.{key}"
+            )
         merged[key] = typ(value)
     if merged["offset_kernel"] not in (1, 3, 5):
         raise UserError("expected 1, 3 or 5", file=file, field="acla.offset_kernel")
@@ -112,7 +119,9 @@ def _van_der_corput(n: int) -> list[float]:
     return out
 
 
-def initial_offsets(k_max: int, radius: float, layout: str = "rings", generator: torch.Generator | None = None) -> torch.Tensor:
+def initial_offsets(
+    k_max: int, radius: float, layout: str = "rings", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """(k_max, 2) pixel offsets (x, y) of the keys before training; key 0 sits at the query.
 
     * ``rings``: rings of 8 keys at radii ``radius``, ``2 * radius``, ...
@@ -395,7 +404,9 @@ class ACLA(nn.Module):
         sub = mask[:, :k]
         empty = sub.detach().sum(1, keepdim=True) == 0
         ref = gate_logits[:, :k] if gate_logits is not None else torch.zeros_like(sub)
-        best = F.one_hot(ref.max(1).indices, k).permute(0, 3, 1, 2).to(sub.dtype)  # = argmax(1), first max; faster on CPU
+        best = (
+            F.one_hot(ref.max(1).indices, k).permute(0, 3, 1, 2).to(sub.dtype)
+        )  # = argmax(1), first max; faster on CPU
         return torch.where(empty, best, sub)
 
     # -- forward -------------------------------------------------------------------------------
@@ -471,7 +482,13 @@ class ACLA(nn.Module):
         if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
-                s = F.grid_sample(refs[li], grids[:, li].reshape(b, k * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+                s = F.grid_sample(
+                    refs[li],
+                    grids[:, li].reshape(b, k * h, w, 2),
+                    mode="bilinear",
+                    padding_mode="zeros",
+                    align_corners=False,
+                )
                 s = s.view(b, -1, k, h, w)
                 samples.append(s)
                 logits.append((s * q_l.unsqueeze(2)).sum(1) * sc)
@@ -480,7 +497,9 @@ class ACLA(nn.Module):
         else:
             rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
-            agg = core_function(core).apply(weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights)
+            agg = core_function(core).apply(
+                weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights
+            )
 
         if mix is None:
             kept = self._kept(gate, gate_logits, k, x)
@@ -538,13 +557,17 @@ class ACLA(nn.Module):
         e = torch.exp(logit - peak) * mask
         return e / e.flatten(1, 2).sum(1, keepdim=True).unsqueeze(1)
 
-    def _kept(self, gate: torch.Tensor | None, gate_logits: torch.Tensor | None, k: int, like: torch.Tensor) -> torch.Tensor:
+    def _kept(
+        self, gate: torch.Tensor | None, gate_logits: torch.Tensor | None, k: int, like: torch.Tensor
+    ) -> torch.Tensor:
         """Number of the first k keys that each query keeps (B,H,W); ``like`` is (B,...,H,W)."""
         if gate is None:
             return torch.full((like.shape[0], *like.shape[-2:]), float(k), device=like.device, dtype=like.dtype)
         return self._keep_one(gate, gate_logits, k).detach().sum(1)
 
-    def uncounted_macs(self, query_hw: tuple[int, int], batch: int = 1, k: int | None = None, n_active: Sequence[int] | None = None) -> int:
+    def uncounted_macs(
+        self, query_hw: tuple[int, int], batch: int = 1, k: int | None = None, n_active: Sequence[int] | None = None
+    ) -> int:
         """Multiply-adds of the attention arithmetic that FlopCounterMode does not see.
 
         Per query and sampled key of layer l: C_l for the logit (dot product) and C_l for the
@@ -557,4 +580,6 @@ class ACLA(nn.Module):
         return int(batch * query_hw[0] * query_hw[1] * per_query)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, ref_channels={self.ref_channels}, k_max={self.k_max}, adaptive={self.adaptive}"
+        return (
+            f"channels={self.channels}, ref_channels={self.ref_channels}, k_max={self.k_max}, adaptive={self.adaptive}"
+        )

@@ -12,6 +12,7 @@ All three compute the same function. ``ACLA_NAS_CORE=node|triton|plain`` (enviro
 :func:`use_core` (code) overrides the choice, e.g. to compare them or to step around a GPU where
 Triton cannot compile.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,6 +80,8 @@ def core_function(name: str) -> type[torch.autograd.Function]:
         from .acla_triton import TritonAttentionCore, available
 
         if not available():
-            raise RuntimeError("the triton ACLA core needs Triton: pip install 'acla-nas[gpu]' (or set ACLA_NAS_CORE=plain)")
+            raise RuntimeError(
+                "the triton ACLA core needs Triton: pip install 'acla-nas[gpu]' (or set ACLA_NAS_CORE=plain)"
+            )
         return TritonAttentionCore
     raise ValueError(f"no autograd function for the {name!r} core")

@@ -35,6 +35,7 @@ On CUDA tensors the kernel is compiled by Triton. With ``TRITON_INTERPRET=1`` se
 imported it runs in Triton's interpreter instead, on CPU tensors too: that is how the tests check
 its arithmetic without a GPU (tests/conftest.py sets it where no CUDA device is present).
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,11 +67,34 @@ def available() -> bool:
 
 
 def _acla_kernel(
-    ref_ptr, grid_ptr, v_ptr, g_ptr, a_ptr, d_ptr, out_ptr, gref_ptr, ggrid_ptr,
-    H, W, C, K, h_in, w_in, scale,
-    s_vb, s_gb, s_ab, s_ob,
-    MODE: tl.constexpr, NEED_Q: tl.constexpr, NEED_REF: tl.constexpr, NEED_GRID: tl.constexpr,
-    SINGLE_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+    ref_ptr,
+    grid_ptr,
+    v_ptr,
+    g_ptr,
+    a_ptr,
+    d_ptr,
+    out_ptr,
+    gref_ptr,
+    ggrid_ptr,
+    H,
+    W,
+    C,
+    K,
+    h_in,
+    w_in,
+    scale,
+    s_vb,
+    s_gb,
+    s_ab,
+    s_ob,
+    MODE: tl.constexpr,
+    NEED_Q: tl.constexpr,
+    NEED_REF: tl.constexpr,
+    NEED_GRID: tl.constexpr,
+    SINGLE_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    ACC: tl.constexpr,
 ):
     """Program (pixel block, batch item, channel block). Layouts: ref (B,C,h_in,w_in) contiguous;
     grid rows (B,H*K,W,2) contiguous, row = (query row, key); v, g and out in AGG/BWD: channel
@@ -208,21 +232,46 @@ def _launch(
     if b * h * w == 0 or c == 0:
         return
     if not can_run_on(ref.device):
-        raise RuntimeError(f"the triton ACLA core runs on CUDA tensors, or anywhere under TRITON_INTERPRET=1 set before triton is imported (got {ref.device} tensors)")
+        raise RuntimeError(
+            f"the triton ACLA core runs on CUDA tensors, or anywhere under TRITON_INTERPRET=1 set before triton is imported (got {ref.device} tensors)"
+        )
     if max(c * h_in * w_in, c * h * w, h * k * w * 2) >= 2**31:
-        raise ValueError(f"the triton ACLA core indexes one batch item with int32: {c} channels at {h_in}x{w_in} / {h}x{w} is too large (set ACLA_NAS_CORE=node)")
+        raise ValueError(
+            f"the triton ACLA core indexes one batch item with int32: {c} channels at {h_in}x{w_in} / {h}x{w} is too large (set ACLA_NAS_CORE=node)"
+        )
     block_p, block_c, warps = BLOCKS[mode]
     block_c = min(block_c, triton.next_power_of_2(c))
     dummy = ref
     _kernel[(triton.cdiv(h * w, block_p), b, triton.cdiv(c, block_c))](
-        ref, grid, v if v is not None else dummy, g if g is not None else dummy,
-        a if a is not None else dummy, d if d is not None else dummy, out,
-        gref if gref is not None else dummy, ggrid if ggrid is not None else dummy,
-        h, w, c, k, h_in, w_in, float(scale),
-        v.stride(0) if v is not None else 0, g.stride(0) if g is not None else 0,
-        a.stride(0) if a is not None else 0, out.stride(0),
-        MODE=mode, NEED_Q=need[0], NEED_REF=need[1], NEED_GRID=need[2], SINGLE_C=c <= block_c,
-        BLOCK_P=block_p, BLOCK_C=block_c, ACC=tl.float64 if acc == torch.float64 else tl.float32, num_warps=warps,
+        ref,
+        grid,
+        v if v is not None else dummy,
+        g if g is not None else dummy,
+        a if a is not None else dummy,
+        d if d is not None else dummy,
+        out,
+        gref if gref is not None else dummy,
+        ggrid if ggrid is not None else dummy,
+        h,
+        w,
+        c,
+        k,
+        h_in,
+        w_in,
+        float(scale),
+        v.stride(0) if v is not None else 0,
+        g.stride(0) if g is not None else 0,
+        a.stride(0) if a is not None else 0,
+        out.stride(0),
+        MODE=mode,
+        NEED_Q=need[0],
+        NEED_REF=need[1],
+        NEED_GRID=need[2],
+        SINGLE_C=c <= block_c,
+        BLOCK_P=block_p,
+        BLOCK_C=block_c,
+        ACC=tl.float64 if acc == torch.float64 else tl.float32,
+        num_warps=warps,
     )
 
 
@@ -242,12 +291,16 @@ class TritonAttentionCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, weights_fn: Callable[..., torch.Tensor], scales: Sequence[float], n: int, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, weights_fn: Callable[..., torch.Tensor], scales: Sequence[float], n: int, *tensors: torch.Tensor
+    ) -> torch.Tensor:
         with torch.autocast(tensors[0].device.type, enabled=False):  # the promoted dtype throughout
             return TritonAttentionCore._forward(ctx, weights_fn, scales, n, *tensors)
 
     @staticmethod
-    def _forward(ctx: Any, weights_fn: Callable[..., torch.Tensor], scales: Sequence[float], n: int, *tensors: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        ctx: Any, weights_fn: Callable[..., torch.Tensor], scales: Sequence[float], n: int, *tensors: torch.Tensor
+    ) -> torch.Tensor:
         qs = [_chw(t) for t in tensors[:n]]
         refs = [t.contiguous() for t in tensors[n : 2 * n]]
         grids = [t.contiguous() for t in tensors[2 * n : 3 * n]]
@@ -311,8 +364,22 @@ class TritonAttentionCore(torch.autograd.Function):
             gq = torch.empty_like(qs[i]) if nq else qs[i]
             gref = torch.zeros(refs[i].shape, dtype=acc, device=refs[i].device) if nr else refs[i]
             ggrid = torch.zeros(grids[i].shape, dtype=acc, device=grids[i].device) if ng else grids[i]
-            _launch(BWD, refs[i], grids[i], gq, k=k, hw=(h, w), v=qs[i], g=g_parts[i], a=a[:, i], d=dl[:, i],
-                    gref=gref, ggrid=ggrid, need=(nq, nr, ng), acc=acc)
+            _launch(
+                BWD,
+                refs[i],
+                grids[i],
+                gq,
+                k=k,
+                hw=(h, w),
+                v=qs[i],
+                g=g_parts[i],
+                a=a[:, i],
+                d=dl[:, i],
+                gref=gref,
+                ggrid=ggrid,
+                need=(nq, nr, ng),
+                acc=acc,
+            )
             grad_q[i] = gq if nq else None
             grad_ref[i] = gref.to(refs[i].dtype) if nr else None
             grad_grid[i] = ggrid.to(grids[i].dtype) if ng else None
@@ -341,21 +408,45 @@ def compile_report(arch: int = 90, dtype: str = "fp32") -> dict[str, dict[str, i
     flags = ("MODE", "NEED_Q", "NEED_REF", "NEED_GRID", "SINGLE_C", "BLOCK_P", "BLOCK_C", "ACC")
     maps = ("ref_ptr", "v_ptr", "g_ptr")
     signature = {
-        n: "constexpr" if n in flags else f"*{dtype}" if n in maps else f"*{acc}" if n.endswith("_ptr") else "fp32" if n == "scale" else "i32"
+        n: "constexpr"
+        if n in flags
+        else f"*{dtype}"
+        if n in maps
+        else f"*{acc}"
+        if n.endswith("_ptr")
+        else "fp32"
+        if n == "scale"
+        else "i32"
         for n in names
     }
     cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     report = {}
-    for label, mode, single in (("dot", DOT, True), ("dot+atomic", DOT, False), ("agg", AGG, True), ("bwd", BWD, True), ("bwd+atomic", BWD, False)):
+    for label, mode, single in (
+        ("dot", DOT, True),
+        ("dot+atomic", DOT, False),
+        ("agg", AGG, True),
+        ("bwd", BWD, True),
+        ("bwd+atomic", BWD, False),
+    ):
         block_p, block_c, warps = BLOCKS[mode]
-        consts = {"MODE": mode, "NEED_Q": True, "NEED_REF": True, "NEED_GRID": True, "SINGLE_C": single,
-                  "BLOCK_P": block_p, "BLOCK_C": block_c, "ACC": tl.float64 if acc == "fp64" else tl.float32}
+        consts = {
+            "MODE": mode,
+            "NEED_Q": True,
+            "NEED_REF": True,
+            "NEED_GRID": True,
+            "SINGLE_C": single,
+            "BLOCK_P": block_p,
+            "BLOCK_C": block_c,
+            "ACC": tl.float64 if acc == "fp64" else tl.float32,
+        }
         src = ASTSource(_kernel, signature, constexprs={(names.index(k),): v for k, v in consts.items()})
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
         with tempfile.NamedTemporaryFile(suffix=".cubin") as fh:
             fh.write(compiled.asm["cubin"])
             fh.flush()
-            usage = subprocess.run([str(cuobjdump), "--dump-resource-usage", fh.name], capture_output=True, text=True, check=True).stdout
+            usage = subprocess.run(
+                [str(cuobjdump), "--dump-resource-usage", fh.name], capture_output=True, text=True, check=True
+            ).stdout
         found = re.search(r"REG:(\d+) STACK:(\d+)", usage)
         if found is None:
             raise RuntimeError(f"no resource usage in cuobjdump's output: {usage!r}")

@@ -4,6 +4,7 @@ Strategies propose it, evaluators score it, ``export`` writes it and ``train`` r
 small dataclass with a YAML/JSON round trip; structural checks happen here, checks against the
 backbone's sites happen in :func:`resolve_modules` (called by the network builder).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ class ModuleChoice:
 def parse_scope(value: Any, field_name: str, file: str | None = None) -> Scope:
     """An int r >= 1 (the r nearest earlier sites), 'all', or a list of earlier site names."""
     if isinstance(value, bool):
-        raise UserError(f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name)
+        raise UserError(
+            f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name
+        )
     if isinstance(value, int):
         if value < 1:
             raise UserError(f"expected a scope >= 1, got {value}", file=file, field=field_name)
@@ -52,7 +55,9 @@ def parse_scope(value: Any, field_name: str, file: str | None = None) -> Scope:
         if len(set(value)) != len(value):
             raise UserError("duplicate site names in the scope list", file=file, field=field_name)
         return tuple(value)
-    raise UserError(f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name)
+    raise UserError(
+        f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name
+    )
 
 
 def parse_keys(value: Any, field_name: str, file: str | None = None, k_max: int = MAX_KEYS) -> int:
@@ -100,7 +105,7 @@ class Arch:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, file: str | None = None) -> "Arch":
+    def from_dict(cls, data: Any, file: str | None = None) -> Arch:
         if not isinstance(data, dict):
             raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=file, field="arch")
         unknown = [k for k in data if k not in ARCH_KEYS]
@@ -156,7 +161,7 @@ class Arch:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Arch":
+    def from_yaml(cls, path: str | Path) -> Arch:
         return load_arch_file(path)[0]
 
     def key(self) -> str:
@@ -166,8 +171,15 @@ class Arch:
     def n_modules(self) -> int:
         return sum(1 for c in self.modules.values() if c.keys > 0)
 
-    def with_modules(self, modules: dict[str, ModuleChoice]) -> "Arch":
-        return Arch(self.backbone, dict(self.task), {s: c for s, c in modules.items() if c.keys > 0}, dict(self.backbone_kwargs), self.sites, dict(self.acla))
+    def with_modules(self, modules: dict[str, ModuleChoice]) -> Arch:
+        return Arch(
+            self.backbone,
+            dict(self.task),
+            {s: c for s, c in modules.items() if c.keys > 0},
+            dict(self.backbone_kwargs),
+            self.sites,
+            dict(self.acla),
+        )
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -205,9 +217,11 @@ def load_arch_file(path: str | Path) -> tuple[Arch, dict]:
         raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(path))
     space_keys = [k for k in ("sites", "keys", "scopes", "constraints") if k in data]
     if space_keys and "modules" not in data:
-        raise UserError(f"this is a search space (it has {', '.join(space_keys)}); expected an arch file with "
-                        "backbone, task and modules, such as RUN_DIR/best_arch.yaml or one written by `acla-nas export`",
-                        file=str(path))
+        raise UserError(
+            f"this is a search space (it has {', '.join(space_keys)}); expected an arch file with "
+            "backbone, task and modules, such as RUN_DIR/best_arch.yaml or one written by `acla-nas export`",
+            file=str(path),
+        )
     extra = {k: data.pop(k) for k in EXTRA_SECTIONS if k in data}
     for key, value in extra.items():
         if not isinstance(value, dict):
@@ -218,7 +232,9 @@ def load_arch_file(path: str | Path) -> tuple[Arch, dict]:
         raise exc.at(file=str(path)) from None
 
 
-def resolve_refs(order: list[str], site: str, scope: Scope, file: str | None = None, field_name: str | None = None) -> list[str]:
+def resolve_refs(
+    order: list[str], site: str, scope: Scope, file: str | None = None, field_name: str | None = None
+) -> list[str]:
     """The earlier sites a module at ``site`` attends to, earliest first."""
     f = field_name or f"modules.{site}.scope"
     idx = order.index(site)
@@ -234,7 +250,9 @@ def resolve_refs(order: list[str], site: str, scope: Scope, file: str | None = N
         if r not in order:
             raise UserError(f"unknown site {r!r} (known: {', '.join(order)})", file=file, field=f)
         if order.index(r) >= idx:
-            raise UserError(f"site {r!r} is not earlier than {site!r}; ACLA attends to earlier layers only", file=file, field=f)
+            raise UserError(
+                f"site {r!r} is not earlier than {site!r}; ACLA attends to earlier layers only", file=file, field=f
+            )
     return sorted(refs, key=order.index)
 
 
@@ -245,8 +263,12 @@ def resolve_modules(arch: Arch, order: list[str], file: str | None = None) -> di
         if choice.keys == 0:
             continue
         if site not in order:
-            raise UserError(f"unknown site (the backbone's sites: {', '.join(order)})", file=file, field=f"modules.{site}")
+            raise UserError(
+                f"unknown site (the backbone's sites: {', '.join(order)})", file=file, field=f"modules.{site}"
+            )
         if order.index(site) == 0:
-            raise UserError(f"{site} is the earliest site and has no earlier layer to attend to", file=file, field=f"modules.{site}")
+            raise UserError(
+                f"{site} is the earliest site and has no earlier layer to attend to", file=file, field=f"modules.{site}"
+            )
         out[site] = resolve_refs(order, site, choice.scope, file)
     return out

@@ -4,6 +4,7 @@ User errors (:class:`acla_nas.errors.UserError`) become one line on stderr and e
 Every verb takes ``--allow-import PKG[,PKG]``: the only way (with ``ACLA_NAS_ALLOW_IMPORT``) to
 let a file name code outside the registries (see :mod:`acla_nas.trust`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ class _Parser(argparse.ArgumentParser):
 def _out_of_memory(exc: BaseException) -> bool:
     """An allocation that failed despite the up-front estimates (they are lower bounds)."""
     text = str(exc).lower()
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
-        or "can't allocate memory" in text or "out of memory" in text
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "can't allocate memory" in text
+        or "out of memory" in text
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _verbs():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
-        p.add_argument(FLAG, action="append", default=[], metavar="PKG[,PKG]", dest="allow_import",
-                       help=f"let files name code from these modules (package.module:factory / :Class); also {ENV_VAR}")
+        p.add_argument(
+            FLAG,
+            action="append",
+            default=[],
+            metavar="PKG[,PKG]",
+            dest="allow_import",
+            help=f"let files name code from these modules (package.module:factory / :Class); also {ENV_VAR}",
+        )
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -73,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        print(f"acla-nas {args.verb}: error: out of memory ({first}); lower the batch size, the patch or tile size, "
-              "or the backbone's size", file=sys.stderr)
+        print(
+            f"acla-nas {args.verb}: error: out of memory ({first}); lower the batch size, the patch or tile size, "
+            "or the backbone's size",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"acla-nas {args.verb}: interrupted; run the same command again to resume", file=sys.stderr)

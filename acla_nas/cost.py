@@ -10,6 +10,7 @@ MACs = multiply-accumulate operations of one forward pass (1 MAC = 2 FLOPs), cou
 
 Activations, softmax, additions and normalisations are not counted (the usual convention).
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,4 +71,8 @@ def count_macs(model: nn.Module, input_size: tuple[int, int] | tuple[int, int, i
 
 def describe_cost(model: nn.Module, input_size: tuple[int, int] = (64, 64)) -> dict[str, float]:
     """Params and MACs at an input size, as a small dict for tables and model cards."""
-    return {"params": count_params(model), "macs": count_macs(model, input_size), "input": f"3x{input_size[0]}x{input_size[1]}"}
+    return {
+        "params": count_params(model),
+        "macs": count_macs(model, input_size),
+        "input": f"3x{input_size[0]}x{input_size[1]}",
+    }

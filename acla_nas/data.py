@@ -22,6 +22,7 @@ Sources (``data:`` section of a YAML file, or :func:`make_source`):
 Decoded images are kept as uint8 tensors in one process-wide LRU cache (bounded in bytes);
 unreadable files raise :class:`UserError` naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,16 @@ from .tasks import Task
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 EMBEDDED_MAX_SIDE = 512
 EMBEDDED_SPLIT: dict[str, tuple[str, ...]] = {
-    "train": ("hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png",
-              "retina.jpg", "camera.png", "moon.png", "clock_motion.png"),
+    "train": (
+        "hubble_deep_field.jpg",
+        "ihc.png",
+        "motorcycle_left.png",
+        "motorcycle_right.png",
+        "retina.jpg",
+        "camera.png",
+        "moon.png",
+        "clock_motion.png",
+    ),
     "val": ("rocket.jpg", "coins.png"),
     "test": ("astronaut.png", "coffee.png", "chelsea.png"),
 }
@@ -98,13 +107,19 @@ def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
         if not np.isfinite(arr).all():
             raise UserError("a 32-bit float image with NaN or infinite pixels", file=str(path))
         if lo < 0 or hi > 1:
-            raise UserError(f"a 32-bit float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
-                            "(or save it as an 8- or 16-bit image)", file=str(path))
+            raise UserError(
+                f"a 32-bit float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
+                "(or save it as an 8- or 16-bit image)",
+                file=str(path),
+            )
         arr = arr * 255.0
     else:
         if lo < 0 or hi > 65535:
-            raise UserError(f"a 32-bit integer image with values in [{lo:g}, {hi:g}]; expected 16-bit values "
-                            "0..65535 (or save it as an 8- or 16-bit image)", file=str(path))
+            raise UserError(
+                f"a 32-bit integer image with values in [{lo:g}, {hi:g}]; expected 16-bit values "
+                "0..65535 (or save it as an 8- or 16-bit image)",
+                file=str(path),
+            )
         arr = arr / 257.0
     return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
 
@@ -127,7 +142,11 @@ def _decode(path: Path, max_side: int | None) -> torch.Tensor:
 
 
 def _unreadable(path: Path, exc: Exception) -> UserError:
-    hint = "; multi-channel float TIFFs are not supported, save 8- or 16-bit" if path.suffix.lower() in (".tif", ".tiff") else ""
+    hint = (
+        "; multi-channel float TIFFs are not supported, save 8- or 16-bit"
+        if path.suffix.lower() in (".tif", ".tiff")
+        else ""
+    )
     return UserError(f"cannot read image ({type(exc).__name__}: {exc}){hint}", file=str(path))
 
 
@@ -259,8 +278,11 @@ class ImageList(Sequence):
         lq = load_image_u8(ref.lr, ref.max_side)
         h, w = lq.shape[1] * self.scale, lq.shape[2] * self.scale
         if hr.shape[1] < h or hr.shape[2] < w:
-            raise UserError(f"HR image {hr.shape[2]}x{hr.shape[1]} is smaller than {self.scale} x its LR partner "
-                            f"{lq.shape[2]}x{lq.shape[1]} ({ref.lr})", file=str(ref.hr))
+            raise UserError(
+                f"HR image {hr.shape[2]}x{hr.shape[1]} is smaller than {self.scale} x its LR partner "
+                f"{lq.shape[2]}x{lq.shape[1]} ({ref.lr})",
+                file=str(ref.hr),
+            )
         return lq, hr[:, :h, :w]
 
     def name(self, i: int) -> str:
@@ -304,7 +326,9 @@ def check_min_side(items: Sequence[Item], min_side: int, why: str, field: str) -
         names = [f"#{i}" for i in range(len(sizes))]
     for name, (h, w) in zip(names, sizes):
         if min(h, w) < min_side:
-            raise UserError(f"the image is {w}x{h}, smaller than {min_side}x{min_side}, the least {why}", file=name, field=field)
+            raise UserError(
+                f"the image is {w}x{h}, smaller than {min_side}x{min_side}, the least {why}", file=name, field=field
+            )
 
 
 @dataclass
@@ -356,8 +380,15 @@ def embedded_source(max_side: int | None = EMBEDDED_MAX_SIDE, set_name: str = "p
                     warnings.warn(f"embedded texture {p} is missing; skipped", stacklevel=2)
                     continue
                 for qx, qy in quads:
-                    refs.append(ImageRef(p, None, None, (256 * qx, 256 * qy, 256 * qx + 256, 256 * qy + 256),
-                                         f"{p.stem}_{'tb'[qy]}{'lr'[qx]}"))
+                    refs.append(
+                        ImageRef(
+                            p,
+                            None,
+                            None,
+                            (256 * qx, 256 * qy, 256 * qx + 256, 256 * qy + 256),
+                            f"{p.stem}_{'tb'[qy]}{'lr'[qx]}",
+                        )
+                    )
             splits[split] = refs
         return DataSource("textures", {"kind": "embedded", "set": "textures"}, splits)
     for split, names in EMBEDDED_SPLIT.items():
@@ -379,7 +410,8 @@ def synthetic_source(spec: dict) -> DataSource:
 
     params = parse_params(spec)
     splits: dict[str, list[ImageRef | SyntheticRef]] = {
-        s: [SyntheticRef(params, s, i) for i in range(params.count(s))] for s in SPLITS}
+        s: [SyntheticRef(params, s, i) for i in range(params.count(s))] for s in SPLITS
+    }
     return DataSource(f"synthetic(seed {params.seed})", dict(spec), splits)
 
 
@@ -400,7 +432,7 @@ def split_by_fraction(items: list, val_fraction: float, test_fraction: float) ->
     n_test = count(test_fraction, n)
     n_val = count(val_fraction, n - n_test)
     n_train = n - n_test - n_val
-    return {"train": items[:n_train], "val": items[n_train:n_train + n_val], "test": items[n_train + n_val:]}
+    return {"train": items[:n_train], "val": items[n_train : n_train + n_val], "test": items[n_train + n_val :]}
 
 
 def _dir(value: Any, fld: str) -> Path:
@@ -454,7 +486,7 @@ def _lr_candidates(stem: str, scale: int) -> list[str]:
     for hr_tag, lr_tag in (("_HR", "_LR"), ("HR", "LR")):
         i = stem.rfind(hr_tag)
         if i >= 0:
-            names.append(stem[:i] + lr_tag + stem[i + len(hr_tag):])
+            names.append(stem[:i] + lr_tag + stem[i + len(hr_tag) :])
     return names
 
 
@@ -508,13 +540,17 @@ class SourceKind:
 
 
 DATA_SOURCES: Registry[SourceKind] = Registry(
-    "data kind", "acla_nas.data_sources", "data.kind", check=lambda o: isinstance(o, SourceKind),
+    "data kind",
+    "acla_nas.data_sources",
+    "data.kind",
+    check=lambda o: isinstance(o, SourceKind),
     expected="acla_nas.data.SourceKind",
 )
 
 
-def register_source(kind: str, keys: Sequence[str], required: Sequence[str] = (),
-                    check: Callable[[dict], Any] | None = None) -> Callable[[Callable[[dict, int], DataSource]], Callable[[dict, int], DataSource]]:
+def register_source(
+    kind: str, keys: Sequence[str], required: Sequence[str] = (), check: Callable[[dict], Any] | None = None
+) -> Callable[[Callable[[dict, int], DataSource]], Callable[[dict, int], DataSource]]:
     """Decorator: make ``build(spec, scale) -> DataSource`` the data source of ``kind``."""
 
     def deco(build: Callable[[dict, int], DataSource]) -> Callable[[dict, int], DataSource]:
@@ -538,9 +574,26 @@ def _embedded(spec: dict, scale: int) -> DataSource:
     return embedded_source(_max_side(spec, EMBEDDED_MAX_SIDE), set_name)
 
 
-register_source("synthetic", ("seed", "size", "n_train", "n_val", "n_test", "periods", "lattices", "motifs", "jitter",
-                              "brightness", "supersample"), check=_check_synthetic)(lambda spec, scale: synthetic_source(spec))
-register_source("folder", ("val_fraction", "test_fraction", "max_side"), required=("path",))(lambda spec, scale: folder_source(spec))
+register_source(
+    "synthetic",
+    (
+        "seed",
+        "size",
+        "n_train",
+        "n_val",
+        "n_test",
+        "periods",
+        "lattices",
+        "motifs",
+        "jitter",
+        "brightness",
+        "supersample",
+    ),
+    check=_check_synthetic,
+)(lambda spec, scale: synthetic_source(spec))
+register_source("folder", ("val_fraction", "test_fraction", "max_side"), required=("path",))(
+    lambda spec, scale: folder_source(spec)
+)
 register_source("paired", ("val_fraction", "test_fraction"), required=("hr", "lr"))(paired_source)
 
 
@@ -548,12 +601,16 @@ def data_kind(spec: dict) -> SourceKind:
     """The registered kind of a ``data:`` spec, with its keys checked."""
     kind = spec.get("kind", "embedded")
     if not isinstance(kind, str) or kind not in DATA_SOURCES.names():
-        raise UserError(f"unknown data kind {kind!r} (expected one of {', '.join(DATA_SOURCES.names())})", field="data.kind")
+        raise UserError(
+            f"unknown data kind {kind!r} (expected one of {', '.join(DATA_SOURCES.names())})", field="data.kind"
+        )
     source = DATA_SOURCES.get(kind)
     extra = sorted(set(spec) - source.keys)
     if extra:
-        raise UserError(f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(source.keys))})",
-                        field=f"data.{extra[0]}")
+        raise UserError(
+            f"unknown key {extra[0]!r} for kind {kind} (expected {', '.join(sorted(source.keys))})",
+            field=f"data.{extra[0]}",
+        )
     return source
 
 
@@ -575,8 +632,16 @@ def source_for_dir(path: str | Path, scale: int = 1) -> DataSource:
     if (root / "HR").is_dir():
         for lr in ("LR", "LR_bicubic", "LQ"):
             if (root / lr).is_dir():
-                src = make_source({"kind": "paired", "hr": str(root / "HR"), "lr": str(root / lr),
-                                   "val_fraction": 0, "test_fraction": 1.0}, scale)
+                src = make_source(
+                    {
+                        "kind": "paired",
+                        "hr": str(root / "HR"),
+                        "lr": str(root / lr),
+                        "val_fraction": 0,
+                        "test_fraction": 1.0,
+                    },
+                    scale,
+                )
                 src.name = root.name
                 return src
     try:
@@ -610,7 +675,9 @@ def _item_name(items: Sequence, i: int) -> str:
     return items.name(i) if hasattr(items, "name") else f"#{i}"
 
 
-def _crop(items: Sequence, i: int, patch: int, scale: int, g: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _crop(
+    items: Sequence, i: int, patch: int, scale: int, g: torch.Generator
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """A random HR patch (and the aligned LR patch for pairs) from item ``i``."""
     item = items[i]
     lq, hr = item if isinstance(item, tuple) else (None, item)
@@ -620,8 +687,8 @@ def _crop(items: Sequence, i: int, patch: int, scale: int, g: torch.Generator) -
     lp = patch // scale
     y = int(torch.randint(0, h // scale - lp + 1, (1,), generator=g)) * scale
     x = int(torch.randint(0, w // scale - lp + 1, (1,), generator=g)) * scale
-    hr_p = hr[..., y:y + patch, x:x + patch]
-    lq_p = None if lq is None else lq[..., y // scale:y // scale + lp, x // scale:x // scale + lp]
+    hr_p = hr[..., y : y + patch, x : x + patch]
+    lq_p = None if lq is None else lq[..., y // scale : y // scale + lp, x // scale : x // scale + lp]
     return lq_p, hr_p
 
 
@@ -633,13 +700,15 @@ class PatchSampler:
     Bayer phase and JPEG blocks stay aligned to the patch). Batch ``n`` depends only on
     ``(seed, n)``, so ``state_dict()`` is just ``{seed, step}`` and resuming is exact."""
 
-    def __init__(self, items: Sequence[Item], task: Task, patch: int, batch: int, seed: int = 0,
-                 augment: bool = True) -> None:
+    def __init__(
+        self, items: Sequence[Item], task: Task, patch: int, batch: int, seed: int = 0, augment: bool = True
+    ) -> None:
         if not len(items):
             raise UserError("no training images", field="data")
         if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or patch % task.scale:
-            raise UserError(f"got {patch!r}, expected a positive multiple of the scale ({task.scale})",
-                            field="train.patch")
+            raise UserError(
+                f"got {patch!r}, expected a positive multiple of the scale ({task.scale})", field="train.patch"
+            )
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise UserError(f"got {batch!r}, expected a positive integer", field="train.batch")
         self.items, self.task, self.patch, self.batch = items, task, patch, batch
@@ -675,7 +744,9 @@ class PatchSampler:
         self.seed, self.step = int(state["seed"]), int(state["step"])
 
 
-def fixed_patches(items: Sequence[Item], task: Task, n: int, patch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_patches(
+    items: Sequence[Item], task: Task, n: int, patch: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic ``(lq, hr)`` pair of ``n`` patches for fast validation during search.
 
     Patches cycle over the images at seeded random positions, without augmentation; the patch
@@ -706,7 +777,24 @@ def full_images(items: Sequence[Item]) -> list[Item]:
 
 
 __all__ = [
-    "EMBEDDED_SPLIT", "DataSource", "ImageList", "ImageRef", "SyntheticRef", "synthetic_source", "PatchSampler", "embedded_source", "find_pairs",
-    "check_min_side", "fixed_patches", "full_images", "image_size", "load_image", "load_image_u8", "make_source", "save_image", "source_for_dir",
-    "split_by_fraction", "to_float",
+    "EMBEDDED_SPLIT",
+    "DataSource",
+    "ImageList",
+    "ImageRef",
+    "SyntheticRef",
+    "synthetic_source",
+    "PatchSampler",
+    "embedded_source",
+    "find_pairs",
+    "check_min_side",
+    "fixed_patches",
+    "full_images",
+    "image_size",
+    "load_image",
+    "load_image_u8",
+    "make_source",
+    "save_image",
+    "source_for_dir",
+    "split_by_fraction",
+    "to_float",
 ]

@@ -4,6 +4,7 @@ A named device is checked against what this torch build and machine support (CUD
 before any work starts, so ``--device mps`` on a CUDA-less Linux build is one line, not a
 traceback after minutes of setup.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,16 +39,27 @@ def resolve_device(name: str | None = None, field: str = "--device") -> torch.de
         return torch.device("cpu")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"CUDA was requested but is not available here ({build}, no usable GPU); use --device cpu or auto",
-                            field=field)
+            raise UserError(
+                f"CUDA was requested but is not available here ({build}, no usable GPU); use --device cpu or auto",
+                field=field,
+            )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise UserError(f"{name!r} does not exist: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}", field=field)
+            raise UserError(
+                f"{name!r} does not exist: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}",
+                field=field,
+            )
         return dev
     if dev.type == "mps":
         if "mps" not in _available_types():
-            raise UserError(f"Apple MPS was requested but this torch build ({build}) or machine does not support it; "
-                            "use --device cpu or auto", field=field)
+            raise UserError(
+                f"Apple MPS was requested but this torch build ({build}) or machine does not support it; "
+                "use --device cpu or auto",
+                field=field,
+            )
         return dev
-    raise UserError(f"device type {dev.type!r} is not supported by acla-nas on this machine (available: "
-                    f"{', '.join(_available_types())}; expected {EXPECTED})", field=field)
+    raise UserError(
+        f"device type {dev.type!r} is not supported by acla-nas on this machine (available: "
+        f"{', '.join(_available_types())}; expected {EXPECTED})",
+        field=field,
+    )

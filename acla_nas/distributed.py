@@ -14,6 +14,7 @@ about ranks. The contract:
 * :func:`launch` starts N local processes the way torchrun would (``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and returns rank 0's result.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,7 +61,9 @@ def from_env() -> Rank:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError:
-        raise UserError("expected integers in RANK, WORLD_SIZE and LOCAL_RANK (as torchrun sets them)", field="WORLD_SIZE") from None
+        raise UserError(
+            "expected integers in RANK, WORLD_SIZE and LOCAL_RANK (as torchrun sets them)", field="WORLD_SIZE"
+        ) from None
     if world < 1 or not 0 <= rank < world:
         raise UserError(f"expected 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}", field="WORLD_SIZE")
     return Rank(rank, world, local)
@@ -129,7 +132,10 @@ def check_batch(batch: int, field: str) -> None:
     """The global batch must split evenly, or the averaged gradient is not the global one."""
     r = current()
     if r.enabled and batch % r.world:
-        raise UserError(f"the batch {batch} does not split evenly over {r.world} processes; use a multiple of {r.world}", field=field)
+        raise UserError(
+            f"the batch {batch} does not split evenly over {r.world} processes; use a multiple of {r.world}",
+            field=field,
+        )
 
 
 def shard(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -216,12 +222,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _child(rank: int, world: int, port: int, device: str | None, fn: Callable[..., Any], args: tuple, queue: Any,
-           allowed: tuple[str, ...] = ()) -> None:
+def _child(
+    rank: int,
+    world: int,
+    port: int,
+    device: str | None,
+    fn: Callable[..., Any],
+    args: tuple,
+    queue: Any,
+    allowed: tuple[str, ...] = (),
+) -> None:
     from .trust import allow_imports
 
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     if not _uses_cuda(device):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the ranks share the cores
     try:
@@ -240,7 +261,9 @@ def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), device: str | N
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UserError(f"expected a positive integer, got {nproc!r}", field="--nproc")
     if from_env().enabled:
-        raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
+        raise UserError(
+            "already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc"
+        )
     from .trust import allowed_prefixes
 
     ctx = mp.get_context("spawn")
@@ -258,7 +281,9 @@ def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), device: str | N
             except Exception:  # noqa: BLE001 - queue.Empty: check for ranks that died without a word
                 dead = [i for i, p in enumerate(procs) if p.exitcode is not None and i not in results]
                 if dead:
-                    raise RuntimeError(f"rank {dead[0]} of --nproc {nproc} died (exit code {procs[dead[0]].exitcode})") from None
+                    raise RuntimeError(
+                        f"rank {dead[0]} of --nproc {nproc} died (exit code {procs[dead[0]].exitcode})"
+                    ) from None
                 continue
             results[rank] = (kind, payload)
             if kind != "ok":
@@ -279,6 +304,22 @@ def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), device: str | N
 
 
 __all__ = [
-    "Rank", "ReplicatedError", "average_gradients", "barrier", "broadcast", "check_batch", "current", "device_for",
-    "from_env", "gather", "is_main", "launch", "leave", "mean", "on_main", "process_group", "shard", "wrap",
+    "Rank",
+    "ReplicatedError",
+    "average_gradients",
+    "barrier",
+    "broadcast",
+    "check_batch",
+    "current",
+    "device_for",
+    "from_env",
+    "gather",
+    "is_main",
+    "launch",
+    "leave",
+    "mean",
+    "on_main",
+    "process_group",
+    "shard",
+    "wrap",
 ]

@@ -3,6 +3,7 @@
 The command line turns a :class:`UserError` into that line on stderr and exit code 2;
 library callers can catch it like any exception.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,7 +24,7 @@ class UserError(Exception):
         text = f"{prefix}: {self.message}" if prefix else self.message
         return " ".join(text.split())  # always one line
 
-    def at(self, *, file: str | None = None, field: str | None = None) -> "UserError":
+    def at(self, *, file: str | None = None, field: str | None = None) -> UserError:
         """The same error (same class) with a file and/or an outer field path prepended."""
         new_field = self.field
         if field:

@@ -6,6 +6,7 @@ distinct architectures of the trajectory, or its Pareto front (PSNR up, MACs dow
 Weights inherited from the supernet are exported when the run trained one (one-shot or DARTS),
 so a child can be used or fine-tuned without retraining from scratch.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,6 @@ from .run_config import RunConfig, load_run_config
 from .run_dir import RunDir
 from .space import SearchSpace
 
-
 INPUT_SIDE = (8, 4096)  # input heights/widths the exported models (ONNX dynamic shapes) accept
 
 
@@ -49,10 +49,17 @@ def load_run(run_dir: Path) -> tuple[dict, SearchSpace, pd.DataFrame]:
 
 
 def _row_scores(row: pd.Series) -> dict[str, Any]:
-    return {"psnr": float(row["psnr"]), "flops": int(row["flops"]), "params": int(row["params"]), "step": int(row["step"])}
+    return {
+        "psnr": float(row["psnr"]),
+        "flops": int(row["flops"]),
+        "params": int(row["params"]),
+        "step": int(row["step"]),
+    }
 
 
-def select(run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None = None, pareto: bool = False) -> list[Pick]:
+def select(
+    run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None = None, pareto: bool = False
+) -> list[Pick]:
     """The architectures to export (distinct, COMPLETE rows only)."""
     done = df[df["state"] == "COMPLETE"].copy()
     done = done[done["psnr"].map(lambda v: isinstance(v, float) and math.isfinite(v))]
@@ -65,7 +72,10 @@ def select(run_dir: Path, space: SearchSpace, df: pd.DataFrame, top: int | None 
         front = sorted((r for (_, r), keep in zip(done.iterrows(), on) if keep), key=lambda r: r.flops)
         return [Pick(f"pareto{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, r in enumerate(front)]
     if top:
-        return [Pick(f"top{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r)) for i, (_, r) in enumerate(done.head(top).iterrows())]
+        return [
+            Pick(f"top{i + 1}", space.decode(json.loads(r.arch)), _row_scores(r))
+            for i, (_, r) in enumerate(done.head(top).iterrows())
+        ]
     best_path = RunDir(run_dir).best_arch
     if not best_path.is_file():
         raise UserError("the run has no best_arch.yaml (is the search finished?)", file=str(best_path))
@@ -86,7 +96,9 @@ def supernet_weights(run_dir: Path, config: dict) -> dict[str, torch.Tensor] | N
     return cls.saved_weights(RunDir(run_dir))
 
 
-def model_card(pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, input_size: tuple[int, int], files: list[str]) -> str:
+def model_card(
+    pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, input_size: tuple[int, int], files: list[str]
+) -> str:
     strat = config.get("strategy", {})
     lines = [
         f"# ACLA child `{pick.name}` from run `{run_dir.name}`",
@@ -107,7 +119,9 @@ def model_card(pick: Pick, arch: Arch, config: dict, run_dir: Path, cost: dict, 
     order = [s.name for s in build(arch).sites]
     for site, choice in arch.modules.items():
         refs = resolve_refs(order, site, choice.scope)
-        lines.append(f"| {site} | {choice.keys} | {choice.scope if not isinstance(choice.scope, tuple) else list(choice.scope)} -> {', '.join(refs)} |")
+        lines.append(
+            f"| {site} | {choice.keys} | {choice.scope if not isinstance(choice.scope, tuple) else list(choice.scope)} -> {', '.join(refs)} |"
+        )
     if not arch.modules:
         lines.append("| (none: the plain backbone) | | |")
     score = pick.scores.get("psnr")
@@ -141,8 +155,18 @@ def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> No
     w = torch.export.Dim("width", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=18, input_names=["lq"], output_names=["restored"],
-                          dynamic_shapes={"x": {2: h, 3: w}}, external_data=False, verbose=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            opset_version=18,
+            input_names=["lq"],
+            output_names=["restored"],
+            dynamic_shapes={"x": {2: h, 3: w}},
+            external_data=False,
+            verbose=False,
+        )
 
 
 def export_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
@@ -178,8 +202,12 @@ def export_run(
     picks = select(run_dir, space, df, top, pareto)
     size = tuple(input_size or space.spec.input_size)
     if (onnx or torchscript) and not all(INPUT_SIDE[0] <= v <= INPUT_SIDE[1] for v in size):
-        raise UserError(f"the example input {size[0]}x{size[1]} is outside {INPUT_SIDE[0]}..{INPUT_SIDE[1]}, the sizes the "
-                        "exported models accept; pass --input-size H W", file=str(RunDir(run_dir).config), field="space.eval.input_size")
+        raise UserError(
+            f"the example input {size[0]}x{size[1]} is outside {INPUT_SIDE[0]}..{INPUT_SIDE[1]}, the sizes the "
+            "exported models accept; pass --input-size H W",
+            file=str(RunDir(run_dir).config),
+            field="space.eval.input_size",
+        )
     supernet_state = supernet_weights(run_dir, config_doc) if weights else None
     supernet = None
     if supernet_state is not None:
@@ -194,14 +222,30 @@ def export_run(
         arch = pick.arch
         doc = arch.to_dict()
         doc["data"] = dict(space.spec.data)
-        doc["provenance"] = {"space": config_doc.get("space_file"), "strategy": config_doc.get("strategy", {}).get("strategy"), "run": str(run_dir), **pick.scores}
+        doc["provenance"] = {
+            "space": config_doc.get("space_file"),
+            "strategy": config_doc.get("strategy", {}).get("strategy"),
+            "run": str(run_dir),
+            **pick.scores,
+        }
         write_text_atomic(d / "arch.yaml", yaml.safe_dump(doc, sort_keys=False))
         files = ["arch.yaml", "model_card.md", "card.json"]
         model = build(arch).eval()
-        cost = {"macs": count_macs(model, size), "params": count_params(model), "plain_macs": plain_cost["macs"], "plain_params": plain_cost["params"]}
+        cost = {
+            "macs": count_macs(model, size),
+            "params": count_params(model),
+            "plain_macs": plain_cost["macs"],
+            "plain_params": plain_cost["params"],
+        }
         if supernet is not None:
             copy_child_weights(supernet, model)
-            save_model_file(d / "model.pt", model, arch.to_dict(), dict(arch.task), {"source": "inherited from the supernet (not retrained)"})
+            save_model_file(
+                d / "model.pt",
+                model,
+                arch.to_dict(),
+                dict(arch.task),
+                {"source": "inherited from the supernet (not retrained)"},
+            )
             files.append("model.pt")
         example = torch.rand(1, 3, *size)
         if torchscript:
@@ -210,11 +254,27 @@ def export_run(
         if onnx:
             export_onnx(model, d / "model.onnx", example)
             files.append("model.onnx")
-        card = {"name": pick.name, "arch": arch.to_dict(), "input_size": list(size), **cost, "scores": pick.scores, "files": files}
+        card = {
+            "name": pick.name,
+            "arch": arch.to_dict(),
+            "input_size": list(size),
+            **cost,
+            "scores": pick.scores,
+            "files": files,
+        }
         write_text_atomic(d / "card.json", json.dumps(card, indent=2))
         write_text_atomic(d / "model_card.md", model_card(pick, arch, config_doc, run_dir, cost, size, files))
-        rows.append({"name": pick.name, "step": pick.scores.get("step", pick.scores.get("trial")), "psnr": pick.scores.get("psnr"),
-                     "flops": cost["macs"], "params": cost["params"], "arch": json.dumps(space.encode(arch), sort_keys=True), "dir": str(d)})
+        rows.append(
+            {
+                "name": pick.name,
+                "step": pick.scores.get("step", pick.scores.get("trial")),
+                "psnr": pick.scores.get("psnr"),
+                "flops": cost["macs"],
+                "params": cost["params"],
+                "arch": json.dumps(space.encode(arch), sort_keys=True),
+                "dir": str(d),
+            }
+        )
         written.append(d)
     with atomic_path(RunDir(run_dir).exported) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -11,6 +11,7 @@ a lock made by Optuna itself) keeps it for the lease (``grace`` seconds without 
 Optuna. Breakers are serialised with ``flock`` on the journal and re-read the link first, so two
 waiters never break each other's fresh locks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,11 @@ class OwnerLock:
             dead = owner is not None and owner.alive() is False
             if dead or time.monotonic() - since > self.grace:
                 if not dead:
-                    print(f"acla-nas: the journal lock {self._lock} was held {self.grace:.0f} s without change "
-                          f"({owner.describe() if owner else 'by another program'}); breaking it", file=sys.stderr)
+                    print(
+                        f"acla-nas: the journal lock {self._lock} was held {self.grace:.0f} s without change "
+                        f"({owner.describe() if owner else 'by another program'}); breaking it",
+                        file=sys.stderr,
+                    )
                 self._break(held)
                 sleep = 0.001
                 continue

@@ -14,6 +14,7 @@ callback, at most ``MAX_RETRY`` times) the trials whose worker is gone:
 A paused worker whose trial was taken over finds it finished when it wakes up; the trial loop
 then drops its result instead of telling a finished trial.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ thread counts, so the same command with the same seed gives the same numbers bit
 the same machine type, with the same torch build and the same number of threads. Recording these
 next to the results says which comparison is exact and which is only statistical.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ plus float32 parameters (x4 when training: weights, gradients, Adam's two moment
 free memory; so a refused configuration surely does not fit, while one that passes may still
 run out (the command line then reports it in one line too).
 """
+
 from __future__ import annotations
 
 import os
@@ -102,7 +103,9 @@ def measure(model: nn.Module, lr_size: tuple[int, int], train: bool = True) -> F
     return Footprint(sum(p.numel() for p in model.parameters()), counter.total, counter.largest)
 
 
-def network_footprint(arch: Any, lr_size: tuple[int, int], file: str | None = None, train: bool = True) -> Footprint | None:
+def network_footprint(
+    arch: Any, lr_size: tuple[int, int], file: str | None = None, train: bool = True
+) -> Footprint | None:
     """Footprint of the child network of an :class:`~acla_nas.arch.Arch`, built on meta."""
     from .network import build
 
@@ -114,16 +117,28 @@ def network_footprint(arch: Any, lr_size: tuple[int, int], file: str | None = No
     return measure(net, lr_size, train)
 
 
-def require(needed: int, device: torch.device | str, what: str, hint: str, file: str | None = None, field: str | None = None) -> None:
+def require(
+    needed: int, device: torch.device | str, what: str, hint: str, file: str | None = None, field: str | None = None
+) -> None:
     """Refuse when ``needed`` bytes exceed the free memory of ``device``."""
     free = free_bytes(device)
     if free is not None and needed > free:
-        raise UserError(f"{what} needs at least {gib(needed)} of memory but {gib(free)} is free on {torch.device(device)}; {hint}",
-                        file=file, field=field)
+        raise UserError(
+            f"{what} needs at least {gib(needed)} of memory but {gib(free)} is free on {torch.device(device)}; {hint}",
+            file=file,
+            field=field,
+        )
 
 
-def check_training(arch: Any, batch: int, patch: int, device: torch.device | str, batch_field: str,
-                   batch_file: str | None = None, arch_file: str | None = None) -> None:
+def check_training(
+    arch: Any,
+    batch: int,
+    patch: int,
+    device: torch.device | str,
+    batch_field: str,
+    batch_file: str | None = None,
+    arch_file: str | None = None,
+) -> None:
     """Refuse a training run (batches of HR ``patch`` patches) that cannot fit on ``device``; the
     error names the batch (``batch_field`` of ``batch_file``) or, when the parameters dominate,
     ``backbone.kwargs`` of ``arch_file``."""
@@ -136,15 +151,30 @@ def check_training(arch: Any, batch: int, patch: int, device: torch.device | str
     needed = fp.training_bytes(batch)
     by_params = 2 * BYTES * 4 * fp.params > needed
     field, file = ("backbone.kwargs", arch_file) if by_params else (batch_field, batch_file)
-    require(needed, device, f"training {arch.backbone} ({fp.params:,} parameters) on batches of {batch} x {patch}x{patch} patches",
-            f"lower {field}" + ("" if by_params else " or the patch size"), file, field)
+    require(
+        needed,
+        device,
+        f"training {arch.backbone} ({fp.params:,} parameters) on batches of {batch} x {patch}x{patch} patches",
+        f"lower {field}" + ("" if by_params else " or the patch size"),
+        file,
+        field,
+    )
 
 
-def check_inference(arch: Any, lr_size: tuple[int, int], device: torch.device | str, field: str, hint: str, file: str | None = None) -> None:
+def check_inference(
+    arch: Any, lr_size: tuple[int, int], device: torch.device | str, field: str, hint: str, file: str | None = None
+) -> None:
     """Refuse running the model of ``arch`` on one (h, w) input that cannot fit on ``device``."""
     fp = network_footprint(arch, lr_size, file, train=False)
     if fp is not None:
-        require(fp.inference_bytes(), device, f"running {arch.backbone} on a {lr_size[1]}x{lr_size[0]} input", hint, file, field)
+        require(
+            fp.inference_bytes(),
+            device,
+            f"running {arch.backbone} on a {lr_size[1]}x{lr_size[0]} input",
+            hint,
+            file,
+            field,
+        )
 
 
 __all__ = ["Footprint", "check_inference", "check_training", "free_bytes", "measure", "network_footprint", "require"]

@@ -12,6 +12,7 @@
 The metrics do not quantize: callers that want BasicSR's exact numbers round their outputs to
 8 bits first (:func:`quantize`), as ``tensor2img`` does there.
 """
+
 from __future__ import annotations
 
 import math
@@ -111,5 +112,7 @@ def ssim(img, ref, crop_border: int = 0, test_y_channel: bool = False, data_rang
     """Structural similarity (mean over a batch; RGB averages the channels, like BasicSR)."""
     a, b = _prepare(img, ref, crop_border, test_y_channel, data_range)
     if a.shape[-1] < SSIM_WINDOW or a.shape[-2] < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}")
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}"
+        )
     return float(_ssim_per_image(a, b).mean())

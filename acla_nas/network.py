@@ -10,6 +10,7 @@ small objects (not closures), so ``copy.deepcopy`` of a network stays self-consi
   call (prefix slicing and layer subsets), and DARTS can mix budgets in one pass. The supernet
   therefore costs one module per site, not the sum of all choices.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ class FeatureBus:
 class _SiteHook:
     """Forward hook of one site: apply its ACLA module (if any) and record the output."""
 
-    def __init__(self, net: "ACLANetwork", site: str) -> None:
+    def __init__(self, net: ACLANetwork, site: str) -> None:
         self.bus = net.bus
         self.site = site
         self.module: ACLA | None = net.acla[_key(site)] if _key(site) in net.acla else None
@@ -74,7 +75,9 @@ class _SiteHook:
 class ACLANetwork(nn.Module):
     """A backbone plus ACLA modules at some of its sites (a plain ``nn.Module``)."""
 
-    def __init__(self, backbone: nn.Module, sites: list[Site], modules: dict[str, ACLA], refs: dict[str, list[str]]) -> None:
+    def __init__(
+        self, backbone: nn.Module, sites: list[Site], modules: dict[str, ACLA], refs: dict[str, list[str]]
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.sites = list(sites)
@@ -134,7 +137,9 @@ def build(arch: Arch, file: str | None = None) -> ACLANetwork:
     channels = {s.name: s.channels for s in sites}
     opts = check_acla_options(arch.acla, file=file)
     refs = resolve_modules(arch, order, file)
-    modules = {site: ACLA(channels[site], [channels[r] for r in refs[site]], arch.modules[site].keys, **opts) for site in refs}
+    modules = {
+        site: ACLA(channels[site], [channels[r] for r in refs[site]], arch.modules[site].keys, **opts) for site in refs
+    }
     net = ACLANetwork(backbone, sites, modules, refs)
     net.arch = arch  # provenance for export; not part of the state dict
     return net
@@ -151,7 +156,9 @@ class SiteChoices:
 class Supernet(ACLANetwork):
     """Weight-sharing supernet; :meth:`use` picks the child (budgets and scopes) per forward call."""
 
-    def __init__(self, backbone: nn.Module, sites: list[Site], choices: dict[str, SiteChoices], acla: dict | None = None) -> None:
+    def __init__(
+        self, backbone: nn.Module, sites: list[Site], choices: dict[str, SiteChoices], acla: dict | None = None
+    ) -> None:
         order = [s.name for s in sites]
         channels = {s.name: s.channels for s in sites}
         opts = check_acla_options(acla)
@@ -174,7 +181,7 @@ class Supernet(ACLANetwork):
         self.scope_index = self_scope_refs
         self.use({})
 
-    def use(self, modules: dict[str, ModuleChoice]) -> "Supernet":
+    def use(self, modules: dict[str, ModuleChoice]) -> Supernet:
         """Run the child with these per-site choices (sites not named: no module)."""
         runs: dict[str, SiteRun] = {}
         for site in self.acla_modules():
@@ -183,7 +190,10 @@ class Supernet(ACLANetwork):
                 runs[site] = SiteRun(0)
                 continue
             if choice.keys > self.acla[_key(site)].k_max:
-                raise UserError(f"key budget {choice.keys} above the supernet's K_max {self.acla[_key(site)].k_max}", field=f"modules.{site}.keys")
+                raise UserError(
+                    f"key budget {choice.keys} above the supernet's K_max {self.acla[_key(site)].k_max}",
+                    field=f"modules.{site}.keys",
+                )
             runs[site] = SiteRun(choice.keys, self._active(site, choice.scope))
         for site, choice in modules.items():
             if choice.keys > 0 and site not in runs:
@@ -191,7 +201,9 @@ class Supernet(ACLANetwork):
         self.bus.runs = runs
         return self
 
-    def use_mix(self, mixes: dict[str, tuple[Sequence[int], torch.Tensor]], scopes: dict[str, Scope] | None = None) -> "Supernet":
+    def use_mix(
+        self, mixes: dict[str, tuple[Sequence[int], torch.Tensor]], scopes: dict[str, Scope] | None = None
+    ) -> Supernet:
         """DARTS: at each site, blend the given budgets with the given weights in one pass."""
         runs: dict[str, SiteRun] = {}
         for site in self.acla_modules():
@@ -206,7 +218,9 @@ class Supernet(ACLANetwork):
     def _active(self, site: str, scope: Scope) -> list[int]:
         table = self.scope_index[site]
         if scope not in table:
-            raise UserError(f"scope {scope!r} is not among this site's choices {list(table)}", field=f"modules.{site}.scope")
+            raise UserError(
+                f"scope {scope!r} is not among this site's choices {list(table)}", field=f"modules.{site}.scope"
+            )
         return table[scope]
 
 

@@ -6,6 +6,7 @@ alone. The identity is host, boot id, pid and the pid's start time, so a reused 
 rebooted machine does not pass for the original owner. A process on another machine cannot be
 checked from here; callers fall back to a lease (time since the owner's last sign of life).
 """
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ Stages and where they leave their results in RUN_DIR:
    MACs, plus the naive floor (bicubic / noisy input);
 5. plots: ``plots/`` and ``report.html``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,16 @@ from .network import build
 from .run_config import RunConfig
 from .run_dir import RunDir
 
-DEFAULT_RECIPE: dict[str, Any] = {"steps": 1500, "patch": 48, "batch": 8, "lr": 5.0e-4, "schedule": "cosine", "val_every": 0, "val_patches": 16, "ckpt_every": 100}
+DEFAULT_RECIPE: dict[str, Any] = {
+    "steps": 1500,
+    "patch": 48,
+    "batch": 8,
+    "lr": 5.0e-4,
+    "schedule": "cosine",
+    "val_every": 0,
+    "val_patches": 16,
+    "ckpt_every": 100,
+}
 VARIANTS = ("plain", "paper", "discovered")
 
 
@@ -55,8 +65,16 @@ def _variant_archs(run: RunDir, space: Any) -> dict[str, Arch]:
     return {"plain": refs["plain"], "paper": refs["paper"], "discovered": discovered}
 
 
-def retrain_variants(run_dir: Path, space: Any, recipe: dict, seed: int, device: str | None, progress: bool, log: Any = print,
-                     nproc: int = 1) -> dict[str, dict]:
+def retrain_variants(
+    run_dir: Path,
+    space: Any,
+    recipe: dict,
+    seed: int,
+    device: str | None,
+    progress: bool,
+    log: Any = print,
+    nproc: int = 1,
+) -> dict[str, dict]:
     """Train each distinct variant once from scratch with the same recipe; returns name -> metrics."""
     from .retrain import train_arch
 
@@ -94,27 +112,43 @@ def final_table(space: Any, variants: dict[str, dict]) -> pd.DataFrame:
     for name, v in variants.items():
         test = v["result"].get("test") or {}
         model = build(v["arch"])
-        rows.append({
-            "model": name,
-            "modules": ", ".join(f"{s}:K{c.keys}/{c.scope if not isinstance(c.scope, tuple) else '+'.join(c.scope)}" for s, c in v["arch"].modules.items()) or "-",
-            "psnr": test.get("psnr", math.nan),
-            "ssim": test.get("ssim", math.nan),
-            "val_psnr": v["result"].get("val_psnr", math.nan),
-            "params": count_params(model),
-            "macs": count_macs(model, size),
-            "train_seconds": v["result"].get("seconds", math.nan),
-        })
+        rows.append(
+            {
+                "model": name,
+                "modules": ", ".join(
+                    f"{s}:K{c.keys}/{c.scope if not isinstance(c.scope, tuple) else '+'.join(c.scope)}"
+                    for s, c in v["arch"].modules.items()
+                )
+                or "-",
+                "psnr": test.get("psnr", math.nan),
+                "ssim": test.get("ssim", math.nan),
+                "val_psnr": v["result"].get("val_psnr", math.nan),
+                "params": count_params(model),
+                "macs": count_macs(model, size),
+                "train_seconds": v["result"].get("seconds", math.nan),
+            }
+        )
         if test and floor is None:
-            floor = {"model": "input (floor)", "modules": "-", "psnr": test.get("floor_psnr"), "ssim": test.get("floor_ssim"),
-                     "val_psnr": math.nan, "params": 0, "macs": 0, "train_seconds": math.nan}
+            floor = {
+                "model": "input (floor)",
+                "modules": "-",
+                "psnr": test.get("floor_psnr"),
+                "ssim": test.get("floor_ssim"),
+                "val_psnr": math.nan,
+                "params": 0,
+                "macs": 0,
+                "train_seconds": math.nan,
+            }
     if floor:
         rows.append(floor)
     return pd.DataFrame(rows)
 
 
 def format_table(df: pd.DataFrame, input_size: tuple[int, int], test_name: str) -> str:
-    lines = [f"Test set: {test_name}. MACs for a 3x{input_size[0]}x{input_size[1]} input.",
-             f"{'model':<14} {'PSNR (dB)':>9} {'SSIM':>7} {'params':>10} {'MACs (M)':>9}  modules"]
+    lines = [
+        f"Test set: {test_name}. MACs for a 3x{input_size[0]}x{input_size[1]} input.",
+        f"{'model':<14} {'PSNR (dB)':>9} {'SSIM':>7} {'params':>10} {'MACs (M)':>9}  modules",
+    ]
     for _, r in df.iterrows():
         macs = f"{r.macs / 1e6:9.1f}" if r.macs else f"{'-':>9}"
         params = f"{int(r.params):>10,}" if r.params else f"{'-':>10}"
@@ -131,7 +165,9 @@ def check_recipe(retrain: dict | None) -> dict:
         TrainConfig.from_dict(recipe)
     except UserError as exc:  # a --retrain-* flag (the defaults are valid)
         key = (exc.field or "").removeprefix("train.")
-        raise UserError(exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain") from None
+        raise UserError(
+            exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain"
+        ) from None
     return recipe
 
 
@@ -140,12 +176,16 @@ def refuse_torchrun() -> None:
     from . import distributed
 
     if distributed.from_env().enabled:
-        raise UserError("the pipeline starts its own processes: run it with --nproc N, not under torchrun "
-                        "(torchrun works with the search and train verbs)", field="--nproc")
+        raise UserError(
+            "the pipeline starts its own processes: run it with --nproc N, not under torchrun "
+            "(torchrun works with the search and train verbs)",
+            field="--nproc",
+        )
 
 
-def pipeline(cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, progress: bool = True,
-             log: Any = print) -> PipelineResult:
+def pipeline(
+    cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, progress: bool = True, log: Any = print
+) -> PipelineResult:
     """The whole job on one checked run configuration (its space is the one every stage uses)."""
     from .export import export_run
     from .search import search
@@ -221,6 +261,16 @@ def run_pipeline(
     """:func:`pipeline` from file names and overrides (library use)."""
     refuse_torchrun()
     recipe = check_recipe(retrain)
-    cfg = RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
-                               storage=storage, workers=workers, nproc=nproc)
+    cfg = RunConfig.from_files(
+        space_path,
+        strategy_path,
+        out,
+        trials=trials,
+        steps=steps,
+        seed=seed,
+        device=device,
+        storage=storage,
+        workers=workers,
+        nproc=nproc,
+    )
     return pipeline(cfg, nproc=nproc, recipe=recipe, progress=progress, log=log)

@@ -5,6 +5,7 @@ is useless and tqdm is disabled, which used to leave a 20-minute supernet traini
 one plain line is printed every ``ACLA_NAS_PROGRESS_SECONDS`` seconds (default 60) with the step,
 the loss, steps per second and the time left. ``--quiet`` turns both off.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,15 @@ class LogProgress:
     """The part of tqdm's interface the trainer uses (``update``, ``set_postfix``, ``close``),
     writing one line every ``every`` seconds instead of redrawing a bar."""
 
-    def __init__(self, total: int, initial: int = 0, label: str = "training", every: float = DEFAULT_SECONDS,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        total: int,
+        initial: int = 0,
+        label: str = "training",
+        every: float = DEFAULT_SECONDS,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total, self.n, self.start_n = total, initial, initial
         self.label, self.every = label, every
         self.stream = stream
@@ -100,7 +108,9 @@ def progress_bar(total: int, initial: int = 0, enabled: bool = True, label: str 
     tty = sys.stderr.isatty()
     if enabled and not tty:
         return LogProgress(total, initial, label, interval())
-    return tqdm(total=total, initial=initial, unit="step", disable=not (enabled and tty), dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total, initial=initial, unit="step", disable=not (enabled and tty), dynamic_ncols=True, leave=False
+    )
 
 
 __all__ = ["DEFAULT_SECONDS", "ENV_VAR", "LogProgress", "duration", "interval", "progress_bar"]

@@ -5,6 +5,7 @@ Everything is embedded (figures as base64 PNG, CSS inline) so the page can be ma
 alone. Every string that comes from a run file is HTML-escaped. Optional files that do not parse
 (config, metrics, final table) are reported on the page instead of failing the whole report.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,8 @@ import pandas as pd
 
 from .atomic import write_text_atomic
 from .errors import UserError
-from .run_dir import RunDir
 from .plots import data as D
+from .run_dir import RunDir
 from .trajectory import read_yaml_file
 
 CSS = """
@@ -132,12 +133,20 @@ def _best_section(run_dir: Path, df: pd.DataFrame) -> tuple[str, Any]:
         info = D.diagram_info(arch, D.run_sites(run_dir, arch, df))
     except UserError as exc:
         return f'<p class="note">{esc(exc)}</p><pre>{esc(text)}</pre>', None
-    rows = [(m.site, m.keys, m.scope if not isinstance(m.scope, tuple) else ", ".join(m.scope), ", ".join(m.refs)) for m in info.modules.values()]
-    html_mods = html_table(rows, ["site", "keys K", "scope", "attends"]) if rows else "<p>No ACLA module (plain backbone).</p>"
+    rows = [
+        (m.site, m.keys, m.scope if not isinstance(m.scope, tuple) else ", ".join(m.scope), ", ".join(m.refs))
+        for m in info.modules.values()
+    ]
+    html_mods = (
+        html_table(rows, ["site", "keys K", "scope", "attends"]) if rows else "<p>No ACLA module (plain backbone).</p>"
+    )
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in info.notes)
     from .plots.diagram import draw_arch
 
-    return f"<p>{esc(info.title)}</p>{html_mods}{notes}<details><summary>best_arch.yaml</summary><pre>{esc(text)}</pre></details>", draw_arch(info)
+    return (
+        f"<p>{esc(info.title)}</p>{html_mods}{notes}<details><summary>best_arch.yaml</summary><pre>{esc(text)}</pre></details>",
+        draw_arch(info),
+    )
 
 
 def _top_section(df: pd.DataFrame, k: int) -> str:
@@ -153,16 +162,23 @@ def _top_section(df: pd.DataFrame, k: int) -> str:
     ok = ok.drop_duplicates(subset=["label", "_modules"])
     rows = []
     for rank, (_, r) in enumerate(ok.head(k).iterrows(), 1):
-        rows.append((
-            rank, r["label"], int(r["step"]) if np.isfinite(r["step"]) else r["step"], float(r["psnr"]),
-            float(r["flops"]) / 1e9 if "flops" in r else np.nan,
-            float(r["params"]) / 1e6 if "params" in r else np.nan,
-            int(r["n_modules"]) if "n_modules" in r and np.isfinite(r["n_modules"]) else "",
-            r["_modules"],
-        ))
+        rows.append(
+            (
+                rank,
+                r["label"],
+                int(r["step"]) if np.isfinite(r["step"]) else r["step"],
+                float(r["psnr"]),
+                float(r["flops"]) / 1e9 if "flops" in r else np.nan,
+                float(r["params"]) / 1e6 if "params" in r else np.nan,
+                int(r["n_modules"]) if "n_modules" in r and np.isfinite(r["n_modules"]) else "",
+                r["_modules"],
+            )
+        )
     n_fail = int((df["state"] == "FAIL").sum())
     head = f"<p>{len(df)} rows, {int(D.ok_mask(df).sum())} completed, {n_fail} failed; best distinct architectures first.</p>"
-    return head + html_table(rows, ["#", "run", "step", "PSNR (dB)", "GMACs", "params (M)", "modules", "ACLA modules (site:K/scope)"])
+    return head + html_table(
+        rows, ["#", "run", "step", "PSNR (dB)", "GMACs", "params (M)", "modules", "ACLA modules (site:K/scope)"]
+    )
 
 
 def _results_section(run_dir: Path) -> str:
@@ -171,20 +187,31 @@ def _results_section(run_dir: Path) -> str:
     if table.exists():
         try:
             t = pd.read_csv(table)
-            parts.append("<h3>final_table.csv</h3>" + html_table(t.head(200).itertuples(index=False, name=None), [str(c) for c in t.columns]))
+            parts.append(
+                "<h3>final_table.csv</h3>"
+                + html_table(t.head(200).itertuples(index=False, name=None), [str(c) for c in t.columns])
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-            parts.append(f'<p class="note">{esc(table)}: malformed CSV ({esc(str(exc).splitlines()[0] if str(exc) else "")})</p>')
+            parts.append(
+                f'<p class="note">{esc(table)}: malformed CSV ({esc(str(exc).splitlines()[0] if str(exc) else "")})</p>'
+            )
     metrics = RunDir(run_dir).metrics
     if metrics.exists():
         text = _read_text(metrics) or ""
         try:
             m = json.loads(text)
             flat = _flatten(m)
-            body = html_table(flat, ["metric", "value"]) if isinstance(m, Mapping) and len(flat) <= 200 else f"<pre>{esc(json.dumps(m, indent=2))}</pre>"
+            body = (
+                html_table(flat, ["metric", "value"])
+                if isinstance(m, Mapping) and len(flat) <= 200
+                else f"<pre>{esc(json.dumps(m, indent=2))}</pre>"
+            )
             parts.append("<h3>metrics.json</h3>" + body)
         except ValueError as exc:
             parts.append(f'<p class="note">{esc(metrics)}: malformed JSON ({esc(exc)})</p>')
-    return "".join(parts) or '<p class="muted">No final_table.csv or metrics.json yet (run export, train, evaluate).</p>'
+    return (
+        "".join(parts) or '<p class="muted">No final_table.csv or metrics.json yet (run export, train, evaluate).</p>'
+    )
 
 
 def _img(fig: Any, caption: str) -> str:
@@ -212,19 +239,26 @@ def build_report(run_dir: str | Path, top_k: int = 10) -> str:
         f"<h1>acla-nas run report: {esc(run_dir.resolve().name)}</h1>",
         f'<p class="muted">{esc(run_dir.resolve())} · strategy {esc(strategies)}{esc(_machine_note(run_dir))} · generated {esc(when)}</p>',
         # results first (what a reader opens the page for), the long configuration folded away last
-        "<h2>Results</h2>", _results_section(run_dir),
-        "<h2>Best architecture</h2>", best_html, _img(arch_fig, "Architecture diagram of the best child.") if arch_fig is not None else "",
+        "<h2>Results</h2>",
+        _results_section(run_dir),
+        "<h2>Best architecture</h2>",
+        best_html,
+        _img(arch_fig, "Architecture diagram of the best child.") if arch_fig is not None else "",
         "<h2>Figures</h2>",
     ]
     for r in figs:
         sections.append(_img(r.figure, r.spec.caption))
     if notes:
         sections.append("<ul>" + "".join(f'<li class="note">{esc(n)}</li>' for n in notes) + "</ul>")
-    sections += [f"<h2>Top {top_k} architectures</h2>", _top_section(df, top_k),
-                 "<h2>Configuration</h2>", f"<details><summary>Settings of this run (config.yaml)</summary>{_config_section(run_dir)}</details>"]
+    sections += [
+        f"<h2>Top {top_k} architectures</h2>",
+        _top_section(df, top_k),
+        "<h2>Configuration</h2>",
+        f"<details><summary>Settings of this run (config.yaml)</summary>{_config_section(run_dir)}</details>",
+    ]
     body = "\n".join(sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>acla-nas report: {esc(run_dir.resolve().name)}</title><style>{CSS}</style></head>\n"
         f"<body>\n{body}\n</body></html>\n"
     )

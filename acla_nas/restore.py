@@ -8,6 +8,7 @@ non-zero weight from a tile whose edge is closer than ``overlap/4`` (input pixel
 equals whole-image inference exactly whenever the network's receptive-field radius is at most
 ``overlap/4`` (e.g. 4 px for the default 16), and hides seams smoothly for wider networks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,9 @@ def _axis_weights(n: int, ramp_start: bool, ramp_end: bool, overlap: int, device
 
 
 @torch.no_grad()
-def restore_image(model: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = 256, overlap: int = 16) -> torch.Tensor:
+def restore_image(
+    model: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = 256, overlap: int = 16
+) -> torch.Tensor:
     """Run ``model`` on a (1,3,h,w) image tile by tile; returns (1,3,h*scale,w*scale).
 
     ``tile=None`` (or an image that fits in one tile) runs the whole image at once."""
@@ -53,16 +56,20 @@ def restore_image(model: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
     if tile is None or (h <= tile and w <= tile):
         return model(lq)
     if tile < 8 or not 0 <= overlap < tile:
-        raise UserError(f"tile {tile} with overlap {overlap}: expected tile >= 8 and 0 <= overlap < tile", field="--tile")
+        raise UserError(
+            f"tile {tile} with overlap {overlap}: expected tile >= 8 and 0 <= overlap < tile", field="--tile"
+        )
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
     out: torch.Tensor | None = None
     weight = torch.zeros(1, 1, h * scale, w * scale, device=lq.device)
     for y in ys:
         for x in xs:
             th, tw = min(tile, h), min(tile, w)
-            piece = model(lq[..., y:y + th, x:x + tw])
+            piece = model(lq[..., y : y + th, x : x + tw])
             if out is None:
-                out = torch.zeros(lq.shape[0], piece.shape[1], h * scale, w * scale, device=lq.device, dtype=piece.dtype)
+                out = torch.zeros(
+                    lq.shape[0], piece.shape[1], h * scale, w * scale, device=lq.device, dtype=piece.dtype
+                )
             wy = _axis_weights(th * scale, y > 0, y + th < h, overlap * scale, lq.device)
             wx = _axis_weights(tw * scale, x > 0, x + tw < w, overlap * scale, lq.device)
             m = (wy[:, None] * wx[None, :])[None, None]
@@ -91,11 +98,16 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad user file
-        raise UserError(f"cannot load the model file ({type(exc).__name__}); expected model.pt written by "
-                        "`acla-nas train`", file=str(p)) from None
+        raise UserError(
+            f"cannot load the model file ({type(exc).__name__}); expected model.pt written by `acla-nas train`",
+            file=str(p),
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise UserError(f"not an acla-nas model file (expected format {MODEL_FORMAT!r}, as written by "
-                        "`acla-nas train` in DIR/model.pt)", file=str(p))
+        raise UserError(
+            f"not an acla-nas model file (expected format {MODEL_FORMAT!r}, as written by "
+            "`acla-nas train` in DIR/model.pt)",
+            file=str(p),
+        )
     check_payload(payload, str(p))
     return payload
 
@@ -105,22 +117,36 @@ def check_payload(payload: dict[str, Any], file: str) -> None:
     reach the network builder or produce NaN images with exit code 0)."""
     version = payload.get("version")
     if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
-        raise UserError(f"unsupported model file version {version!r} (this acla-nas reads version "
-                        f"{', '.join(map(str, SUPPORTED_VERSIONS))}); re-export or retrain it with this version", file=file, field="version")
+        raise UserError(
+            f"unsupported model file version {version!r} (this acla-nas reads version "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); re-export or retrain it with this version",
+            file=file,
+            field="version",
+        )
     for key in ("arch", "task", "state_dict"):
         if not isinstance(payload.get(key), dict):
             got = "missing" if key not in payload else f"a {type(payload[key]).__name__}"
-            raise UserError(f"expected a mapping, got {got}; the file is incomplete or not written by `acla-nas train`",
-                            file=file, field=key)
+            raise UserError(
+                f"expected a mapping, got {got}; the file is incomplete or not written by `acla-nas train`",
+                file=file,
+                field=key,
+            )
     if not isinstance(payload.get("metrics", {}), dict):
         raise UserError(f"expected a mapping, got a {type(payload['metrics']).__name__}", file=file, field="metrics")
     for name, tensor in payload["state_dict"].items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise UserError(f"expected parameter names mapped to tensors, got {name!r}: {type(tensor).__name__}",
-                            file=file, field="state_dict")
+            raise UserError(
+                f"expected parameter names mapped to tensors, got {name!r}: {type(tensor).__name__}",
+                file=file,
+                field="state_dict",
+            )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"weight {name!r} holds NaN or infinite values; the model would restore nothing but NaN "
-                            "(retrain it, e.g. with a lower train.lr)", file=file, field="state_dict")
+            raise UserError(
+                f"weight {name!r} holds NaN or infinite values; the model would restore nothing but NaN "
+                "(retrain it, e.g. with a lower train.lr)",
+                file=file,
+                field="state_dict",
+            )
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -137,16 +163,22 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     except UserError as exc:
         raise exc.at(file=file) from None
     if task.scale != task_scale(arch.task, file):
-        raise UserError(f"the task {payload['task']} does not match the architecture's task {arch.task}", file=file, field="task")
+        raise UserError(
+            f"the task {payload['task']} does not match the architecture's task {arch.task}", file=file, field="task"
+        )
     model = build(arch, file=file)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise UserError(f"weights do not match the stored architecture ({str(exc).splitlines()[0]})", file=file) from None
+        raise UserError(
+            f"weights do not match the stored architecture ({str(exc).splitlines()[0]})", file=file
+        ) from None
     return model.to(device).eval(), arch, payload
 
 
-def save_model_file(path: Path, model: nn.Module, arch_dict: dict, task_spec: dict, metrics: dict | None = None) -> None:
+def save_model_file(
+    path: Path, model: nn.Module, arch_dict: dict, task_spec: dict, metrics: dict | None = None
+) -> None:
     """Write ``model.pt`` atomically: everything ``evaluate`` and ``restore`` need."""
     from .atomic import atomic_path
 

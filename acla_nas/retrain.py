@@ -9,6 +9,7 @@ Data-parallel: ``nproc > 1`` starts that many processes (:func:`acla_nas.distrib
 started by torchrun, each process joins its process group. The global batch (``train.batch``) is
 split across them and rank 0 alone writes files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,14 +54,21 @@ def _check_config_file(out: Path, config: dict[str, Any]) -> None:
     if path.is_file():
         stored = read_yaml(path)
         stored = {k: v for k, v in (stored or {}).items() if k != "runtime"} if isinstance(stored, dict) else stored
-        refuse_other_run(stored, comparable, path, "the run directory belongs to another config", depth=1,
-                         advice="use another --out directory or the same settings")
+        refuse_other_run(
+            stored,
+            comparable,
+            path,
+            "the run directory belongs to another config",
+            depth=1,
+            advice="use another --out directory or the same settings",
+        )
         return
     write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
 
 
-def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = None, progress: bool = True,
-               nproc: int = 1) -> tuple[dict, Path, Any]:
+def train_arch(
+    arch_file: str | Path, out: str | Path, overrides: dict | None = None, progress: bool = True, nproc: int = 1
+) -> tuple[dict, Path, Any]:
     """Train the child of ``arch_file`` into ``out``; returns (result, model.pt path, task) (on
     every rank under torchrun; only rank 0 wrote anything)."""
     from . import distributed
@@ -68,13 +76,17 @@ def train_arch(arch_file: str | Path, out: str | Path, overrides: dict | None = 
 
     device = (overrides or {}).get("device")
     if nproc != 1:
-        result, model_path, spec = distributed.launch(nproc, _train_job, (arch_file, out, overrides, progress), device=device)
+        result, model_path, spec = distributed.launch(
+            nproc, _train_job, (arch_file, out, overrides, progress), device=device
+        )
         return result, Path(model_path), make_task(spec)
     with distributed.process_group(device):
         return _train(arch_file, out, overrides, progress)
 
 
-def _train_job(arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool) -> tuple[dict, str, dict]:
+def _train_job(
+    arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool
+) -> tuple[dict, str, dict]:
     """One rank of ``nproc``: what crosses back to the launching process (picklable)."""
     result, model_path, task = _train(arch_file, out, overrides, progress)
     return result, str(model_path), task.spec
@@ -108,11 +120,15 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
 
     patch_field = "--patch" if (overrides or {}).get("patch") is not None else "train.patch"
     if cfg.patch % task.scale:
-        raise UserError(f"expected a multiple of the task's scale ({task.scale}), got {cfg.patch}", file=file, field=patch_field)
+        raise UserError(
+            f"expected a multiple of the task's scale ({task.scale}), got {cfg.patch}", file=file, field=patch_field
+        )
     check_min_side(train_items, cfg.patch, f"training patch ({patch_field} of {file})", patch_field)
     test_items = source.split("test") if source.splits.get("test") else None
     for items in (val_items, test_items or []):
-        check_min_side(items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data")
+        check_min_side(
+            items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data"
+        )
     batch_field = "--batch" if (overrides or {}).get("batch") is not None else "train.batch"
     check_training(arch, cfg.batch, cfg.patch, resolve_device(cfg.device), batch_field, file, file)
     seed_everything(cfg.seed)
@@ -125,7 +141,11 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
     train_dict = cfg.to_dict()
     runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
     runtime["machine"] = machine_info(str(resolve_device(cfg.device)))  # kept from the first session
-    distributed.on_main(_check_config_file, out, {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime})
+    distributed.on_main(
+        _check_config_file,
+        out,
+        {"arch": arch.to_dict(), "data": dict(data_spec), "train": train_dict, "runtime": runtime},
+    )
 
     def final_eval(m) -> dict:
         if not test_items:
@@ -133,15 +153,22 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
         res = evaluate_model(m, test_items, task, m_device(m))
         return {"data": source.name, **res}
 
-    trainer = Trainer(model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()})
+    trainer = Trainer(
+        model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()}
+    )
     try:
         result = trainer.fit()
     except NonFiniteLossError as exc:  # train.lr / train.grad_clip of this arch file (or the flags)
         raise (exc if exc.file else exc.at(file=file)) from None
     model_path = out / "model.pt"
     if distributed.is_main() and not model_path.is_file():
-        save_model_file(model_path, trainer.model, arch.to_dict(), task.spec,
-                        {k: result.get(k) for k in ("val_psnr", "test", "steps", "final_loss")})
+        save_model_file(
+            model_path,
+            trainer.model,
+            arch.to_dict(),
+            task.spec,
+            {k: result.get(k) for k in ("val_psnr", "test", "steps", "final_loss")},
+        )
     return result, model_path, task
 
 
@@ -158,9 +185,13 @@ def report(result: dict, task, model_path: Path) -> None:
         line += f", validation PSNR {val:.2f} dB"
     test = result.get("test") or {}
     if test.get("n"):
-        line += (f"; test ({test.get('data')}, {test['n']} images) PSNR {test['psnr']:.2f} dB / SSIM {test['ssim']:.4f}"
-                 f" (input {test['floor_psnr']:.2f} dB / {test['floor_ssim']:.4f})")
+        line += (
+            f"; test ({test.get('data')}, {test['n']} images) PSNR {test['psnr']:.2f} dB / SSIM {test['ssim']:.4f}"
+            f" (input {test['floor_psnr']:.2f} dB / {test['floor_ssim']:.4f})"
+        )
     print(line)
     if test.get("keys_used"):
-        print("keys kept per query (test mean): " + ", ".join(f"{site} {k:.2f}" for site, k in test["keys_used"].items()))
+        print(
+            "keys kept per query (test mean): " + ", ".join(f"{site} {k:.2f}" for site, k in test["keys_used"].items())
+        )
     print(f"model: {model_path}")

@@ -12,6 +12,7 @@ runs more trial loops on the same study (more processes or machines may join it 
 ``--storage``); ``--nproc`` (or torchrun) trains the supernet or runs DARTS data-parallel, after
 which rank 0 alone runs the trials.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,9 @@ def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) ->
     except UserError as exc:  # data.path and friends are fields of the space file
         raise (exc if exc.file else exc.at(file=space.file)) from None
     # validation images must hold the metric protocol (checked from the file headers)
-    check_min_side(val_items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data")
+    check_min_side(
+        val_items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "data"
+    )
     v = strat.get("val", {})
     val = fixed_patches(val_items, task, v.get("patches", 16), v.get("patch", 48), seed=int(strat["seed"]))
     return SearchData(task, train_items, val_items, val, device=device, seed=int(strat["seed"]), progress=progress)
@@ -119,10 +122,14 @@ def _check_training_memory(space: SearchSpace, cls: type[Strategy], strat: dict,
     if shape is None:
         return
     batch, patch, fld, _pf, _val = shape
-    check_training(space.template(), batch, patch, resolve_device(config["device"]), fld, config.get("strategy_file"), space.file)
+    check_training(
+        space.template(), batch, patch, resolve_device(config["device"]), fld, config.get("strategy_file"), space.file
+    )
 
 
-def _context(space: SearchSpace, cls: type[Strategy], plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
+def _context(
+    space: SearchSpace, cls: type[Strategy], plan: Plan, progress: bool, worker: bool = False
+) -> SearchContext:
     """Data, evaluator and checks of this search in this process (nothing is trained here)."""
     config, out = plan.config, plan.out
     strat = config["strategy"]
@@ -291,7 +298,10 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     out = plan.out
     best = strategy.best()
     if best is None:
-        raise UserError("the search finished without a single successful evaluation (see trajectory.csv)", file=str(RunDir(out).trajectory))
+        raise UserError(
+            "the search finished without a single successful evaluation (see trajectory.csv)",
+            file=str(RunDir(out).trajectory),
+        )
     arch, scores = best
     doc = arch.to_dict()
     doc["provenance"] = {
@@ -315,9 +325,13 @@ def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True) -> SearchRe
     check_flags(trials=None, steps=None, seed=None, device=None, workers=cfg.workers, nproc=nproc)
     if nproc > 1:
         if distributed.from_env().enabled:
-            raise UserError("already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc")
+            raise UserError(
+                "already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc"
+            )
         plan = _plan_only(cfg)  # checked before any process starts
-        return distributed.launch(nproc, _execute, (plan, progress), device=None if cfg.device == "auto" else cfg.device)
+        return distributed.launch(
+            nproc, _execute, (plan, progress), device=None if cfg.device == "auto" else cfg.device
+        )
     if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
         with distributed.process_group(None if cfg.device == "auto" else cfg.device):
             plan = distributed.on_main(_plan_only, cfg)
@@ -345,8 +359,18 @@ def run_search(
     the plan (or the one-line error, which rank 0 alone prints)."""
 
     def build() -> RunConfig:
-        return RunConfig.from_files(space_path, strategy_path, out, trials=trials, steps=steps, seed=seed, device=device,
-                                    storage=storage, workers=workers, nproc=nproc)
+        return RunConfig.from_files(
+            space_path,
+            strategy_path,
+            out,
+            trials=trials,
+            steps=steps,
+            seed=seed,
+            device=device,
+            storage=storage,
+            workers=workers,
+            nproc=nproc,
+        )
 
     if nproc == 1 and distributed.from_env().enabled:
         check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)

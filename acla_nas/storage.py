@@ -12,6 +12,7 @@
 
 Passwords never reach ``config.yaml`` or messages (:attr:`StorageSpec.shown`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,8 @@ import optuna
 
 from .errors import UserError
 from .journal_lock import OwnerLock
-
 from .run_dir import DEFAULT_JOURNAL  # the run directory owns the name
+
 HEARTBEAT_ENV = "ACLA_NAS_HEARTBEAT"  # "INTERVAL[,GRACE]" in seconds
 DEFAULT_HEARTBEAT = (10, 60)
 MAX_RETRY = 3  # a trial whose worker died is run again at most this many times
@@ -62,7 +63,9 @@ def heartbeat_settings() -> tuple[int, int]:
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 1 or (len(values) == 2 and values[1] <= values[0]):
-        raise UserError(f"expected INTERVAL[,GRACE] in whole seconds, GRACE > INTERVAL >= 1, got {raw!r}", field=HEARTBEAT_ENV)
+        raise UserError(
+            f"expected INTERVAL[,GRACE] in whole seconds, GRACE > INTERVAL >= 1, got {raw!r}", field=HEARTBEAT_ENV
+        )
     return (values[0], values[1] if len(values) == 2 else 6 * values[0])
 
 
@@ -76,7 +79,10 @@ def parse_storage(url: str | None, run_dir: str | Path) -> StorageSpec:
     if "://" not in url:
         p = Path(url)
         if p.is_dir():
-            raise UserError(f"{url!r} is a directory; expected a journal file path, sqlite:///FILE or postgresql://...", field="--storage")
+            raise UserError(
+                f"{url!r} is a directory; expected a journal file path, sqlite:///FILE or postgresql://...",
+                field="--storage",
+            )
         if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00":
             raise UserError(f"{url!r} is an SQLite database; give it as sqlite:///{url}", field="--storage")
         return StorageSpec("journal", url, url)
@@ -86,7 +92,10 @@ def parse_storage(url: str | None, run_dir: str | Path) -> StorageSpec:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise UserError(f"not a storage URL ({exc}); expected a journal file path, sqlite:///FILE or postgresql://USER@HOST/DB", field="--storage") from None
+        raise UserError(
+            f"not a storage URL ({exc}); expected a journal file path, sqlite:///FILE or postgresql://USER@HOST/DB",
+            field="--storage",
+        ) from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername=_postgres_driver())
     shown = parsed.render_as_string(hide_password=True)
@@ -99,7 +108,9 @@ def _postgres_driver() -> str:
         return "postgresql+psycopg"
     if importlib.util.find_spec("psycopg2") is not None:
         return "postgresql+psycopg2"
-    raise UserError("no PostgreSQL driver is installed; pip install 'acla-nas[postgres]' (psycopg 3)", field="--storage")
+    raise UserError(
+        "no PostgreSQL driver is installed; pip install 'acla-nas[postgres]' (psycopg 3)", field="--storage"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,7 +141,9 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
         try:
             return JournalStorage(JournalFileBackend(str(path), lock_obj=OwnerLock(str(path))))  # type: ignore[arg-type]
         except OSError as exc:
-            raise UserError(f"cannot open the journal file {spec.shown!r}: {exc.strerror or exc}", field="--storage") from None
+            raise UserError(
+                f"cannot open the journal file {spec.shown!r}: {exc.strerror or exc}", field="--storage"
+            ) from None
     return _open_rdb(spec)
 
 
@@ -140,7 +153,9 @@ def _open_rdb(spec: StorageSpec) -> optuna.storages.RDBStorage:
     interval, grace = heartbeat_settings()
     kwargs: dict[str, Any] = {"heartbeat_interval": interval, "grace_period": grace}
     params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
-    kwargs["heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"] = retry_callback()
+    kwargs[
+        "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
+    ] = retry_callback()
     engine: dict[str, Any] = {}
     if spec.location.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # wait for another process's write instead of failing
@@ -149,14 +164,22 @@ def _open_rdb(spec: StorageSpec) -> optuna.storages.RDBStorage:
             try:
                 with _quiet_optuna():
                     return optuna.storages.RDBStorage(spec.location, engine_kwargs=engine, **kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
+            except (
+                sqlalchemy.exc.IntegrityError,
+                sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError,
+            ) as exc:
                 # another process is creating the same tables right now: its work is ours once done
                 if attempt < 5 and _creation_race(exc):
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                raise UserError(f"cannot open the Optuna storage {spec.shown!r}: {_first_line(exc)}", field="--storage") from None
+                raise UserError(
+                    f"cannot open the Optuna storage {spec.shown!r}: {_first_line(exc)}", field="--storage"
+                ) from None
             except (ImportError, sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-                raise UserError(f"cannot open the Optuna storage {spec.shown!r}: {_first_line(exc)}", field="--storage") from None
+                raise UserError(
+                    f"cannot open the Optuna storage {spec.shown!r}: {_first_line(exc)}", field="--storage"
+                ) from None
     raise AssertionError("unreachable")
 
 
@@ -185,6 +208,7 @@ def _creating(url: str) -> Iterator[None]:
     """For an SQLite file: hold ``flock`` on its folder while the tables are created."""
     try:
         import fcntl
+
         from sqlalchemy.engine import make_url
 
         db = make_url(url).database if url.startswith("sqlite") else None
@@ -204,4 +228,12 @@ def _creating(url: str) -> Iterator[None]:
         os.close(fd)
 
 
-__all__ = ["DEFAULT_JOURNAL", "HEARTBEAT_ENV", "StorageSpec", "heartbeat_settings", "open_storage", "parse_storage", "retry_callback"]
+__all__ = [
+    "DEFAULT_JOURNAL",
+    "HEARTBEAT_ENV",
+    "StorageSpec",
+    "heartbeat_settings",
+    "open_storage",
+    "parse_storage",
+    "retry_callback",
+]

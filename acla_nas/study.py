@@ -9,6 +9,7 @@ is a one-line error, raised when the storage is opened: before any data is loade
 network trained. A run directory's own journal may hold a study of another name (a renamed
 directory, or a run made before studies were named after runs); that one study is adopted.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -103,7 +104,9 @@ def _stamp(study: optuna.Study, attrs: dict, objectives: Any) -> None:
         study.set_metric_names(metric_names(objectives))
 
 
-def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None = None, create: bool = True) -> RunStudy | None:
+def open_run_study(
+    run_dir: str | Path, config: dict, spec: StorageSpec | None = None, create: bool = True
+) -> RunStudy | None:
     """Open (or create) the study of this run and check it is this search; one line otherwise.
     With ``create=False`` a study that does not exist yet is left uncreated (returns None): a
     search checks its storage before it claims the run directory, and creates its study after."""
@@ -113,7 +116,9 @@ def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None =
     attrs = study_attrs(config)
     name = study_name(run_dir)
     names = optuna.get_all_study_names(storage)
-    own_journal = spec.kind == "journal" and Path(spec.location).resolve() == (Path(run_dir) / DEFAULT_JOURNAL).resolve()
+    own_journal = (
+        spec.kind == "journal" and Path(spec.location).resolve() == (Path(run_dir) / DEFAULT_JOURNAL).resolve()
+    )
     if name not in names and own_journal and len(names) == 1:
         name = names[0]  # this run directory's journal, made before it was renamed or named
     if name in names:
@@ -126,7 +131,9 @@ def open_run_study(run_dir: str | Path, config: dict, spec: StorageSpec | None =
     else:
         if not create:
             return None
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions(objectives), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions(objectives), load_if_exists=True
+        )
         if HASH_ATTR not in study.user_attrs:
             _stamp(study, attrs, objectives)
         _check(optuna.load_study(study_name=name, storage=storage), attrs, spec.shown)  # a concurrent creator
@@ -147,8 +154,19 @@ def load_run_study(run_dir: str | Path, storage: str | None = None) -> optuna.St
     spec = parse_storage(storage if storage is not None else config.get("storage"), run_dir)
     opened = open_run_study(run_dir, config, spec, create=False)
     if opened is None:
-        raise UserError(f"no study of this run in {spec.shown} (give --storage as the search had it)", file=str(run_dir))
+        raise UserError(
+            f"no study of this run in {spec.shown} (give --storage as the search had it)", file=str(run_dir)
+        )
     return opened.load()
 
 
-__all__ = ["RunStudy", "config_hash", "directions", "load_run_study", "metric_names", "open_run_study", "study_attrs", "study_name"]
+__all__ = [
+    "RunStudy",
+    "config_hash",
+    "directions",
+    "load_run_study",
+    "metric_names",
+    "open_run_study",
+    "study_attrs",
+    "study_name",
+]

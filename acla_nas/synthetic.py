@@ -19,12 +19,13 @@ so this module renders images that do, from a seed and nothing else (no files ar
 An image is a pure function of (``seed``, split, index, parameters): the same spec gives the
 same pixels in any process, which is what makes train/val/test splits "by seed".
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,20 @@ SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 MOTIF_KINDS = ("photo", "procedural", "mixed")
 #: photographs motifs and backgrounds are cut from (every embedded photograph, test ones too: the
 #: motifs are a distribution of content, not the benchmark's test images)
-MOTIF_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "coins.png", "hubble_deep_field.jpg",
-                "ihc.png", "motorcycle_left.png", "retina.jpg", "camera.png", "moon.png", "clock_motion.png")
+MOTIF_PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "coins.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "camera.png",
+    "moon.png",
+    "clock_motion.png",
+)
 TEXTURE_PHOTOS = ("brick.png", "grass.png", "gravel.png")
 
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
@@ -93,10 +106,17 @@ def _number(spec: dict, key: str, lo: float, hi: float) -> float:
 def _range(spec: dict, key: str, lo: float, hi: float, integer: bool) -> tuple:
     value = spec.get(key, SYNTHETIC_DEFAULTS[key])
     kind = "integers" if integer else "numbers"
-    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and lo <= v <= hi for v in value)
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(
+            not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and lo <= v <= hi for v in value
+        )
+    )
     if not ok or value[0] > value[1]:
-        raise UserError(f"got {value!r}, expected [low, high], {kind} in [{lo}, {hi}], low <= high", field=f"data.{key}")
+        raise UserError(
+            f"got {value!r}, expected [low, high], {kind} in [{lo}, {hi}], low <= high", field=f"data.{key}"
+        )
     return (int(value[0]), int(value[1])) if integer else (float(value[0]), float(value[1]))
 
 
@@ -104,19 +124,26 @@ def parse_params(spec: dict) -> SyntheticParams:
     """Check a ``{kind: synthetic, ...}`` data spec; errors name ``data.<key>``."""
     extra = sorted(set(spec) - SYNTHETIC_KEYS)
     if extra:
-        raise UserError(f"unknown key {extra[0]!r} for kind synthetic (expected {', '.join(sorted(SYNTHETIC_KEYS))})",
-                        field=f"data.{extra[0]}")
+        raise UserError(
+            f"unknown key {extra[0]!r} for kind synthetic (expected {', '.join(sorted(SYNTHETIC_KEYS))})",
+            field=f"data.{extra[0]}",
+        )
     motifs = spec.get("motifs", SYNTHETIC_DEFAULTS["motifs"])
     if motifs not in MOTIF_KINDS:
         raise UserError(f"got {motifs!r}, expected one of {', '.join(MOTIF_KINDS)}", field="data.motifs")
     size = _int(spec, "size", 32, 4096)
     periods = _range(spec, "periods", 2.0, size / 2, integer=False)
     return SyntheticParams(
-        seed=_int(spec, "seed", 0, 2**31 - 1), size=size,
-        n_train=_int(spec, "n_train", 1, 100000), n_val=_int(spec, "n_val", 1, 100000),
-        n_test=_int(spec, "n_test", 1, 100000), periods=periods,
-        lattices=_range(spec, "lattices", 1, 16, integer=True), motifs=motifs,
-        jitter=_number(spec, "jitter", 0.0, 10.0), brightness=_number(spec, "brightness", 0.0, 1.0),
+        seed=_int(spec, "seed", 0, 2**31 - 1),
+        size=size,
+        n_train=_int(spec, "n_train", 1, 100000),
+        n_val=_int(spec, "n_val", 1, 100000),
+        n_test=_int(spec, "n_test", 1, 100000),
+        periods=periods,
+        lattices=_range(spec, "lattices", 1, 16, integer=True),
+        motifs=motifs,
+        jitter=_number(spec, "jitter", 0.0, 10.0),
+        brightness=_number(spec, "brightness", 0.0, 1.0),
         supersample=_int(spec, "supersample", 1, 8),
     )
 
@@ -124,7 +151,7 @@ def parse_params(spec: dict) -> SyntheticParams:
 # --------------------------------------------------------------------------- ingredients
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo(name: str) -> np.ndarray:
     """An embedded photograph as float32 (H,W,3) in [0,1], long side at most 512 px."""
     from .data import EMBEDDED_MAX_SIDE, embedded_dir, load_image_u8
@@ -139,8 +166,9 @@ def _available(names: Sequence[str]) -> list[str]:
     root = embedded_dir()
     found = [n for n in names if (root / n).is_file()]
     if not found:
-        raise UserError(f"none of the embedded photographs {', '.join(names)} is installed (scikit-image's data)",
-                        field="data.kind")
+        raise UserError(
+            f"none of the embedded photographs {', '.join(names)} is installed (scikit-image's data)", field="data.kind"
+        )
     return found
 
 
@@ -153,7 +181,7 @@ def _crop(rng: np.random.Generator, arr: np.ndarray, side: int) -> np.ndarray:
     h, w = arr.shape[:2]
     side = min(side, h, w)
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return arr[y:y + side, x:x + side]
+    return arr[y : y + side, x : x + side]
 
 
 def _background(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -223,10 +251,10 @@ def _paste(canvas: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x: int, y: in
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + m, n), min(y + m, n)
     if x0 >= x1 or y0 >= y1:
         return
-    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x, None]
+    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
     region = canvas[y0:y1, x0:x1]
     region *= 1 - a
-    region += a * np.clip(rgb[y0 - y:y1 - y, x0 - x:x1 - x] * gain, 0, 1)
+    region += a * np.clip(rgb[y0 - y : y1 - y, x0 - x : x1 - x] * gain, 0, 1)
 
 
 def _lattice(rng: np.random.Generator, p: SyntheticParams, canvas: np.ndarray, owner: np.ndarray, cell: int) -> dict:
@@ -253,8 +281,13 @@ def _lattice(rng: np.random.Generator, p: SyntheticParams, canvas: np.ndarray, o
             gain = 1.0 + rng.normal(0, p.brightness)
             _paste(canvas, rgb, alpha, int(round(c[0] + jit[0])) - m // 2, int(round(c[1] + jit[1])) - m // 2, gain)
     to_px = lambda v: [float(t) / u for t in v]  # noqa: E731 - supersampled -> final px vectors
-    return {"periods": (float(p1), float(p2)), "angle_deg": math.degrees(theta), "motif_px": m / u,
-            "origin_px": [float(t + 0.5) / u - 0.5 for t in origin], "vectors_px": [to_px(a1), to_px(a2)]}
+    return {
+        "periods": (float(p1), float(p2)),
+        "angle_deg": math.degrees(theta),
+        "motif_px": m / u,
+        "origin_px": [float(t + 0.5) / u - 0.5 for t in origin],
+        "vectors_px": [to_px(a1), to_px(a2)],
+    }
 
 
 def render(p: SyntheticParams, split: str, index: int) -> tuple[np.ndarray, list[dict]]:

@@ -18,6 +18,7 @@ second seed this mixes seed offsets into the ranking (on results/table/synthetic
 seed-1 runs are 0.2 dB below their seed-0 runs on average), so use it only on a table whose
 architectures all have the same seeds.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,15 +58,19 @@ class Table:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise UserError("no such table (build it with: python -m acla_nas.tabulate SPACE --out FILE)", file=str(path))
+            raise UserError(
+                "no such table (build it with: python -m acla_nas.tabulate SPACE --out FILE)", file=str(path)
+            )
         self.entries: dict[str, Entry] = {}
         try:
             with self.path.open(newline="") as f:
                 reader = csv.DictReader(f)
                 missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
                 if missing:
-                    raise UserError(f"not a table CSV: missing column {missing[0]!r} (expected {', '.join(REQUIRED_COLUMNS)})",
-                                    file=str(path))
+                    raise UserError(
+                        f"not a table CSV: missing column {missing[0]!r} (expected {', '.join(REQUIRED_COLUMNS)})",
+                        file=str(path),
+                    )
                 for i, row in enumerate(reader, start=2):
                     self._add(row, i)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -77,8 +82,9 @@ class Table:
             macs, params = int(row["macs"]), int(row["params"])
             seconds = float(row.get("seconds") or 0.0)
         except (TypeError, ValueError):
-            raise UserError(f"line {line}: expected numbers in seed, psnr, ssim, macs, params", file=str(self.path),
-                            field="psnr") from None
+            raise UserError(
+                f"line {line}: expected numbers in seed, psnr, ssim, macs, params", file=str(self.path), field="psnr"
+            ) from None
         e = self.entries.setdefault(row["arch"], Entry({}, {}, macs, params, 0.0))
         e.psnr[seed], e.ssim[seed] = p, s
         e.seconds += seconds
@@ -108,7 +114,9 @@ def parse_table_section(section: Any, file: str | None = None) -> dict[str, Any]
         if key not in TABLE_KEYS:
             raise UserError(f"unknown key (expected {', '.join(TABLE_KEYS)})", file=file, field=f"table.{key}")
     if not isinstance(section.get("path"), str) or not section["path"]:
-        raise UserError("expected the path of a table CSV (python -m acla_nas.tabulate builds one)", file=file, field="table.path")
+        raise UserError(
+            "expected the path of a table CSV (python -m acla_nas.tabulate builds one)", file=file, field="table.path"
+        )
     value = section.setdefault("value", "seed0")
     if value not in VALUES:
         raise UserError(f"expected one of {', '.join(VALUES)}, got {value!r}", file=file, field="table.value")

@@ -12,6 +12,7 @@ start, and an interrupted run resumes from its checkpoint in ``--work``.
     python -m acla_nas.tabulate search_spaces/synthetic_table.yaml [--out results/table/synthetic_table.csv]
         [--jobs 2] [--second-seed 32] [--work runs/table]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,13 +92,29 @@ def _run_one(job: dict) -> dict:
         arch_file.write_text(yaml.safe_dump(job["doc"], sort_keys=False))
     result, _model, _task = train_arch(arch_file, d, {}, progress=False)
     test = result.get("test") or {}
-    return {"arch": job["arch"], "seed": job["seed"], "psnr": test.get("psnr"), "ssim": test.get("ssim"),
-            "val_psnr": result.get("val_psnr"), "macs": job["macs"], "params": job["params"],
-            "seconds": round(float(result.get("seconds", 0.0)), 2), "steps": result.get("steps")}
+    return {
+        "arch": job["arch"],
+        "seed": job["seed"],
+        "psnr": test.get("psnr"),
+        "ssim": test.get("ssim"),
+        "val_psnr": result.get("val_psnr"),
+        "macs": job["macs"],
+        "params": job["params"],
+        "seconds": round(float(result.get("seconds", 0.0)), 2),
+        "steps": result.get("steps"),
+    }
 
 
-def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs: int = 2, second_seed: int = 32,
-                limit: int | None = None, recipe: dict | None = None, first: str | Path | None = None) -> Path:
+def build_table(
+    space_file: str | Path,
+    out: str | Path,
+    work: str | Path,
+    jobs: int = 2,
+    second_seed: int = 32,
+    limit: int | None = None,
+    recipe: dict | None = None,
+    first: str | Path | None = None,
+) -> Path:
     """Train the missing runs of the table of ``space_file`` into ``out`` (CSV); returns ``out``.
     ``first``: a sub-space file whose architectures' seed-0 runs are trained before the others
     (so that sub-space is complete, and searchable with ``evaluator: table``, early)."""
@@ -120,14 +137,25 @@ def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs:
     if meta.is_file():
         stored = (yaml.safe_load(meta.read_text()) or {}).get("recipe")
         if stored != recipe:
-            raise UserError(f"the table was built with recipe {stored}, not {recipe}; use another --out",
-                            file=str(meta), field="recipe")
+            raise UserError(
+                f"the table was built with recipe {stored}, not {recipe}; use another --out",
+                file=str(meta),
+                field="recipe",
+            )
     else:
-        meta.write_text(yaml.safe_dump({
-            "space": str(space_file), "sites": list(space.sites), "recipe": recipe,
-            "command": f"python -m acla_nas.tabulate {space_file} --out {out} --second-seed {second_seed}",
-            "arch": "key budget per site, in the order of `sites`, joined by '-'",
-            "psnr": "test split PSNR (dB) after the recipe; val_psnr on the validation patches"}, sort_keys=False))
+        meta.write_text(
+            yaml.safe_dump(
+                {
+                    "space": str(space_file),
+                    "sites": list(space.sites),
+                    "recipe": recipe,
+                    "command": f"python -m acla_nas.tabulate {space_file} --out {out} --second-seed {second_seed}",
+                    "arch": "key budget per site, in the order of `sites`, joined by '-'",
+                    "psnr": "test split PSNR (dB) after the recipe; val_psnr on the validation patches",
+                },
+                sort_keys=False,
+            )
+        )
     threads = max(1, (os.cpu_count() or 1) // jobs)
     specs = []
     for arch, seed in todo:
@@ -136,8 +164,17 @@ def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs:
         doc["data"] = dict(space.spec.data)
         doc["train"] = {**recipe, "progress": False, "seed": seed}
         cost = space.cost(arch)
-        specs.append({"arch": key, "seed": seed, "doc": doc, "dir": str(work / out.stem / f"{key}_s{seed}"),
-                      "threads": threads, "macs": cost["macs"], "params": cost["params"]})
+        specs.append(
+            {
+                "arch": key,
+                "seed": seed,
+                "doc": doc,
+                "dir": str(work / out.stem / f"{key}_s{seed}"),
+                "threads": threads,
+                "macs": cost["macs"],
+                "params": cost["params"],
+            }
+        )
     new_file = not out.is_file() or out.stat().st_size == 0
     t0, n = time.perf_counter(), 0
     with out.open("a", newline="") as f:
@@ -152,8 +189,11 @@ def build_table(space_file: str | Path, out: str | Path, work: str | Path, jobs:
             os.fsync(f.fileno())
             n += 1
             el = time.perf_counter() - t0
-            print(f"[{len(done) + n}/{total}] {row['arch']} seed {row['seed']}: {row['psnr']:.3f} dB "
-                  f"({row['seconds']:.0f} s; ETA {el / n * (len(specs) - n) / 60:.0f} min)", flush=True)
+            print(
+                f"[{len(done) + n}/{total}] {row['arch']} seed {row['seed']}: {row['psnr']:.3f} dB "
+                f"({row['seconds']:.0f} s; ETA {el / n * (len(specs) - n) / 60:.0f} min)",
+                flush=True,
+            )
 
         if jobs == 1:  # in this process (tests, debugging)
             for spec in specs:
@@ -181,8 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = args.out or f"results/table/{Path(args.space).stem}.csv"
     try:
-        build_table(args.space, out, args.work, args.jobs, args.second_seed, args.limit,
-                    {"steps": args.steps} if args.steps else None, args.first)
+        build_table(
+            args.space,
+            out,
+            args.work,
+            args.jobs,
+            args.second_seed,
+            args.limit,
+            {"steps": args.steps} if args.steps else None,
+            args.first,
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

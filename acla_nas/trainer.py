@@ -27,12 +27,12 @@ wrapped in DistributedDataParallel and each rank trains on its slice of the same
 so the weights follow the single-process run; rank 0 alone validates and writes files, the
 checkpoint keeps every rank's RNG state, and a resume reads it on rank 0 and broadcasts it.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -48,8 +48,8 @@ from torch import nn
 
 from . import distributed
 from .atomic import torch_save_atomic, write_text_atomic
-from .data import Item, PatchSampler, _mix_seed, to_float
 from .checks import MAX_SEED
+from .data import Item, PatchSampler, _mix_seed, to_float
 from .device import resolve_device
 from .errors import UserError
 from .metrics import psnr, quantize, ssim
@@ -130,8 +130,13 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
                 value = float(value)
             except ValueError:
                 raise bad("a positive number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-                or (key in ("lr", "grad_clip") and value == 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+            or (key in ("lr", "grad_clip") and value == 0)
+        ):
             raise bad("a positive number" + (" (or null)" if key == "grad_clip" else ""))
         if key in ("lr", "min_lr") and value > MAX_LR:
             raise bad(f"a learning rate <= {MAX_LR:g} (Adam's steps overflow float32 long before 1e38)")
@@ -184,7 +189,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _capture_rng(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -196,8 +205,12 @@ def _rng_to_storable(state: dict[str, Any]) -> dict[str, Any]:
     version, internal, gauss = state["python"]
     out = {
         "torch": state["torch"].clone(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
     }
     if "cuda" in state:
@@ -224,8 +237,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     try:
         ckpt = torch.load(p, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a truncated/corrupt file is a user-facing problem
-        raise UserError(f"cannot read the checkpoint ({type(exc).__name__}); delete it to restart the run",
-                        file=str(p)) from None
+        raise UserError(
+            f"cannot read the checkpoint ({type(exc).__name__}); delete it to restart the run", file=str(p)
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError("not an acla-nas trainer checkpoint", file=str(p))
     return ckpt
@@ -246,7 +260,9 @@ def model_param_groups(model: nn.Module, lr: float, exclude: set[int] = frozense
 
 
 def _describe_mismatch(stored: dict, current: dict) -> str:
-    diffs = [f"{k}: {stored.get(k)!r} there vs {current.get(k)!r} now" for k in current if stored.get(k) != current.get(k)]
+    diffs = [
+        f"{k}: {stored.get(k)!r} there vs {current.get(k)!r} now" for k in current if stored.get(k) != current.get(k)
+    ]
     return "; ".join(diffs[:3])
 
 
@@ -290,8 +306,11 @@ class Trainer:
         self.step_loss = step_loss
         self.extra_state = extra_state  # state_dict() / load_state_dict(): checkpointed with the model
         if step_loss is not None and self.rank.enabled:
-            raise UserError("several forward passes per step (e.g. supernet.sampling: sandwich) do not run data-parallel; "
-                            "use one process", field=f"{section}.sampling")
+            raise UserError(
+                "several forward passes per step (e.g. supernet.sampling: sandwich) do not run data-parallel; "
+                "use one process",
+                field=f"{section}.sampling",
+            )
         extra = [dict(g) for g in (param_groups or [])]
         groups = model_param_groups(model, config.lr, exclude={id(p) for g in extra for p in g["params"]}) + extra
         self.params = [p for g in groups for p in g["params"]]
@@ -318,8 +337,11 @@ class Trainer:
         stored = {k: stored_config.get(k) for k in current}
         if stored != current or stored_task != self.task.spec:
             why = _describe_mismatch(stored, current) or f"task {stored_task} vs {self.task.spec}"
-            raise UserError(f"the run directory {self.out_dir} belongs to another config ({why}); "
-                            "use another --out directory or the same settings", file=str(file))
+            raise UserError(
+                f"the run directory {self.out_dir} belongs to another config ({why}); "
+                "use another --out directory or the same settings",
+                file=str(file),
+            )
 
     def _save(self, step: int, rng: dict[str, Any]) -> None:
         """Write the checkpoint (rank 0; every rank must call it: RNG states are gathered)."""
@@ -391,11 +413,17 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
     def _non_finite(self, what: str, value: float, step: int) -> NonFiniteLossError:
-        kept = (f"the last checkpoint (step {self._last_saved}) is kept"
-                if self._last_saved is not None else "no checkpoint was written")
+        kept = (
+            f"the last checkpoint (step {self._last_saved}) is kept"
+            if self._last_saved is not None
+            else "no checkpoint was written"
+        )
         sec = self.section
-        return NonFiniteLossError(f"the {what} became {value} at step {step}; training stopped and {kept}. "
-                                  f"Lower {sec}.lr or set {sec}.grad_clip (in a new --out directory)", field=sec)
+        return NonFiniteLossError(
+            f"the {what} became {value} at step {step}; training stopped and {kept}. "
+            f"Lower {sec}.lr or set {sec}.grad_clip (in a new --out directory)",
+            field=sec,
+        )
 
     def _train_step(self, lq: torch.Tensor, hr: torch.Tensor, step: int) -> float:
         self.model.train()
@@ -405,8 +433,10 @@ class Trainer:
         def forward_loss() -> torch.Tensor:
             out = self.net(lq)
             if out.shape != hr.shape:
-                raise ValueError(f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
-                                 f"({self.task.describe()}) needs {tuple(hr.shape)}")
+                raise ValueError(
+                    f"the model maps {tuple(lq.shape)} to {tuple(out.shape)}, but the task "
+                    f"({self.task.describe()}) needs {tuple(hr.shape)}"
+                )
             loss = F.l1_loss(out, hr)
             aux = getattr(self.model, "auxiliary_loss", None)
             extra = aux() if callable(aux) else None
@@ -438,11 +468,17 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            if isinstance(self.val_data, tuple) and len(self.val_data) == 2 and isinstance(self.val_data[0], torch.Tensor) \
-                    and self.val_data[0].ndim == 4:
+            if (
+                isinstance(self.val_data, tuple)
+                and len(self.val_data) == 2
+                and isinstance(self.val_data[0], torch.Tensor)
+                and self.val_data[0].ndim == 4
+            ):
                 lq_all, hr_all = self.val_data
-                outs = [self.model(lq_all[i:i + self.config.batch].to(self.device)).float().cpu()
-                        for i in range(0, len(lq_all), self.config.batch)]
+                outs = [
+                    self.model(lq_all[i : i + self.config.batch].to(self.device)).float().cpu()
+                    for i in range(0, len(lq_all), self.config.batch)
+                ]
                 out = quantize(torch.cat(outs))
                 return psnr(out, hr_all, self.task.crop_border, self.task.test_y_channel)
             return evaluate_model(self.model, self.val_data, self.task, self.device)["psnr"]
@@ -486,7 +522,9 @@ class Trainer:
     def _loop(self, start: int) -> dict[str, Any]:
         cfg = self.config
         # a bar on a terminal, a line every N seconds in logs (acla_nas.progress), nothing with --quiet
-        bar = progress_bar(cfg.steps, start, cfg.progress and self.rank.main, self.out_dir.name if self.out_dir else "training")
+        bar = progress_bar(
+            cfg.steps, start, cfg.progress and self.rank.main, self.out_dir.name if self.out_dir else "training"
+        )
         t0, losses, loss = time.perf_counter(), [], float("nan")
         rng = _capture_rng(self.device)
         step = self._completed = start
@@ -511,8 +549,14 @@ class Trainer:
         except KeyboardInterrupt:
             # save only an exact step boundary: interrupted before this step's update began
             # (not under DDP: the other ranks may not stop at the same step to gather with us)
-            if self.out_dir is not None and not self._updating and self._completed == step \
-                    and step != self._last_saved and step > 0 and not self.rank.enabled:
+            if (
+                self.out_dir is not None
+                and not self._updating
+                and self._completed == step
+                and step != self._last_saved
+                and step > 0
+                and not self.rank.enabled
+            ):
                 self._elapsed += time.perf_counter() - t0
                 self._save(step, rng)
             raise
@@ -525,13 +569,15 @@ class Trainer:
         return self._finish(final_val)
 
     def _log(self, step: int, losses: list[float], val: float | None, t0: float) -> None:
-        self.history.append({
-            "step": step,
-            "loss": float(np.mean(losses)) if losses else None,
-            "val_psnr": val,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "seconds": round(self._elapsed + time.perf_counter() - t0, 3),
-        })
+        self.history.append(
+            {
+                "step": step,
+                "loss": float(np.mean(losses)) if losses else None,
+                "val_psnr": val,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(self._elapsed + time.perf_counter() - t0, 3),
+            }
+        )
 
     def _finish(self, final_val: float | None) -> dict[str, Any]:
         test = self.final_eval(self.model) if self.final_eval is not None and self.rank.main else None
@@ -550,7 +596,9 @@ class Trainer:
         if self.out_dir is not None:
             self._save(self.config.steps, _capture_rng(self.device))
             if self.rank.main:
-                write_text_atomic(self.out_dir / "metrics.json", json.dumps(result, indent=2, sort_keys=True, allow_nan=True) + "\n")
+                write_text_atomic(
+                    self.out_dir / "metrics.json", json.dumps(result, indent=2, sort_keys=True, allow_nan=True) + "\n"
+                )
         return distributed.broadcast(result)  # every rank returns rank 0's result
 
 
@@ -606,12 +654,25 @@ def evaluate_model(
                 keys.append(key_report())
             floor = quantize(task.input_floor(lq, hr))
             cb, y = task.crop_border, task.test_y_channel
-            rows.append({"image": names[i], "psnr": psnr(out, hr, cb, y), "ssim": ssim(out, hr, cb, y),
-                         "floor_psnr": psnr(floor, hr, cb, y), "floor_ssim": ssim(floor, hr, cb, y)})
+            rows.append(
+                {
+                    "image": names[i],
+                    "psnr": psnr(out, hr, cb, y),
+                    "ssim": ssim(out, hr, cb, y),
+                    "floor_psnr": psnr(floor, hr, cb, y),
+                    "floor_ssim": ssim(floor, hr, cb, y),
+                }
+            )
     finally:
         model.train(was_training)
-    result = {"psnr": _mean(rows, "psnr"), "ssim": _mean(rows, "ssim"), "floor_psnr": _mean(rows, "floor_psnr"),
-              "floor_ssim": _mean(rows, "floor_ssim"), "n": len(rows), "per_image": rows}
+    result = {
+        "psnr": _mean(rows, "psnr"),
+        "ssim": _mean(rows, "ssim"),
+        "floor_psnr": _mean(rows, "floor_psnr"),
+        "floor_ssim": _mean(rows, "floor_ssim"),
+        "n": len(rows),
+        "per_image": rows,
+    }
     if keys and keys[0]:
         result["keys_used"] = {site: sum(k[site] for k in keys) / len(keys) for site in keys[0]}
     return result

@@ -10,15 +10,16 @@ The CSV is rewritten atomically from the full row list, so a crash never leaves 
 
 Search, export, plots and the report all read and write through this module.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,19 @@ from .run_dir import RunDir
 if TYPE_CHECKING:
     from .arch import Arch
 
-CORE_COLUMNS = ["run", "strategy", "evaluator", "step", "state", "psnr", "flops", "params", "seconds", "n_modules", "arch"]
+CORE_COLUMNS = [
+    "run",
+    "strategy",
+    "evaluator",
+    "step",
+    "state",
+    "psnr",
+    "flops",
+    "params",
+    "seconds",
+    "n_modules",
+    "arch",
+]
 REQUIRED_COLUMNS = ("step", "psnr")
 NUMERIC_COLUMNS = ("step", "psnr", "flops", "params", "seconds", "n_modules", "temperature")
 OK_STATE = "COMPLETE"
@@ -232,8 +245,11 @@ def load_trajectory(run_or_file: str | Path | Any) -> pd.DataFrame:
     df = read_csv(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise UserError(f"missing column(s) {', '.join(missing)} (see the trajectory contract in docs/internals.md)",
-                        file=str(path), field=missing[0])
+        raise UserError(
+            f"missing column(s) {', '.join(missing)} (see the trajectory contract in docs/internals.md)",
+            file=str(path),
+            field=missing[0],
+        )
     df = _coerce_numeric(df, path)
     name = path.parent.name
     df["run"] = df["run"].fillna(name).astype(str) if "run" in df.columns else name
@@ -251,7 +267,7 @@ def read_trajectory(path: str | Path) -> pd.DataFrame:
 
 def site_names(df: pd.DataFrame) -> list[str]:
     """Candidate sites in column order of the ``k:<site>`` columns (the space's order)."""
-    return [c[len(K_PREFIX):] for c in df.columns if str(c).startswith(K_PREFIX)]
+    return [c[len(K_PREFIX) :] for c in df.columns if str(c).startswith(K_PREFIX)]
 
 
 def keys_value(value: Any) -> int:
@@ -345,7 +361,9 @@ def load_best_arch(run_dir: str | Path) -> dict | None:
 
 def write_sites(path: str | Path, sites: Iterable[Any]) -> None:
     """``sites.csv``: name, channels, stride of each candidate site (atomic)."""
-    write_text_atomic(Path(path), "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in sites))
+    write_text_atomic(
+        Path(path), "name,channels,stride\n" + "".join(f"{s.name},{s.channels},{s.stride}\n" for s in sites)
+    )
 
 
 def read_sites(path: str | Path) -> list[Site] | None:

@@ -12,6 +12,7 @@ Why: ``torch.load(weights_only=True)`` and ``yaml.safe_load`` keep a file from r
 while it is *read*; a name such as ``os:system`` would otherwise run code when the component
 is *built*, so opening a file must never be enough to import anything.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,7 +46,9 @@ def parse_prefixes(text: str, source: str) -> list[str]:
         if not item:
             continue
         if not _DOTTED.fullmatch(item):
-            raise UserError(f"expected comma-separated module names like mynet,my_project.models, got {item!r}", field=source)
+            raise UserError(
+                f"expected comma-separated module names like mynet,my_project.models, got {item!r}", field=source
+            )
         out.append(item)
     return out
 
@@ -105,7 +108,8 @@ def _import(module: str, file: str | None, field: str) -> ModuleType:
         raise UserError(
             f"cannot import module {module!r} ({type(exc).__name__}: {exc}); searched the installed packages and {where}; "
             f"put {module.split('.')[0]}.py (or its package folder) in one of those folders or install it",
-            file=file, field=field,
+            file=file,
+            field=field,
         ) from None
     finally:
         for d in dirs:
@@ -113,7 +117,9 @@ def _import(module: str, file: str | None, field: str) -> ModuleType:
                 sys.path.remove(d)
 
 
-def import_object(spec: str, *, kind: str, field: str, file: str | None = None, trusted: Mapping[str, Any] | None = None) -> Any:
+def import_object(
+    spec: str, *, kind: str, field: str, file: str | None = None, trusted: Mapping[str, Any] | None = None
+) -> Any:
     """The object named by ``package.module:attr`` in ``file`` (at ``field``), under the trust model.
 
     ``trusted`` maps the ``module:qualname`` of registered objects (built-ins, plug-ins) to the
@@ -125,26 +131,40 @@ def import_object(spec: str, *, kind: str, field: str, file: str | None = None, 
     if trusted and spec in trusted:
         return trusted[spec]
     if is_protected(module_name):
-        raise ImportRefused(f"{spec!r} is in Python's standard library or builtins, which a file may never make acla-nas "
-                            f"import (not even with {FLAG}); name a registered {kind} or your own module", file=file, field=field)
+        raise ImportRefused(
+            f"{spec!r} is in Python's standard library or builtins, which a file may never make acla-nas "
+            f"import (not even with {FLAG}); name a registered {kind} or your own module",
+            file=file,
+            field=field,
+        )
     if not is_allowed(module_name):
-        raise ImportRefused(f"{spec!r} is not a registered {kind}, and files may not import code on their own; "
-                            f"{_opt_in_hint(module_name)} if you trust it", file=file, field=field)
+        raise ImportRefused(
+            f"{spec!r} is not a registered {kind}, and files may not import code on their own; "
+            f"{_opt_in_hint(module_name)} if you trust it",
+            file=file,
+            field=field,
+        )
     obj: Any = _import(module_name, file, field)
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise UserError(f"module {module_name!r} has no attribute {attr!r}", file=file, field=field)
         obj = getattr(obj, part)
         if isinstance(obj, ModuleType):
-            raise ImportRefused(f"{spec!r} names a module, not a {kind} defined in {module_name!r}", file=file, field=field)
+            raise ImportRefused(
+                f"{spec!r} names a module, not a {kind} defined in {module_name!r}", file=file, field=field
+            )
     home = getattr(obj, "__module__", None)
     if not isinstance(home, str):
         raise UserError(f"{spec!r} is not a function or class (expected a {kind})", file=file, field=field)
     if home != module_name and not is_allowed(home):
-        raise ImportRefused(f"{spec!r} is defined in {home!r}, which is not allowed ({_opt_in_hint(home)} if you trust it)"
-                            if not is_protected(home) else
-                            f"{spec!r} is {home}.{getattr(obj, '__qualname__', attr)} from the standard library or builtins, "
-                            "which a file may never make acla-nas import", file=file, field=field)
+        raise ImportRefused(
+            f"{spec!r} is defined in {home!r}, which is not allowed ({_opt_in_hint(home)} if you trust it)"
+            if not is_protected(home)
+            else f"{spec!r} is {home}.{getattr(obj, '__qualname__', attr)} from the standard library or builtins, "
+            "which a file may never make acla-nas import",
+            file=file,
+            field=field,
+        )
     if not callable(obj):
         raise UserError(f"{spec!r} is not callable (expected a {kind})", file=file, field=field)
     return obj
@@ -163,5 +183,16 @@ def entry_points(group: str) -> dict[str, Any]:
     return {ep.name: ep for ep in _eps(group=group)}
 
 
-__all__ = ["ENV_VAR", "FLAG", "ImportRefused", "allow_imports", "allowed_prefixes", "entry_points", "import_object",
-           "is_allowed", "is_protected", "parse_prefixes", "qualified_name"]
+__all__ = [
+    "ENV_VAR",
+    "FLAG",
+    "ImportRefused",
+    "allow_imports",
+    "allowed_prefixes",
+    "entry_points",
+    "import_object",
+    "is_allowed",
+    "is_protected",
+    "parse_prefixes",
+    "qualified_name",
+]

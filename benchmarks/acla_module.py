@@ -24,6 +24,7 @@ Run:  python benchmarks/acla_module.py            # 32, 64, 128, 256 (about 2 mi
       python benchmarks/acla_module.py --quick    # 32, 64 only (about 20 s)
       python benchmarks/acla_module.py --sizes 64,128 --compile   # also torch.compile of ours
 """
+
 from __future__ import annotations
 
 import argparse
@@ -151,7 +152,10 @@ def nonlocal_fits(size: int, ram_bytes: int) -> tuple[bool, str]:
     matrix = BATCH * n * n * 4
     need = 3 * matrix
     if need > 0.8 * ram_bytes:
-        return False, f"needs ~{need / 2**30:.0f} GiB (B x {n}^2 attention matrix = {matrix / 2**30:.0f} GiB, ~3 live) > RAM {ram_bytes / 2**30:.0f} GiB"
+        return (
+            False,
+            f"needs ~{need / 2**30:.0f} GiB (B x {n}^2 attention matrix = {matrix / 2**30:.0f} GiB, ~3 live) > RAM {ram_bytes / 2**30:.0f} GiB",
+        )
     return True, ""
 
 
@@ -253,7 +257,13 @@ def time_worker(methods: list[str], size: int, repeats: dict[str, int], warmup: 
                 step(models[m], x, refs, grad)
                 times[m].append(time.perf_counter() - t0)
     return {
-        m: {"median_s": statistics.median(times[m]), "min_s": min(times[m]), "times": times[m], "warm_s": warm[m], "threads": torch.get_num_threads()}
+        m: {
+            "median_s": statistics.median(times[m]),
+            "min_s": min(times[m]),
+            "times": times[m],
+            "warm_s": warm[m],
+            "threads": torch.get_num_threads(),
+        }
         for m in methods
     }
 
@@ -270,7 +280,11 @@ def check_cores(device: str = "cpu", cores: tuple[str, ...] = ("node",)) -> list
             p.add_(torch.randn_like(p) * 0.3)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 16, 40, 48, generator=g)
-    refs = [torch.randn(2, 16, 40, 48, generator=g), torch.randn(2, 8, 20, 24, generator=g), torch.randn(2, 12, 40, 48, generator=g)]
+    refs = [
+        torch.randn(2, 16, 40, 48, generator=g),
+        torch.randn(2, 8, 20, 24, generator=g),
+        torch.randn(2, 12, 40, 48, generator=g),
+    ]
     gy = torch.randn(2, 16, 40, 48, generator=g).to(device)
 
     def run(core: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -289,8 +303,10 @@ def check_cores(device: str = "cpu", cores: tuple[str, ...] = ("node",)) -> list
         dy = (y0 - y1).abs().max().item()
         dg = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(g0, g1))
         ok = dy < 1e-4 and dg < 1e-4
-        lines.append(f"check: {core} core vs the plain formulation on {device} (train, gate on, 40x48, 3 layers): max |dy| {dy:.1e}, "
-                     f"max relative |dgrad| {dg:.1e} -> {'OK' if ok else 'MISMATCH'}")
+        lines.append(
+            f"check: {core} core vs the plain formulation on {device} (train, gate on, 40x48, 3 layers): max |dy| {dy:.1e}, "
+            f"max relative |dgrad| {dg:.1e} -> {'OK' if ok else 'MISMATCH'}"
+        )
     return lines
 
 
@@ -303,7 +319,7 @@ def run_worker(args: list[str], env_extra: dict[str, str] | None = None, timeout
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -329,7 +345,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed passes before timing")
     p.add_argument("--quick", action="store_true", help="sizes 32,64 only")
     p.add_argument("--methods", default="a,a0,b,c", help="subset of a,a0,b,c (and ac)")
-    p.add_argument("--compile", action="store_true", help="also time our module under torch.compile (method ac; slow to compile)")
+    p.add_argument(
+        "--compile", action="store_true", help="also time our module under torch.compile (method ac; slow to compile)"
+    )
     p.add_argument("--json", help="also write all measurements to this file")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -351,9 +369,13 @@ def main() -> None:
         methods.insert(methods.index("a0") + 1 if "a0" in methods else 1, "ac")
     ram = ram_bytes()
     print("ACLA module benchmark: forward+backward, training mode, CPU")
-    print(f"  torch {torch.__version__}, threads {torch.get_num_threads()} (torch default), RAM {ram / 2**30:.1f} GiB, {os.cpu_count()} CPUs")
+    print(
+        f"  torch {torch.__version__}, threads {torch.get_num_threads()} (torch default), RAM {ram / 2**30:.1f} GiB, {os.cpu_count()} CPUs"
+    )
     print(f"  C={C}, L={L} earlier layers (query size), K={K} keys, batch {BATCH}; inputs and weights require grad")
-    print(f"  time: median of {args.repeats} passes after {args.warmup} warm-up passes; per size one fresh process runs")
+    print(
+        f"  time: median of {args.repeats} passes after {args.warmup} warm-up passes; per size one fresh process runs"
+    )
     print("        a, a0, b (, ac) interleaved pass by pass (robust ratios under changing load), c in its own")
     print("  peak: extra resident memory of one pass over the state after setup, one fresh process per")
     print("        (method, size): the RSS high-water mark (VmHWM = ru_maxrss) is reset after setup via")
@@ -401,7 +423,8 @@ def main() -> None:
                 else:
                     results[m][size].update(tim[m])
         line = ", ".join(
-            f"{m} {fmt(results[m][size].get('median_s') and results[m][size]['median_s'] * 1e3, '.1f')} ms" for m in todo
+            f"{m} {fmt(results[m][size].get('median_s') and results[m][size]['median_s'] * 1e3, '.1f')} ms"
+            for m in todo
         )
         print(f"  measured {size}^2: {line} ({time.perf_counter() - t_size:.0f} s)", flush=True)
 
@@ -409,7 +432,12 @@ def main() -> None:
         return results.get(m, {}).get(size, {}).get(key)
 
     cols = [m for m in ("a", "a0", "ac", "b", "c") if m in methods]
-    head = f"{'size':>6} | " + " ".join(f"{'t_' + m + ' ms':>10}" for m in cols) + " | " + " ".join(f"{'mem_' + m + ' MB':>10}" for m in cols)
+    head = (
+        f"{'size':>6} | "
+        + " ".join(f"{'t_' + m + ' ms':>10}" for m in cols)
+        + " | "
+        + " ".join(f"{'mem_' + m + ' MB':>10}" for m in cols)
+    )
     head += f" | {'b/a':>6} {'c/a':>7} | {'B/px a':>7}"
     print()
     print(head)
@@ -458,7 +486,9 @@ def main() -> None:
     else:
         print("N/A : (a) vs (c) at 128^2 not in this run")
     if args.json:
-        Path(args.json).write_text(json.dumps({"sizes": sizes, "results": results, "notes": notes}, indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps({"sizes": sizes, "results": results, "notes": notes}, indent=1, default=str)
+        )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ resumable (a finished run is read back, not retrained), so an interrupted benchm
         [--data synthetic embedded] [--variants plain paper fixed random] [--seeds 0 1 2]
         [--steps 600] [--extra 'lr1={offset_lr_mult: 1}'] [--jobs 2] [--out runs/bench_attention_gain]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,10 +80,20 @@ def train_one(job: dict) -> dict:
     result, model_path, _ = train_arch(arch_file, d, {}, progress=False)
     dist, kept = key_stats(model_path, data) if job["variant"] != "plain" else (float("nan"), float("nan"))
     test = result["test"]
-    return {"space": job["space"], "data": job["data_name"], "variant": job["variant"], "seed": job["seed"],
-            "psnr": test["psnr"], "ssim": test["ssim"], "floor_psnr": test["floor_psnr"], "key_dist_px": dist,
-            "period_px": job["period"], "keys_kept": kept, "minutes": result["seconds"] / 60,
-            "wall_minutes": (time.perf_counter() - t0) / 60}
+    return {
+        "space": job["space"],
+        "data": job["data_name"],
+        "variant": job["variant"],
+        "seed": job["seed"],
+        "psnr": test["psnr"],
+        "ssim": test["ssim"],
+        "floor_psnr": test["floor_psnr"],
+        "key_dist_px": dist,
+        "period_px": job["period"],
+        "keys_kept": kept,
+        "minutes": result["seconds"] / 60,
+        "wall_minutes": (time.perf_counter() - t0) / 60,
+    }
 
 
 @torch.no_grad()
@@ -128,19 +139,39 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             period = mean_period(parse_params(data)) if data.get("kind") == "synthetic" else float("nan")
             for seed in args.seeds:
                 for variant in variants:
-                    train = {"steps": args.steps, "batch": args.batch, "patch": PATCH.get(space_name, args.patch),
-                             "lr": args.lr, "val_every": 0, "ckpt_every": 200, "progress": False, "seed": seed}
-                    jobs.append({"space": space_name, "data_name": data_name, "data": data, "variant": variant,
-                                 "seed": seed, "period": period, "threads": max(1, args.threads // args.jobs),
-                                 "dir": str(Path(args.out) / space_name / data_name / f"{variant}_seed{seed}"),
-                                 "doc": variant_doc(space, variant, data, train, extra)})
+                    train = {
+                        "steps": args.steps,
+                        "batch": args.batch,
+                        "patch": PATCH.get(space_name, args.patch),
+                        "lr": args.lr,
+                        "val_every": 0,
+                        "ckpt_every": 200,
+                        "progress": False,
+                        "seed": seed,
+                    }
+                    jobs.append(
+                        {
+                            "space": space_name,
+                            "data_name": data_name,
+                            "data": data,
+                            "variant": variant,
+                            "seed": seed,
+                            "period": period,
+                            "threads": max(1, args.threads // args.jobs),
+                            "dir": str(Path(args.out) / space_name / data_name / f"{variant}_seed{seed}"),
+                            "doc": variant_doc(space, variant, data, train, extra),
+                        }
+                    )
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
         for r in pool.map(train_one, jobs):
             rows.append(r)
-            print(f"{r['space']} / {r['data']} / {r['variant']} seed {r['seed']}: PSNR {r['psnr']:.3f} dB, SSIM "
-                  f"{r['ssim']:.4f}, key distance {r['key_dist_px']:.1f} px, keys kept {r['keys_kept']:.2f}, "
-                  f"{r['minutes']:.1f} min", flush=True)
+            print(
+                f"{r['space']} / {r['data']} / {r['variant']} seed {r['seed']}: PSNR {r['psnr']:.3f} dB, SSIM "
+                f"{r['ssim']:.4f}, key distance {r['key_dist_px']:.1f} px, keys kept {r['keys_kept']:.2f}, "
+                f"{r['minutes']:.1f} min",
+                flush=True,
+            )
     return pd.DataFrame(rows)
 
 
@@ -155,32 +186,42 @@ def summarize(df: pd.DataFrame, steps: int) -> list[str]:
         base = g[g.variant == "plain"].set_index("seed")
         period = g.period_px.iloc[0]
         lattice = f"mean lattice period {period:.1f} px" if period == period else "no lattice"
-        lines += ["", f"### {space_name}, {data_name} data ({steps} steps; floor = degraded input "
-                      f"{g.floor_psnr.iloc[0]:.2f} dB; {lattice})", "",
-                  "| variant | PSNR mean +- std | SSIM mean +- std | paired diff vs plain per seed | mean +- std of diffs "
-                  "| median key distance (px) | keys kept | min/run |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### {space_name}, {data_name} data ({steps} steps; floor = degraded input "
+            f"{g.floor_psnr.iloc[0]:.2f} dB; {lattice})",
+            "",
+            "| variant | PSNR mean +- std | SSIM mean +- std | paired diff vs plain per seed | mean +- std of diffs "
+            "| median key distance (px) | keys kept | min/run |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for variant, v in g.groupby("variant", sort=False):
             diffs = [r.psnr - base.loc[r.seed, "psnr"] for r in v.itertuples() if r.seed in base.index]
             dtxt = ", ".join(f"{x:+.3f}" for x in diffs) if variant != "plain" else "-"
             mtxt = f"{statistics.mean(diffs):+.3f} +- {_sd(diffs):.3f}" if variant != "plain" and diffs else "-"
             kd = "-" if variant == "plain" else f"{v.key_dist_px.median():.1f}"
             kk = "-" if variant == "plain" else f"{v.keys_kept.mean():.2f}"
-            lines.append(f"| {variant} | {v.psnr.mean():.3f} +- {_sd(list(v.psnr)):.3f} | {v.ssim.mean():.4f} +- "
-                         f"{_sd(list(v.ssim)):.4f} | {dtxt} | {mtxt} | {kd} | {kk} | {v.minutes.mean():.1f} |")
+            lines.append(
+                f"| {variant} | {v.psnr.mean():.3f} +- {_sd(list(v.psnr)):.3f} | {v.ssim.mean():.4f} +- "
+                f"{_sd(list(v.ssim)):.4f} | {dtxt} | {mtxt} | {kd} | {kk} | {v.minutes.mean():.1f} |"
+            )
     target = df[(df.space == "synthetic_denoise_sigma50") & (df.data == "synthetic")]
     if {"plain", "paper"} <= set(target.variant):
         p = target.pivot_table(index="seed", columns="variant", values="psnr")
         gain = p["paper"] - p["plain"]
         ok_gain = gain.mean() >= 0.15
         ok_snr = len(gain) > 1 and gain.mean() >= 5 * gain.std()
-        line = (f"Target (synthetic sigma-50 denoising): paper - plain = {gain.mean():+.3f} dB (>= 0.15: "
-                f"{'yes' if ok_gain else 'NO'}), std of paired diffs {gain.std():.3f} (mean >= 5x std: "
-                f"{'yes' if ok_snr else 'NO'})")
+        line = (
+            f"Target (synthetic sigma-50 denoising): paper - plain = {gain.mean():+.3f} dB (>= 0.15: "
+            f"{'yes' if ok_gain else 'NO'}), std of paired diffs {gain.std():.3f} (mean >= 5x std: "
+            f"{'yes' if ok_snr else 'NO'})"
+        )
         if "random" in p:
             vs_random = p["paper"] - p["random"]
-            line += f"; paper - random = {vs_random.mean():+.3f} +- {vs_random.std():.3f} dB (beats it: " \
-                    f"{'yes' if vs_random.mean() > 0 and (vs_random > 0).all() else 'NO'})"
+            line += (
+                f"; paper - random = {vs_random.mean():+.3f} +- {vs_random.std():.3f} dB (beats it: "
+                f"{'yes' if vs_random.mean() > 0 and (vs_random > 0).all() else 'NO'})"
+            )
         lines += ["", line]
     return lines
 
@@ -195,8 +236,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--extra", nargs="*", default=[], metavar="NAME={OPTION: VALUE}",
-                    help="ablations: the paper placement with these ACLA options, e.g. 'lr1={offset_lr_mult: 1}'")
+    ap.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="NAME={OPTION: VALUE}",
+        help="ablations: the paper placement with these ACLA options, e.g. 'lr1={offset_lr_mult: 1}'",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads shared by the jobs")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_attention_gain"))

@@ -28,6 +28,7 @@ Run on a CUDA machine:  python benchmarks/gpu.py           (all sizes, every cor
                         python benchmarks/gpu.py --sizes 64,128 --cores triton --json out.json
 Without a CUDA device it says so and exits with status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,9 @@ class FusedNonLocalBlock(NonLocalBlock):
 
     def forward(self, x: torch.Tensor, refs: list[torch.Tensor] | None = None) -> torch.Tensor:
         b, _, h, w = x.shape
-        theta, phi, g = (f(x).flatten(2).transpose(1, 2).unsqueeze(1) for f in (self.theta, self.phi, self.g))  # (B,1,N,C')
+        theta, phi, g = (
+            f(x).flatten(2).transpose(1, 2).unsqueeze(1) for f in (self.theta, self.phi, self.g)
+        )  # (B,1,N,C')
         y = F.scaled_dot_product_attention(theta, phi, g, scale=1.0).squeeze(1)  # embedded Gaussian: no 1/sqrt(d)
         return x + self.w_z(y.transpose(1, 2).reshape(b, -1, h, w))
 
@@ -99,7 +102,9 @@ def build(method: str) -> tuple[nn.Module, Callable[[], object]]:
     return m.cuda().train(), lambda: use_core(core)
 
 
-def step(m: nn.Module, ctx: Callable[[], object], x: torch.Tensor, refs: list[torch.Tensor], grad: torch.Tensor) -> None:
+def step(
+    m: nn.Module, ctx: Callable[[], object], x: torch.Tensor, refs: list[torch.Tensor], grad: torch.Tensor
+) -> None:
     for t in [x, *refs, *m.parameters()]:
         t.grad = None
     with ctx():
@@ -154,7 +159,9 @@ def training_rates(cores: list[str], amp: bool, steps: int, warmup: int) -> dict
     """Steps/s of plain EDSR and of EDSR with 4 modules (per core), interleaved step by step."""
     archs = SearchSpace.from_dict(EDSR_SPACE).reference_archs()
     variants: dict[str, tuple] = {}
-    for name, arch, core in [("plain", archs["plain"], "auto")] + [(f"4 modules, {c}", archs["paper"], c) for c in cores]:
+    for name, arch, core in [("plain", archs["plain"], "auto")] + [
+        (f"4 modules, {c}", archs["paper"], c) for c in cores
+    ]:
         torch.manual_seed(0)
         model = build_network(arch).cuda().train()
         variants[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4), core)
@@ -189,17 +196,23 @@ def fmt(v: float | None, spec: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="64,128,256,512", help="comma-separated square sizes (default 64,128,256,512)")
-    p.add_argument("--cores", default="triton,node,plain", help="our module's attention cores to measure (those available)")
+    p.add_argument(
+        "--cores", default="triton,node,plain", help="our module's attention cores to measure (those available)"
+    )
     p.add_argument("--methods", default="b,c,cf", help="baselines to measure: subset of b,c,cf")
-    p.add_argument("--nonlocal-max", type=int, default=256, help="largest size at which the non-local blocks (c, cf) run")
+    p.add_argument(
+        "--nonlocal-max", type=int, default=256, help="largest size at which the non-local blocks (c, cf) run"
+    )
     p.add_argument("--repeats", type=int, default=10, help="timed passes per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed passes first (Triton compiles in the first)")
     p.add_argument("--train-steps", type=int, default=30, help="timed EDSR training steps per variant (0: skip)")
     p.add_argument("--json", help="also write all measurements to this file")
     args = p.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("benchmarks/gpu.py needs a CUDA device and none is present here (torch.cuda.is_available() is False); "
-                 "run it on a GPU machine: python benchmarks/gpu.py")
+        sys.exit(
+            "benchmarks/gpu.py needs a CUDA device and none is present here (torch.cuda.is_available() is False); "
+            "run it on a GPU machine: python benchmarks/gpu.py"
+        )
 
     dev = torch.device("cuda")
     cores = [c for c in args.cores.split(",") if c and (c != "triton" or triton_available())]
@@ -215,11 +228,17 @@ def main() -> None:
     except ImportError:
         triton_version = "not installed"
     print("ACLA on CUDA: module forward+backward (training mode) and EDSR training throughput")
-    print(f"  {props.name} (sm_{props.major}{props.minor}, {props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}, triton {triton_version}")
-    print(f"  TF32: convolutions {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32} (torch defaults)")
-    print(f"  module: C={C}, L={L} earlier layers (query size), K={K} keys, batch {BATCH}; median of {args.repeats} passes after "
-          f"{args.warmup} warm-up passes, methods interleaved; peak = max_memory_allocated over one pass minus the setup")
+    print(
+        f"  {props.name} (sm_{props.major}{props.minor}, {props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}, triton {triton_version}"
+    )
+    print(
+        f"  TF32: convolutions {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32} (torch defaults)"
+    )
+    print(
+        f"  module: C={C}, L={L} earlier layers (query size), K={K} keys, batch {BATCH}; median of {args.repeats} passes after "
+        f"{args.warmup} warm-up passes, methods interleaved; peak = max_memory_allocated over one pass minus the setup"
+    )
     print(f"  default core on this machine: {default}; cores measured: {', '.join(cores)}")
     print(*check_cores("cuda", tuple(c for c in cores if c != "plain")), sep="\n")
     print(flush=True)
@@ -228,13 +247,20 @@ def main() -> None:
     for size in sizes:
         todo = [m for m in methods if m not in ("c", "cf") or size <= args.nonlocal_max]
         results[size] = measure_module(todo, size, args.repeats, args.warmup)
-        line = ", ".join(f"{m} " + ("OOM" if r.get("oom") else f"{r['median_ms']:.1f} ms") for m, r in results[size].items())
+        line = ", ".join(
+            f"{m} " + ("OOM" if r.get("oom") else f"{r['median_ms']:.1f} ms") for m, r in results[size].items()
+        )
         print(f"  measured {size}^2: {line}", flush=True)
 
     def get(method: str, size: int, key: str) -> float | None:
         return results.get(size, {}).get(method, {}).get(key)
 
-    head = f"{'size':>6} | " + " ".join(f"{'t_' + m + ' ms':>13}" for m in methods) + " | " + " ".join(f"{'mem_' + m + ' MB':>13}" for m in methods)
+    head = (
+        f"{'size':>6} | "
+        + " ".join(f"{'t_' + m + ' ms':>13}" for m in methods)
+        + " | "
+        + " ".join(f"{'mem_' + m + ' MB':>13}" for m in methods)
+    )
     head += f" | {'b/' + ours[2:]:>8} {'c/' + ours[2:]:>8} {'cf/' + ours[2:]:>9} | {'B/px':>6}"
     print()
     print(head)
@@ -242,8 +268,12 @@ def main() -> None:
     for size in sizes:
         t = {m: get(m, size, "median_ms") for m in methods}
         mem = {m: get(m, size, "peak_bytes") for m in methods}
-        row = f"{str(size) + '^2':>6} | " + " ".join(f"{'OOM' if get(m, size, 'oom') else fmt(t[m], '.1f'):>13}" for m in methods)
-        row += " | " + " ".join(f"{'OOM' if get(m, size, 'oom') else fmt(mem[m] and mem[m] / 2**20, '.0f'):>13}" for m in methods)
+        row = f"{str(size) + '^2':>6} | " + " ".join(
+            f"{'OOM' if get(m, size, 'oom') else fmt(t[m], '.1f'):>13}" for m in methods
+        )
+        row += " | " + " ".join(
+            f"{'OOM' if get(m, size, 'oom') else fmt(mem[m] and mem[m] / 2**20, '.0f'):>13}" for m in methods
+        )
         ratio = {b: (t[b] / t[ours] if t.get(b) and t.get(ours) else None) for b in ("b", "c", "cf")}
         bpp = mem[ours] / (BATCH * size * size) if mem.get(ours) else None
         row += f" | {fmt(ratio['b'], '.2f'):>8} {fmt(ratio['c'], '.1f'):>8} {fmt(ratio['cf'], '.1f'):>9} | {fmt(bpp, '.0f'):>6}"
@@ -252,7 +282,9 @@ def main() -> None:
     rates: dict[str, dict[str, float]] = {}
     if args.train_steps > 0:
         print()
-        print(f"EDSR 64x16 x2 training, batch {TRAIN_BATCH} of {LR_PATCH}^2 LR patches: steps/s (median step time, {args.train_steps} steps after 5)")
+        print(
+            f"EDSR 64x16 x2 training, batch {TRAIN_BATCH} of {LR_PATCH}^2 LR patches: steps/s (median step time, {args.train_steps} steps after 5)"
+        )
         for amp in (False, True):
             key = "autocast bf16" if amp else "float32"
             try:
@@ -262,34 +294,55 @@ def main() -> None:
                 print(f"  {key}: out of memory")
                 continue
             plain = rates[key]["plain"]
-            print(f"  {key:>13}: " + ", ".join(f"{n} {r:.2f}" + ("" if n == "plain" else f" ({plain / r:.2f}x the plain step)") for n, r in rates[key].items()))
+            print(
+                f"  {key:>13}: "
+                + ", ".join(
+                    f"{n} {r:.2f}" + ("" if n == "plain" else f" ({plain / r:.2f}x the plain step)")
+                    for n, r in rates[key].items()
+                )
+            )
 
     print()
     for size in sizes:
         tb, ta = get("b", size, "median_ms"), get(ours, size, "median_ms")
         if tb and ta:
-            print(f"{'PASS' if tb / ta >= 3 else 'MISS'}: ({ours}) >= 3x faster than the per-key loop (b) at {size}^2: {tb / ta:.2f}x")
+            print(
+                f"{'PASS' if tb / ta >= 3 else 'MISS'}: ({ours}) >= 3x faster than the per-key loop (b) at {size}^2: {tb / ta:.2f}x"
+            )
         elif get("b", size, "oom"):
             print(f"N/A : (b) out of memory at {size}^2")
     ta = get(ours, 256, "median_ms")
     nl = next(((m, get(m, 256, "median_ms")) for m in ("c", "cf") if get(m, 256, "median_ms")), None)
     if ta and nl:
-        print(f"{'PASS' if nl[1] / ta >= 50 else 'MISS'}: ({ours}) >= 50x faster than the non-local block ({nl[0]}) at 256^2: {nl[1] / ta:.1f}x"
-              + ("" if nl[0] == "c" else " (its HW x HW matrix does not fit; the fused-attention block is the one that runs)"))
+        print(
+            f"{'PASS' if nl[1] / ta >= 50 else 'MISS'}: ({ours}) >= 50x faster than the non-local block ({nl[0]}) at 256^2: {nl[1] / ta:.1f}x"
+            + (
+                ""
+                if nl[0] == "c"
+                else " (its HW x HW matrix does not fit; the fused-attention block is the one that runs)"
+            )
+        )
     else:
         print("N/A : ours vs the non-local block at 256^2 not measured")
     bpp = [(s, get(ours, s, "peak_bytes") / (BATCH * s * s)) for s in sizes if get(ours, s, "peak_bytes")]
     if len(bpp) >= 2:
         spread = max(v for _, v in bpp) / min(v for _, v in bpp)
-        print(f"{'PASS' if spread <= 1.25 else 'MISS'}: ({ours}) memory linear in pixels: bytes/pixel "
-              + ", ".join(f"{s}^2 {v:.0f}" for s, v in bpp) + f" (max/min {spread:.2f}; pass if <= 1.25)")
+        print(
+            f"{'PASS' if spread <= 1.25 else 'MISS'}: ({ours}) memory linear in pixels: bytes/pixel "
+            + ", ".join(f"{s}^2 {v:.0f}" for s, v in bpp)
+            + f" (max/min {spread:.2f}; pass if <= 1.25)"
+        )
     for key, r in rates.items():
         name = f"4 modules, {default}" if f"4 modules, {default}" in r else next((n for n in r if n != "plain"), None)
         if name and "plain" in r:
             ratio = r["plain"] / r[name]
-            print(f"{'PASS' if ratio <= 1.5 else 'MISS'}: EDSR step with 4 modules ({name.split(', ')[1]} core) <= 1.5x the plain step, {key}: {ratio:.2f}x")
+            print(
+                f"{'PASS' if ratio <= 1.5 else 'MISS'}: EDSR step with 4 modules ({name.split(', ')[1]} core) <= 1.5x the plain step, {key}: {ratio:.2f}x"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": props.name, "results": results, "training_steps_per_s": rates}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"device": props.name, "results": results, "training_steps_per_s": rates}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Three parts, each resumable (runs live under ``--out`` and are read back, not re
         [--darts-seeds 3] [--parts strategies oneshot darts] [--out runs/bench_search_quality]
         [--results results/search_quality]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,14 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
     for name in args.strategies:
         for seed in range(args.seeds):
             run = Path(args.out) / Path(args.search_space or args.space).stem / "strategies" / f"{name}_s{seed}"
-            preset = {**PRESETS[name], "evaluator": "table", "trials": args.trials, "seed": seed, "val": {"patches": 2, "patch": 48},
-                      "table": {"path": str(Path(args.table).resolve()), "value": "seed0"}}
+            preset = {
+                **PRESETS[name],
+                "evaluator": "table",
+                "trials": args.trials,
+                "seed": seed,
+                "val": {"patches": 2, "patch": 48},
+                "table": {"path": str(Path(args.table).resolve()), "value": "seed0"},
+            }
             run.parent.mkdir(parents=True, exist_ok=True)
             pfile = run.parent / f"{name}_s{seed}.yaml"
             pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
@@ -84,14 +91,21 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
 
 def summarize_strategies(curves: pd.DataFrame, table_best: float, trials: int) -> tuple[list[str], pd.DataFrame]:
     curves = curves.assign(regret=table_best - curves.best)
-    med = curves.groupby(["strategy", "trial"]).regret.agg(
-        median="median", q25=lambda x: x.quantile(0.25), q75=lambda x: x.quantile(0.75)).reset_index()
+    med = (
+        curves.groupby(["strategy", "trial"])
+        .regret.agg(median="median", q25=lambda x: x.quantile(0.25), q75=lambda x: x.quantile(0.75))
+        .reset_index()
+    )
     final = curves[curves.trial == curves.groupby(["strategy", "seed"]).trial.transform("max")]
     rand_final = final[final.strategy == "random"].best
     target = float(rand_final.median()) if len(rand_final) else math.nan
-    lines = [f"Random search's median best after {trials} trials: {target:.3f} dB (table best {table_best:.3f} dB).", "",
-             "| strategy | final regret median [q25, q75] (dB) | trials to reach random's median best: median [per seed] | "
-             "share of seeds reaching it |", "|---|---|---|---|"]
+    lines = [
+        f"Random search's median best after {trials} trials: {target:.3f} dB (table best {table_best:.3f} dB).",
+        "",
+        "| strategy | final regret median [q25, q75] (dB) | trials to reach random's median best: median [per seed] | "
+        "share of seeds reaching it |",
+        "|---|---|---|---|",
+    ]
     for name, g in curves.groupby("strategy", sort=False):
         f = final[final.strategy == name]
         reach = []
@@ -101,10 +115,12 @@ def summarize_strategies(curves: pd.DataFrame, table_best: float, trials: int) -
         fin = f.best.rsub(table_best)
         finite = [r for r in reach if math.isfinite(r)]
         med_reach = statistics.median(reach) if reach else math.nan
-        lines.append(f"| {name} | {fin.median():.3f} [{fin.quantile(.25):.3f}, {fin.quantile(.75):.3f}] | "
-                     f"{'>' + str(trials) if not math.isfinite(med_reach) else f'{med_reach:g}'} "
-                     f"[{', '.join('>' + str(trials) if not math.isfinite(r) else str(r) for r in reach)}] | "
-                     f"{len(finite)}/{len(reach)} |")
+        lines.append(
+            f"| {name} | {fin.median():.3f} [{fin.quantile(0.25):.3f}, {fin.quantile(0.75):.3f}] | "
+            f"{'>' + str(trials) if not math.isfinite(med_reach) else f'{med_reach:g}'} "
+            f"[{', '.join('>' + str(trials) if not math.isfinite(r) else str(r) for r in reach)}] | "
+            f"{len(finite)}/{len(reach)} |"
+        )
     return lines, med
 
 
@@ -174,8 +190,12 @@ def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) 
         return json.loads(cache.read_text())
     run.mkdir(parents=True, exist_ok=True)
     data = search_data(space, {"seed": 0, "val": VAL}, "cpu", progress=False)
-    ev = OneShotEvaluator(space, data, {"sampling": sampling, "steps": args.supernet_steps, "batch": 8, "patch": 48,
-                                        "lr": 5e-4, "ckpt_every": 100}, run)
+    ev = OneShotEvaluator(
+        space,
+        data,
+        {"sampling": sampling, "steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "ckpt_every": 100},
+        run,
+    )
     t0 = time.perf_counter()
     ev.prepare()
     scores = {arch_key(space, a): ev.evaluate(a).psnr for a in space.enumerate()}
@@ -189,29 +209,40 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
     two = {k: e.value("mean")[0] for k, e in table.entries.items() if len(e.psnr) > 1}
     tabulated = [a for a in space.enumerate() if arch_key(space, a) in means]
     strat_keys = [arch_key(space, a) for a in stratified(space, tabulated, args.n_strat)]
-    lines = [f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
-             f"patches. Table: stand-alone seed-0 PSNR (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.", "",
-             "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |", "|---|---|---|---|---|"]
+    lines = [
+        f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
+        f"patches. Table: stand-alone seed-0 PSNR (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.",
+        "",
+        "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |",
+        "|---|---|---|---|---|",
+    ]
     for sampling in args.samplings:
         scores = oneshot_scores(args, space, sampling)
-        sets = ((f"all {len(means)}", [k for k in means if k in scores], means),
-                (f"{len(strat_keys)} stratified", strat_keys, means), (f"{len(two)} with 2 seeds (means)", list(two), two))
+        sets = (
+            (f"all {len(means)}", [k for k in means if k in scores], means),
+            (f"{len(strat_keys)} stratified", strat_keys, means),
+            (f"{len(two)} with 2 seeds (means)", list(two), two),
+        )
         for label, keys, ref in sets:
             x = [scores[k] for k in keys]
             y = [ref[k] for k in keys]
             tau, sparse = kendall(x, y), kendall(x, y, args.tie)
             lo, hi = bootstrap(x, y, 0.0, args.boot)
             slo, shi = bootstrap(x, y, args.tie, args.boot)
-            lines.append(f"| {sampling} | {label} | {tau:.3f} [{lo:.3f}, {hi:.3f}] | {sparse:.3f} [{slo:.3f}, {shi:.3f}] | "
-                         f"{scores.get('_seconds', math.nan):.0f} |")
+            lines.append(
+                f"| {sampling} | {label} | {tau:.3f} [{lo:.3f}, {hi:.3f}] | {sparse:.3f} [{slo:.3f}, {shi:.3f}] | "
+                f"{scores.get('_seconds', math.nan):.0f} |"
+            )
     return lines
 
 
 # -- 3. DARTS ---------------------------------------------------------------------------------------
 def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
     means = table.values("seed0")
-    lines = ["| seed | derived child | MACs / target | table PSNR | rank among archs within the target | top 10%? | minutes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | derived child | MACs / target | table PSNR | rank among archs within the target | top 10%? | minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for seed in range(args.darts_seeds):
         run = Path(args.out) / "darts" / f"s{seed}"
         preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
@@ -230,8 +261,10 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
         ranked = sorted(within.values(), reverse=True)
         rank = 1 + sum(v > means[key] for v in within.values())
         top = rank <= max(1, math.ceil(0.1 * len(ranked)))
-        lines.append(f"| {seed} | {key} | {table.entries[key].macs / 1e6:.1f}M / {ctx_target / 1e6:.1f}M | {means[key]:.3f} | "
-                     f"{rank} of {len(ranked)} | {'yes' if top else 'no'} | {minutes:.1f} |")
+        lines.append(
+            f"| {seed} | {key} | {table.entries[key].macs / 1e6:.1f}M / {ctx_target / 1e6:.1f}M | {means[key]:.3f} | "
+            f"{rank} of {len(ranked)} | {'yes' if top else 'no'} | {minutes:.1f} |"
+        )
     return lines
 
 
@@ -248,9 +281,15 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
 
     base = Path(args.out) / Path(args.search_space or args.space).stem / "e2e"
     run = base / "search"
-    preset = {"strategy": "evolution", "evaluator": "oneshot", "trials": args.trials, "seed": 0, "val": VAL,
-              "options": {"population": 10, "sample_size": 4},
-              "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"}}
+    preset = {
+        "strategy": "evolution",
+        "evaluator": "oneshot",
+        "trials": args.trials,
+        "seed": 0,
+        "val": VAL,
+        "options": {"population": 10, "sample_size": 4},
+        "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"},
+    }
     run.parent.mkdir(parents=True, exist_ok=True)
     pfile = run.parent / "search.yaml"
     pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
@@ -279,8 +318,17 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
             doc["data"] = dict(space.spec.data)
             doc["train"] = {**recipe, "progress": False, "seed": seed}
             cost = space.cost(arch)
-            row = _run_one({"arch": key, "seed": seed, "doc": doc, "dir": str(base / f"{key}_s{seed}"),
-                            "threads": 1, "macs": cost["macs"], "params": cost["params"]})
+            row = _run_one(
+                {
+                    "arch": key,
+                    "seed": seed,
+                    "doc": doc,
+                    "dir": str(base / f"{key}_s{seed}"),
+                    "threads": 1,
+                    "macs": cost["macs"],
+                    "params": cost["params"],
+                }
+            )
             psnr[key][seed] = float(row["psnr"])
     seeds = (0, 1, 2)
     child_v = [psnr[ckey][s] for s in seeds]
@@ -288,28 +336,48 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     rand_med = [statistics.median(psnr[k][s] for k in randoms) for s in seeds]
     d_plain = [c - p for c, p in zip(child_v, plain_v)]
     d_rand = [c - r for c, r in zip(child_v, rand_med)]
-    lines = [f"Search: evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling), "
-             f"{search_min:.1f} min; child {ckey} ({cmacs / 1e6:.1f}M MACs). Random archs of equal MACs "
-             f"(within {spread:.1f}%): {', '.join(randoms)}. Stand-alone, table recipe, seeds 0/1/2 (paired).", "",
-             "| network | PSNR seed 0 / 1 / 2 | mean |", "|---|---|---|"]
+    lines = [
+        f"Search: evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling), "
+        f"{search_min:.1f} min; child {ckey} ({cmacs / 1e6:.1f}M MACs). Random archs of equal MACs "
+        f"(within {spread:.1f}%): {', '.join(randoms)}. Stand-alone, table recipe, seeds 0/1/2 (paired).",
+        "",
+        "| network | PSNR seed 0 / 1 / 2 | mean |",
+        "|---|---|---|",
+    ]
     lines.append(f"| discovered {ckey} | {' / '.join(f'{v:.3f}' for v in child_v)} | {statistics.fmean(child_v):.3f} |")
     lines.append(f"| plain {plain} | {' / '.join(f'{v:.3f}' for v in plain_v)} | {statistics.fmean(plain_v):.3f} |")
-    lines.append(f"| median of the 5 random | {' / '.join(f'{v:.3f}' for v in rand_med)} | {statistics.fmean(rand_med):.3f} |")
-    lines += ["", f"Discovered - plain per seed: {', '.join(f'{d:+.3f}' for d in d_plain)} (mean {statistics.fmean(d_plain):+.3f} dB; "
-                  f"target >= +0.1: {'yes' if statistics.fmean(d_plain) >= 0.1 else 'NO'}). Discovered - random median per seed: "
-                  f"{', '.join(f'{d:+.3f}' for d in d_rand)} (mean {statistics.fmean(d_rand):+.3f} dB; target >= +0.05: "
-                  f"{'yes' if statistics.fmean(d_rand) >= 0.05 else 'NO'})."]
+    lines.append(
+        f"| median of the 5 random | {' / '.join(f'{v:.3f}' for v in rand_med)} | {statistics.fmean(rand_med):.3f} |"
+    )
+    lines += [
+        "",
+        f"Discovered - plain per seed: {', '.join(f'{d:+.3f}' for d in d_plain)} (mean {statistics.fmean(d_plain):+.3f} dB; "
+        f"target >= +0.1: {'yes' if statistics.fmean(d_plain) >= 0.1 else 'NO'}). Discovered - random median per seed: "
+        f"{', '.join(f'{d:+.3f}' for d in d_rand)} (mean {statistics.fmean(d_rand):+.3f} dB; target >= +0.05: "
+        f"{'yes' if statistics.fmean(d_rand) >= 0.05 else 'NO'}).",
+    ]
     return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(ROOT / "results/table/synthetic_table.csv"))
-    ap.add_argument("--space", default=str(ROOT / "search_spaces/synthetic_table.yaml"),
-                    help="the tabulated space: supernets and DARTS search it; tau over its tabulated architectures")
-    ap.add_argument("--search-space", help="the space the multi-trial strategies and the end-to-end search explore "
-                    "(default --space; a sub-space such as synthetic_table_k048.yaml while the table is incomplete)")
-    ap.add_argument("--parts", nargs="+", default=["strategies", "oneshot", "darts", "e2e"], choices=["strategies", "oneshot", "darts", "e2e"])
+    ap.add_argument(
+        "--space",
+        default=str(ROOT / "search_spaces/synthetic_table.yaml"),
+        help="the tabulated space: supernets and DARTS search it; tau over its tabulated architectures",
+    )
+    ap.add_argument(
+        "--search-space",
+        help="the space the multi-trial strategies and the end-to-end search explore "
+        "(default --space; a sub-space such as synthetic_table_k048.yaml while the table is incomplete)",
+    )
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        default=["strategies", "oneshot", "darts", "e2e"],
+        choices=["strategies", "oneshot", "darts", "e2e"],
+    )
     ap.add_argument("--strategies", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=40)
@@ -328,8 +396,10 @@ def main() -> None:
     search_space = SearchSpace.from_yaml(args.search_space) if args.search_space else space
     missing = [a for a in search_space.enumerate() if arch_key(search_space, a) not in table.entries]
     if missing and {"strategies", "e2e"} & set(args.parts):
-        sys.exit(f"{args.table}: {len(missing)} architectures of {args.search_space or args.space} are not tabulated yet; "
-                 "finish the table first (or search a tabulated sub-space with --search-space)")
+        sys.exit(
+            f"{args.table}: {len(missing)} architectures of {args.search_space or args.space} are not tabulated yet; "
+            "finish the table first (or search a tabulated sub-space with --search-space)"
+        )
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
     values = {k: v for k, v in table.values("seed0").items()}  # seed-0 runs: one seed, paired differences
@@ -338,18 +408,24 @@ def main() -> None:
     best_key = max(svalues, key=svalues.get)
     noise = table.noise()
     plain = arch_key(space, space.template())
-    out = [f"# Search quality on {Path(args.search_space or args.space).name} ({len(svalues)} architectures; the table holds "
-           f"{len(values)} of {Path(args.space).name}'s {len(space.enumerate())})", "",
-           f"Best of the searched space: {best_key} at {svalues[best_key]:.3f} dB; plain {values.get(plain, math.nan):.3f} dB; "
-           f"spread (max - min) {max(svalues.values()) - min(svalues.values()):.3f} dB; seed noise from "
-           f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
-           f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
-           "all architectures: compare within a seed). Values below: seed-0 PSNR.", ""]
+    out = [
+        f"# Search quality on {Path(args.search_space or args.space).name} ({len(svalues)} architectures; the table holds "
+        f"{len(values)} of {Path(args.space).name}'s {len(space.enumerate())})",
+        "",
+        f"Best of the searched space: {best_key} at {svalues[best_key]:.3f} dB; plain {values.get(plain, math.nan):.3f} dB; "
+        f"spread (max - min) {max(svalues.values()) - min(svalues.values()):.3f} dB; seed noise from "
+        f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
+        f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
+        "all architectures: compare within a seed). Values below: seed-0 PSNR.",
+        "",
+    ]
     if "strategies" in args.parts:
         curves = strategy_curves(args, search_space, svalues)
         curves.to_csv(res / "curves.csv", index=False)
         lines, med = summarize_strategies(curves, svalues[best_key], args.trials)
-        plot_regret(med, res / "regret.png", f"{len(svalues)}-architecture table, {args.seeds} seeds: median regret, IQR")
+        plot_regret(
+            med, res / "regret.png", f"{len(svalues)}-architecture table, {args.seeds} seeds: median regret, IQR"
+        )
         out += ["## Strategies at equal budget (evaluator: table)", ""] + lines + [""]
     if "oneshot" in args.parts:
         out += ["## One-shot ranking against the table", ""] + summarize_oneshot(args, space, table) + [""]

@@ -17,6 +17,7 @@ the search itself. Usage:
     python benchmarks/search_strategies.py [--space search_spaces/edsr_x2_demo.yaml] [--trials 40]
         [--supernet-steps 300] [--darts-steps 300] [--tau-archs 15] [--proxy-steps 150] [--out runs/bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -132,7 +133,9 @@ def main() -> None:
     # 3. every strategy's answer re-scored with the same supernet
     for row in rows:
         row["best_psnr_shared_supernet"] = ev.evaluate(best_archs[row["strategy"]]).psnr
-        row["best_modules"] = ", ".join(f"{s}:K{c.keys}" for s, c in best_archs[row["strategy"]].modules.items()) or "none"
+        row["best_modules"] = (
+            ", ".join(f"{s}:K{c.keys}" for s, c in best_archs[row["strategy"]].modules.items()) or "none"
+        )
     ref = next(r["best_psnr_shared_supernet"] for r in rows if r["strategy"] == "random")
     for row in rows:
         row["vs_random_db"] = row["best_psnr_shared_supernet"] - ref
@@ -156,12 +159,16 @@ def main() -> None:
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print()
-    print(f"space {Path(args.space).name}: {args.trials} evaluations per multi-trial strategy, DARTS {args.darts_steps} steps; "
-          f"shared supernet {args.supernet_steps} steps ({supernet_seconds:.0f} s, not included in wall_s)")
+    print(
+        f"space {Path(args.space).name}: {args.trials} evaluations per multi-trial strategy, DARTS {args.darts_steps} steps; "
+        f"shared supernet {args.supernet_steps} steps ({supernet_seconds:.0f} s, not included in wall_s)"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
-    print(f"Kendall tau (one-shot score vs proxy-trained PSNR, {len(pairs)} random archs, proxy {args.proxy_steps} steps, "
-          f"{proxy_seconds:.0f} s): {tau:.3f}")
+    print(
+        f"Kendall tau (one-shot score vs proxy-trained PSNR, {len(pairs)} random archs, proxy {args.proxy_steps} steps, "
+        f"{proxy_seconds:.0f} s): {tau:.3f}"
+    )
     print("pairs (one-shot dB, proxy dB):", ", ".join(f"({a:.2f}, {b:.2f})" for a, b in pairs))
     table.to_csv(out / "strategies.csv", index=False)
     pd.DataFrame(pairs, columns=["oneshot_psnr", "proxy_psnr"]).to_csv(out / "kendall_pairs.csv", index=False)

@@ -1,4 +1,5 @@
 """Test-session set-up and fixtures shared by all test modules."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """A plug-in strategy for the concurrency tests: random search whose evaluations take ``delay``
 seconds and announce themselves (``RUN_DIR/scoring-PID`` holds the trial being scored), so a
 test can pause or kill a worker in the middle of a trial."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The ACLA module against a per-key loop reference written here, plus its contracts."""
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,9 @@ def make_inputs(seed: int = 0, dtype=torch.float32):
     return x, refs
 
 
-def outputs_and_grads(fn: Callable, m: ACLA, x: torch.Tensor, refs: list[torch.Tensor], gy: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def outputs_and_grads(
+    fn: Callable, m: ACLA, x: torch.Tensor, refs: list[torch.Tensor], gy: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``fn(x, refs)`` and the gradients of ``<fn(x, refs), gy>`` for x, refs and every parameter."""
     leaves = [x.detach().clone().requires_grad_(), *[r.detach().clone().requires_grad_() for r in refs]]
     m.zero_grad(set_to_none=True)
@@ -116,7 +119,10 @@ def gradcheck_module(device: str) -> None:
     """gradcheck of the module in float64 on ``device``, inputs and then every parameter."""
     m = randomize(ACLA(3, [3, 2], 3, adaptive=True, offset_kernel=1), seed=1).double().eval().to(device)
     g = torch.Generator().manual_seed(3)
-    x, r1, r2 = (torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_() for shape in ((1, 3, 4, 4), (1, 3, 4, 4), (1, 2, 2, 3)))
+    x, r1, r2 = (
+        torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_()
+        for shape in ((1, 3, 4, 4), (1, 3, 4, 4), (1, 2, 2, 3))
+    )
     assert torch.autograd.gradcheck(lambda a, b, c: m(a, [b, c]), (x, r1, r2), eps=1e-6, atol=1e-5)
     params = [p for p in m.parameters()]
     names = [n for n, _ in m.named_parameters()]

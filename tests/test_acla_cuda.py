@@ -1,12 +1,13 @@
 """Which attention core runs where (acla_nas/acla_cuda.py): defaults, fallbacks, overrides."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from test_acla import make_inputs, randomize
 
 from acla_nas import acla_cuda, acla_triton
 from acla_nas.acla import ACLA
-from test_acla import make_inputs, randomize
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 

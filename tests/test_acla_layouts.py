@@ -1,14 +1,14 @@
 """Initial key layouts, frozen-offset controls, predictor learning rates and key distances."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from test_acla import make_inputs, randomize, reference
 
 from acla_nas.acla import ACLA, check_acla_options, initial_offsets
 from acla_nas.errors import UserError
 from acla_nas.trainer import model_param_groups
-
-from test_acla import make_inputs, randomize, reference
 
 
 def test_spiral_spans_one_to_radius_and_every_prefix_reaches_far() -> None:
@@ -48,8 +48,14 @@ def test_frozen_offsets_do_not_train_but_the_rest_does(mode: str) -> None:
         assert not torch.equal(per_layer[0], per_layer[1])
 
 
-@pytest.mark.parametrize("opts", [{"key_layout": "spiral", "init_radius": 5.0}, {"offsets": "random", "init_radius": 4.0},
-                                  {"offsets": "fixed", "key_layout": "spiral", "init_radius": 2.5}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"key_layout": "spiral", "init_radius": 5.0},
+        {"offsets": "random", "init_radius": 4.0},
+        {"offsets": "fixed", "key_layout": "spiral", "init_radius": 2.5},
+    ],
+)
 def test_every_layout_still_equals_the_per_key_loop(opts: dict) -> None:
     torch.manual_seed(1)
     m = randomize(ACLA(6, [6, 3], 5, **opts)).eval()
@@ -74,8 +80,13 @@ def test_offset_lr_mult_gives_the_predictors_their_own_group() -> None:
     from acla_nas.arch import Arch, ModuleChoice
     from acla_nas.network import build
 
-    arch = Arch(backbone="edsr", backbone_kwargs={"n_feats": 8, "n_resblocks": 2}, task={"name": "denoise", "sigma": 25},
-                modules={"body.1": ModuleChoice(4, ("head", "body.0"))}, acla={"offset_lr_mult": 10.0})
+    arch = Arch(
+        backbone="edsr",
+        backbone_kwargs={"n_feats": 8, "n_resblocks": 2},
+        task={"name": "denoise", "sigma": 25},
+        modules={"body.1": ModuleChoice(4, ("head", "body.0"))},
+        acla={"offset_lr_mult": 10.0},
+    )
     net = build(arch)
     groups = model_param_groups(net, 1e-3)
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-2)
@@ -110,8 +121,17 @@ def test_key_distances_leave_out_dropped_keys() -> None:
     assert m.key_distances(kept_only=False).max().item() == pytest.approx(5.0, rel=1e-4)
 
 
-@pytest.mark.parametrize("bad", [{"key_layout": "hexagon"}, {"offsets": "frozen"}, {"offset_lr_mult": 0},
-                                 {"offset_lr_mult": float("inf")}, {"init_radius": -1.0}, {"key_layout": 3}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"key_layout": "hexagon"},
+        {"offsets": "frozen"},
+        {"offset_lr_mult": 0},
+        {"offset_lr_mult": float("inf")},
+        {"init_radius": -1.0},
+        {"key_layout": 3},
+    ],
+)
 def test_new_options_are_validated(bad: dict) -> None:
     with pytest.raises(UserError, match=f"acla.{next(iter(bad))}"):
         check_acla_options(bad, file="space.yaml")

@@ -4,6 +4,7 @@ against the per-key loop and the CPU core, and its compilation for a real GPU (s
 Stated tolerances: float32 outputs within 1e-5 of the per-key loop and gradients within 1e-4
 relative (as the CPU core); float64 within 1e-12 and 1e-10.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,23 @@ from pathlib import Path
 import pytest
 import torch
 
-triton = pytest.importorskip("triton", reason="Triton is not installed (pip install 'acla-nas[gpu]'): the fused kernel is not checked")
+triton = pytest.importorskip(
+    "triton", reason="Triton is not installed (pip install 'acla-nas[gpu]'): the fused kernel is not checked"
+)
+
+from test_acla import make_inputs, outputs_and_grads, randomize, reference, worst_relative  # noqa: E402
 
 from acla_nas import acla_triton  # noqa: E402
 from acla_nas.acla import ACLA  # noqa: E402
 from acla_nas.acla_cuda import use_core  # noqa: E402
-from test_acla import make_inputs, outputs_and_grads, randomize, reference, worst_relative  # noqa: E402
 
 TRITON_VERSION = tuple(int(v) for v in triton.__version__.split(".")[:2])
 if not acla_triton.INTERPRETED:
     WHY_NOT = "Triton compiles here (CUDA present, or TRITON_INTERPRET unset): tests/test_cuda.py checks the kernel on the GPU"
 elif TRITON_VERSION < (3, 9):  # seen with 3.6.0 and numpy 2: int() of a 1-element array for the loop bound
-    WHY_NOT = f"Triton {triton.__version__}'s interpreter cannot run the kernel's loop with a runtime bound; checked with 3.9"
+    WHY_NOT = (
+        f"Triton {triton.__version__}'s interpreter cannot run the kernel's loop with a runtime bound; checked with 3.9"
+    )
 else:
     WHY_NOT = ""
 interpreted = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
@@ -35,7 +41,9 @@ interpreted = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
 @pytest.fixture()
 def big_blocks(monkeypatch):
     """One program per batch item and layer: the interpreter's cost is per program."""
-    monkeypatch.setattr(acla_triton, "BLOCKS", {m: (64, 8, 4) for m in (acla_triton.DOT, acla_triton.AGG, acla_triton.BWD)})
+    monkeypatch.setattr(
+        acla_triton, "BLOCKS", {m: (64, 8, 4) for m in (acla_triton.DOT, acla_triton.AGG, acla_triton.BWD)}
+    )
 
 
 @interpreted
@@ -85,7 +93,9 @@ def test_training_gate_budget_mix_and_layer_subset_match_cpu_core(big_blocks) ->
 @interpreted
 def test_several_pixel_and_channel_blocks(monkeypatch) -> None:
     """Blocks smaller than the maps: partial pixel blocks, channel blocks summed with atomics."""
-    monkeypatch.setattr(acla_triton, "BLOCKS", {m: (16, 2, 4) for m in (acla_triton.DOT, acla_triton.AGG, acla_triton.BWD)})
+    monkeypatch.setattr(
+        acla_triton, "BLOCKS", {m: (16, 2, 4) for m in (acla_triton.DOT, acla_triton.AGG, acla_triton.BWD)}
+    )
     m = randomize(ACLA(5, [5, 3], 2), seed=4).eval()
     g = torch.Generator().manual_seed(8)
     x = torch.randn(1, 5, 5, 7, generator=g)
@@ -105,7 +115,14 @@ def test_kernel_compiles_for_sm90_without_spills() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     code = "import json; from acla_nas.acla_triton import compile_report as r; print(json.dumps({d: r(90, d) for d in ('fp32', 'bf16')}))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     for dtype, modes in report.items():

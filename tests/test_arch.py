@@ -1,4 +1,5 @@
 """Arch: YAML/JSON round trip, validation errors, scope resolution."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,17 @@ ORDER = ["head", "body.0", "body.1", "body.2", "body.3"]
 
 
 def test_yaml_and_json_round_trip(tmp_path: Path) -> None:
-    arch = Arch.from_dict({**BASE, "modules": {"body.1": {"keys": 4, "scope": 2}, "body.3": {"keys": 8, "scope": ["head", "body.1"]}, "body.2": {"keys": 0}}, "acla": {"adaptive": False}})
+    arch = Arch.from_dict(
+        {
+            **BASE,
+            "modules": {
+                "body.1": {"keys": 4, "scope": 2},
+                "body.3": {"keys": 8, "scope": ["head", "body.1"]},
+                "body.2": {"keys": 0},
+            },
+            "acla": {"adaptive": False},
+        }
+    )
     assert "body.2" not in arch.modules  # 0 = no module
     path = tmp_path / "a.yaml"
     arch.to_yaml(path)
@@ -39,7 +50,10 @@ def test_extra_sections_are_returned(tmp_path: Path) -> None:
         ("backbone: edsr\n", "task"),
         ("backbone: edsr\ntask: {name: sr, scale: 5}\n", "task.scale"),
         ("backbone: edsr\ntask: {name: sr, scale: 2}\nmodules: {body.1: {keys: -1}}\n", "modules.body.1.keys"),
-        ("backbone: edsr\ntask: {name: sr, scale: 2}\nmodules: {body.1: {keys: 4, scope: 0}}\n", "modules.body.1.scope"),
+        (
+            "backbone: edsr\ntask: {name: sr, scale: 2}\nmodules: {body.1: {keys: 4, scope: 0}}\n",
+            "modules.body.1.scope",
+        ),
         ("backbone: edsr\ntask: {name: sr, scale: 2}\nmodules: {body.1: {keys: 4, cope: 1}}\n", "modules.body.1.cope"),
         ("backbone: edsr\ntask: {name: sr, scale: 2}\nmodule: {}\n", "module"),
         ("backbone: {name: edsr, kwarg: {}}\ntask: {name: sr, scale: 2}\n", "backbone.kwarg"),

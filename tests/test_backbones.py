@@ -1,4 +1,5 @@
 """Built-in backbones, their declared sites, tails, and user backbones given as module:factory."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,14 +35,21 @@ def tiny_user_net(width: int = 8) -> TinyUserNet:
 
 
 pytestmark = pytest.mark.usefixtures("allow_test_modules")  # test_backbones:* are user code: opted in
-SMALL = {"edsr": {"n_feats": 8, "n_resblocks": 3}, "rcan": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4}, "unet": {"n_feats": 8, "n_enc": 1, "n_mid": 1, "n_dec": 1}}
+SMALL = {
+    "edsr": {"n_feats": 8, "n_resblocks": 3},
+    "rcan": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4},
+    "unet": {"n_feats": 8, "n_enc": 1, "n_mid": 1, "n_dec": 1},
+}
 
 
 def test_registry_lists_builtins() -> None:
     assert {"edsr", "rcan", "unet"} <= set(list_backbones())
 
 
-@pytest.mark.parametrize("name,scale", [("edsr", 1), ("edsr", 2), ("edsr", 3), ("edsr", 4), ("rcan", 2), ("rcan", 4), ("rcan", 1), ("unet", 1)])
+@pytest.mark.parametrize(
+    "name,scale",
+    [("edsr", 1), ("edsr", 2), ("edsr", 3), ("edsr", 4), ("rcan", 2), ("rcan", 4), ("rcan", 1), ("unet", 1)],
+)
 def test_output_size_and_sites(name: str, scale: int) -> None:
     m = create_backbone(name, scale, SMALL[name])
     y = m(torch.rand(1, 3, 11, 13))
@@ -95,7 +103,12 @@ def test_bad_backbone_input_names_the_field(name, scale, kwargs, sites, field) -
 
 def test_user_backbone_sites_probed_and_acla_attached() -> None:
     m = create_backbone("test_backbones:tiny_user_net", 1, {"width": 6}, "layers.*,down")
-    assert [(s.name, s.channels, s.stride) for s in m.acla_sites] == [("layers.0", 6, 1), ("layers.1", 6, 1), ("layers.2", 6, 1), ("down", 12, 2)]
+    assert [(s.name, s.channels, s.stride) for s in m.acla_sites] == [
+        ("layers.0", 6, 1),
+        ("layers.1", 6, 1),
+        ("layers.2", 6, 1),
+        ("down", 12, 2),
+    ]
     arch = Arch.from_dict(
         {
             "backbone": {"name": "test_backbones:tiny_user_net", "kwargs": {"width": 6}, "sites": ["layers.*", "down"]},

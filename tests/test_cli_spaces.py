@@ -1,4 +1,5 @@
 """``acla-nas spaces``: listing the shipped spaces and validating files."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """`acla-nas train / evaluate / restore` end to end on a tiny EDSR with one ACLA module."""
+
 from __future__ import annotations
 
 import csv
@@ -21,9 +22,15 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     photos = root / "photos"
     photos.mkdir()
-    for i, (name, box) in enumerate([("astronaut.png", (0, 0, 64, 64)), ("astronaut.png", (200, 150, 264, 214)),
-                                     ("coffee.png", (100, 100, 164, 164)), ("chelsea.png", (150, 80, 214, 144)),
-                                     ("rocket.jpg", (300, 200, 364, 264))]):
+    for i, (name, box) in enumerate(
+        [
+            ("astronaut.png", (0, 0, 64, 64)),
+            ("astronaut.png", (200, 150, 264, 214)),
+            ("coffee.png", (100, 100, 164, 164)),
+            ("chelsea.png", (150, 80, 214, 144)),
+            ("rocket.jpg", (300, 200, 364, 264)),
+        ]
+    ):
         Image.open(embedded_dir() / name).convert("RGB").crop(box).save(photos / f"p{i}.png")
     arch = {
         "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 2}},
@@ -57,7 +64,9 @@ def test_train_writes_the_run_directory(trained):
 
 
 def test_rerun_keeps_the_completed_run(workdir, trained, capsys):
-    before = {p: p.read_bytes() for p in (trained / "metrics.json", trained / "model.pt", trained / "checkpoints/last.pt")}
+    before = {
+        p: p.read_bytes() for p in (trained / "metrics.json", trained / "model.pt", trained / "checkpoints/last.pt")
+    }
     assert main(["train", str(workdir / "arch.yaml"), "--out", str(trained), "--device", "cpu", "--seed", "1"]) == 0
     assert all(p.read_bytes() == b for p, b in before.items())
     assert main(["train", str(workdir / "arch.yaml"), "--out", str(trained), "--seed", "2"]) == 2
@@ -68,8 +77,21 @@ def test_rerun_keeps_the_completed_run(workdir, trained, capsys):
 
 def test_evaluate_prints_and_writes_csv(workdir, trained, capsys):
     out_csv = workdir / "eval.csv"
-    assert main(["evaluate", str(trained / "model.pt"), "--data", str(workdir / "photos"), "--out", str(out_csv),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained / "model.pt"),
+                "--data",
+                str(workdir / "photos"),
+                "--out",
+                str(out_csv),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "photos" in printed and "floor PSNR" in printed
     rows = list(csv.DictReader(out_csv.open()))
@@ -79,18 +101,37 @@ def test_evaluate_prints_and_writes_csv(workdir, trained, capsys):
 
 def test_restore_upscales_with_tiles(workdir, trained):
     out = workdir / "restored.png"
-    assert main(["restore", str(trained / "model.pt"), str(workdir / "photos" / "p0.png"), str(out), "--tile", "24",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(trained / "model.pt"),
+                str(workdir / "photos" / "p0.png"),
+                str(out),
+                "--tile",
+                "24",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (128, 128)
 
 
-@pytest.mark.parametrize("argv, text", [
-    (["restore", "{run}/model.pt", "{dir}/missing.png", "{dir}/o.png"], "missing.png: image file not found"),
-    (["restore", "{run}/model.pt", "{dir}/corrupt.png", "{dir}/o.png"], "corrupt.png: cannot read image"),
-    (["restore", "{dir}/corrupt.png", "{dir}/photos/p0.png", "{dir}/o.png"], "cannot load the model file"),
-    (["evaluate", "{run}/model.pt", "--data", "{dir}/nowhere"], "--data: folder"),
-    (["train", "{dir}/arch.yaml", "--out", "{dir}/other", "--patch", "25"], "--patch: expected a multiple of the task's scale (2)"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["restore", "{run}/model.pt", "{dir}/missing.png", "{dir}/o.png"], "missing.png: image file not found"),
+        (["restore", "{run}/model.pt", "{dir}/corrupt.png", "{dir}/o.png"], "corrupt.png: cannot read image"),
+        (["restore", "{dir}/corrupt.png", "{dir}/photos/p0.png", "{dir}/o.png"], "cannot load the model file"),
+        (["evaluate", "{run}/model.pt", "--data", "{dir}/nowhere"], "--data: folder"),
+        (
+            ["train", "{dir}/arch.yaml", "--out", "{dir}/other", "--patch", "25"],
+            "--patch: expected a multiple of the task's scale (2)",
+        ),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(workdir, trained, capsys, argv, text):
     (workdir / "corrupt.png").write_bytes(b"not an image")
     args = [a.format(run=trained, dir=workdir) for a in argv]

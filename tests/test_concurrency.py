@@ -4,6 +4,7 @@ Real processes (``python -m acla_nas search``) on a tiny space; the plug-in stra
 ``slow_plugin:SlowRandom`` makes every evaluation take DELAY seconds and announce itself, so the
 test can pause (SIGSTOP) or kill (SIGKILL) a worker while its trial is RUNNING.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,19 +17,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.owner import Owner
 from acla_nas.strategies.optuna_loop import counted
 from acla_nas.study import load_run_study
-from tiny_space import TINY_SPACE
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
 
 TESTS = Path(__file__).resolve().parent
 TRIALS, DELAY = 4, 0.5
 SPACE = TINY_SPACE
-STRATEGY = {"strategy": "slow_plugin:SlowRandom", "trials": TRIALS, "options": {"delay": DELAY},
-            "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
+STRATEGY = {
+    "strategy": "slow_plugin:SlowRandom",
+    "trials": TRIALS,
+    "options": {"delay": DELAY},
+    "supernet": {"steps": 3, "batch": 2, "patch": 24},
+    "val": {"patches": 3, "patch": 24},
+}
 
 
 @pytest.fixture()
@@ -38,12 +44,26 @@ def files(tmp_path: Path) -> tuple[str, str]:
     return str(tmp_path / "space.yaml"), str(tmp_path / "slow.yaml")
 
 
-def start(files: tuple[str, str], out: Path, storage: str | None = None, heartbeat: str | None = None) -> subprocess.Popen:
+def start(
+    files: tuple[str, str], out: Path, storage: str | None = None, heartbeat: str | None = None
+) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     if heartbeat:
         env["ACLA_NAS_HEARTBEAT"] = heartbeat
-    cmd = [sys.executable, "-m", "acla_nas", "search", files[0], "--strategy", files[1], "--out", str(out), "--quiet",
-           "--allow-import", "slow_plugin"]  # the plug-in is user code: opted in, as a user would
+    cmd = [
+        sys.executable,
+        "-m",
+        "acla_nas",
+        "search",
+        files[0],
+        "--strategy",
+        files[1],
+        "--out",
+        str(out),
+        "--quiet",
+        "--allow-import",
+        "slow_plugin",
+    ]  # the plug-in is user code: opted in, as a user would
     if storage:
         cmd += ["--storage", storage]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -1,4 +1,5 @@
 """Cost model against hand-counted cases."""
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,10 @@ def test_conv_macs_and_params_of_a_plain_net() -> None:
 
 
 def test_child_cost_grows_with_keys_and_is_plain_plus_modules() -> None:
-    base = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}}, "task": {"name": "sr", "scale": 2}}
+    base = {
+        "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3}},
+        "task": {"name": "sr", "scale": 2},
+    }
     plain = count_macs(build(Arch.from_dict(base)), (12, 12))
     small = count_macs(build(Arch.from_dict({**base, "modules": {"body.2": {"keys": 2}}})), (12, 12))
     big = count_macs(build(Arch.from_dict({**base, "modules": {"body.2": {"keys": 8}}})), (12, 12))

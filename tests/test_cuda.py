@@ -8,6 +8,7 @@ float32 on a small EDSR with one module (measured on CPU, node and plain cores: 
 8.6e-3 / 2.7e-3 relative to the output's range, gradients 9.4e-3 / 3.2e-3 relative in norm, for
 bf16 / fp16): outputs within 3e-2 / 1e-2, gradients within 5e-2 / 2e-2.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,14 +20,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
+from test_acla import gradcheck_module, make_inputs, outputs_and_grads, randomize, reference, worst_relative
+from tiny_space import TINY_SPACE
 
 from acla_nas.acla import ACLA
 from acla_nas.acla_cuda import triton_available, use_core
 from acla_nas.arch import Arch
 from acla_nas.data import embedded_dir
 from acla_nas.network import build
-from test_acla import gradcheck_module, make_inputs, outputs_and_grads, randomize, reference, worst_relative
-from tiny_space import TINY_SPACE
 
 HAS_CUDA = torch.cuda.is_available()
 NO_CUDA = "no CUDA device here: the cuda tests run where one is present (pytest -m cuda)"
@@ -38,13 +39,22 @@ def cuda_core(core: str) -> pytest.param:
     """(cuda, core), skipped without CUDA (and without Triton for the triton core)."""
     marks = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA)]
     if core == "triton":
-        marks.append(pytest.mark.skipif(HAS_CUDA and not triton_available(), reason="Triton is not installed (pip install 'acla-nas[gpu]')"))
+        marks.append(
+            pytest.mark.skipif(
+                HAS_CUDA and not triton_available(), reason="Triton is not installed (pip install 'acla-nas[gpu]')"
+            )
+        )
     return pytest.param("cuda", core, marks=marks, id=f"cuda-{core}")
 
 
 # The CPU variants of the triton core run in Triton's interpreter (tests/test_acla_triton.py).
-DEVICE_CORES = [pytest.param("cpu", "node", id="cpu-node"), pytest.param("cpu", "plain", id="cpu-plain"),
-                cuda_core("node"), cuda_core("plain"), cuda_core("triton")]
+DEVICE_CORES = [
+    pytest.param("cpu", "node", id="cpu-node"),
+    pytest.param("cpu", "plain", id="cpu-plain"),
+    cuda_core("node"),
+    cuda_core("plain"),
+    cuda_core("triton"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -98,11 +108,16 @@ def test_retraining_steps_on_device(tmp_path: Path, device: str) -> None:
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i, box in enumerate([(0, 0, 48, 48), (200, 150, 248, 198), (100, 300, 148, 348), (300, 40, 348, 88), (60, 200, 108, 248)]):
+    for i, box in enumerate(
+        [(0, 0, 48, 48), (200, 150, 248, 198), (100, 300, 148, 348), (300, 40, 348, 88), (60, 200, 108, 248)]
+    ):
         Image.open(embedded_dir() / "astronaut.png").convert("RGB").crop(box).save(photos / f"p{i}.png")
-    arch = {**{k: SPACE[k] for k in ("backbone", "task")}, "modules": {"body.1": {"keys": 4, "scope": "all"}},
-            "data": {"kind": "folder", "path": str(photos), "val_fraction": 0.2, "test_fraction": 0.2},
-            "train": {"steps": 3, "patch": 24, "batch": 2, "val_patches": 2, "val_every": 0, "progress": False}}
+    arch = {
+        **{k: SPACE[k] for k in ("backbone", "task")},
+        "modules": {"body.1": {"keys": 4, "scope": "all"}},
+        "data": {"kind": "folder", "path": str(photos), "val_fraction": 0.2, "test_fraction": 0.2},
+        "train": {"steps": 3, "patch": 24, "batch": 2, "val_patches": 2, "val_every": 0, "progress": False},
+    }
     (tmp_path / "arch.yaml").write_text(yaml.safe_dump(arch))
     result, model_path, _ = train_arch(tmp_path / "arch.yaml", tmp_path / "run", {"device": device}, progress=False)
     assert result["steps"] == 3 and math.isfinite(result["final_loss"]) and math.isfinite(result["test"]["psnr"])
@@ -117,8 +132,15 @@ def test_supernet_and_darts_steps_on_device(tmp_path: Path, device: str, strateg
     from acla_nas.search import run_search
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    strat = ({"strategy": "random", "trials": 2, "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": VAL} if strategy == "random" else
-             {"strategy": "darts", "options": {"steps": 3, "warmup": 1, "batch": 2, "patch": 24, "log_every": 3, "ckpt_every": 50}, "val": VAL})
+    strat = (
+        {"strategy": "random", "trials": 2, "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": VAL}
+        if strategy == "random"
+        else {
+            "strategy": "darts",
+            "options": {"steps": 3, "warmup": 1, "batch": 2, "patch": 24, "log_every": 3, "ckpt_every": 50},
+            "val": VAL,
+        }
+    )
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(strat))
     run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "run", device=device, progress=False)
     rows = pd.read_csv(tmp_path / "run" / "trajectory.csv")
@@ -139,8 +161,13 @@ AMP_TOLERANCE = {torch.bfloat16: (3e-2, 5e-2), torch.float16: (1e-2, 2e-2)}  # (
 @pytest.mark.parametrize("device, core", DEVICE_CORES)
 def test_autocast_stays_close_to_float32(device: str, core: str, dtype: torch.dtype) -> None:
     """A training step of a small EDSR with one module (gate on, Gumbel noise seeded alike)."""
-    arch = Arch.from_dict({"backbone": {"name": "edsr", "kwargs": {"n_feats": 16, "n_resblocks": 2}}, "task": {"name": "sr", "scale": 2},
-                           "modules": {"body.1": {"keys": 4, "scope": "all"}}})
+    arch = Arch.from_dict(
+        {
+            "backbone": {"name": "edsr", "kwargs": {"n_feats": 16, "n_resblocks": 2}},
+            "task": {"name": "sr", "scale": 2},
+            "modules": {"body.1": {"keys": 4, "scope": "all"}},
+        }
+    )
     torch.manual_seed(0)
     net = build(arch).train()
     g = torch.Generator().manual_seed(1)
@@ -175,7 +202,9 @@ def test_onnx_export_of_a_child_on_cuda(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     from acla_nas.export import export_onnx
 
-    arch = Arch.from_dict({**{k: SPACE[k] for k in ("backbone", "task")}, "modules": {"body.1": {"keys": 4, "scope": "all"}}})
+    arch = Arch.from_dict(
+        {**{k: SPACE[k] for k in ("backbone", "task")}, "modules": {"body.1": {"keys": 4, "scope": "all"}}}
+    )
     torch.manual_seed(0)
     model = build(arch).eval()
     with torch.no_grad():

@@ -1,16 +1,17 @@
 """DARTS's relaxation: decoupled module/budget probabilities, two-sided resource term, derivation."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_space import TINY_SPACE
 
 from acla_nas.search import search_data
 from acla_nas.space import SearchSpace
 from acla_nas.strategies.base import SearchContext
 from acla_nas.strategies.darts import ArchParameters, DartsStrategy, macs_target
-from tiny_space import TINY_SPACE
 
 FREE = {**TINY_SPACE, "constraints": {}, "keys": [0, 2, 4], "scopes": [1]}
 
@@ -18,8 +19,17 @@ FREE = {**TINY_SPACE, "constraints": {}, "keys": [0, 2, 4], "scopes": [1]}
 def strategy(space_dict: dict, tmp_path: Path, **options) -> DartsStrategy:
     space = SearchSpace.from_dict(space_dict)
     data = search_data(space, {"seed": 0, "val": {"patches": 2, "patch": 24}}, "cpu", progress=False)
-    ctx = SearchContext(space=space, data=data, run_dir=tmp_path, run_name="r", strategy_name="darts", evaluator_name="oneshot",
-                        evaluator=None, trials=1, options=options)
+    ctx = SearchContext(
+        space=space,
+        data=data,
+        run_dir=tmp_path,
+        run_name="r",
+        strategy_name="darts",
+        evaluator_name="oneshot",
+        evaluator=None,
+        trials=1,
+        options=options,
+    )
     return DartsStrategy(ctx)
 
 

@@ -1,4 +1,5 @@
 """`acla-nas dashboard RUN_DIR`: start it on a free port, fetch the study through its API, stop it."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.cli import main
 from acla_nas.search import run_search
-from tiny_space import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"supernet": {"steps": 2, "batch": 2, "patch": 24}, "val": {"patches": 2, "patch": 24}}
@@ -37,11 +38,19 @@ def _get(url: str) -> dict:
 
 
 def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')")
+    pytest.importorskip(
+        "optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')"
+    )
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the server
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         line = proc.stdout.readline()
         m = re.search(r"at (http://127\.0\.0\.1:(\d+))/dashboard/studies/(\d+)", line)
@@ -67,7 +76,9 @@ def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Pat
 
 
 def test_dashboard_refuses_what_is_not_a_run(tmp_path: Path, run_dir: Path, capsys) -> None:
-    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')")
+    pytest.importorskip(
+        "optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')"
+    )
     assert main(["dashboard", str(tmp_path)]) == 2
     assert "not a search run directory" in capsys.readouterr().err
     assert main(["dashboard", str(run_dir), "--port", "70000"]) == 2
@@ -77,4 +88,7 @@ def test_dashboard_refuses_what_is_not_a_run(tmp_path: Path, run_dir: Path, caps
 def test_dashboard_without_optuna_dashboard_is_one_line(run_dir: Path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)
     assert main(["dashboard", str(run_dir)]) == 2
-    assert capsys.readouterr().err.strip() == "acla-nas dashboard: error: optuna-dashboard is not installed; pip install 'acla-nas[dashboard]'"
+    assert (
+        capsys.readouterr().err.strip()
+        == "acla-nas dashboard: error: optuna-dashboard is not installed; pip install 'acla-nas[dashboard]'"
+    )

@@ -1,4 +1,5 @@
 """Image sources, splits, pair detection, decoding errors and patch sampling."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,19 @@ import torch
 from PIL import Image
 
 from acla_nas.data import (
-    EMBEDDED_SPLIT, IMAGE_CACHE, ImageList, ImageRef, PatchSampler, embedded_source, find_pairs, fixed_patches,
-    load_image, load_image_u8, make_source, source_for_dir, split_by_fraction,
+    EMBEDDED_SPLIT,
+    IMAGE_CACHE,
+    ImageList,
+    ImageRef,
+    PatchSampler,
+    embedded_source,
+    find_pairs,
+    fixed_patches,
+    load_image,
+    load_image_u8,
+    make_source,
+    source_for_dir,
+    split_by_fraction,
 )
 from acla_nas.errors import UserError
 from acla_nas.tasks import make_task
@@ -121,7 +133,7 @@ def test_pairs_div2k_naming(tmp_path):
         _png(tmp_path / "LR" / "X2" / f"{name}x2.png", 8, 8)
     _png(tmp_path / "LR" / "X3" / "0001x3.png", 5, 5)
     pairs = find_pairs(tmp_path / "HR", tmp_path / "LR", scale=2)
-    assert [(h.name, l.name) for h, l in pairs] == [("0001.png", "0001x2.png"), ("0002.png", "0002x2.png")]
+    assert [(h.name, lr.name) for h, lr in pairs] == [("0001.png", "0001x2.png"), ("0002.png", "0002x2.png")]
     with pytest.raises(UserError, match="no LR partner"):  # X3 holds only 0001
         find_pairs(tmp_path / "HR", tmp_path / "LR", scale=3)
 
@@ -132,12 +144,12 @@ def test_pairs_benchmark_naming(tmp_path):
     _png(tmp_path / "hr" / "bird.png", 16, 16)
     _png(tmp_path / "lr" / "birdx2.png", 8, 8)  # BasicSR's NAMEx2
     pairs = find_pairs(tmp_path / "hr", tmp_path / "lr", scale=2)
-    assert [(h.stem, l.stem) for h, l in pairs] == [("baby", "baby"), ("bird", "birdx2")]
+    assert [(h.stem, lr.stem) for h, lr in pairs] == [("baby", "baby"), ("bird", "birdx2")]
     srf = tmp_path / "image_SRF_2"
     _png(srf / "img_001_SRF_2_HR.png", 16, 16)
     _png(srf / "img_001_SRF_2_LR.png", 8, 8)
     pairs = find_pairs(srf, srf, scale=2)
-    assert [(h.stem, l.stem) for h, l in pairs] == [("img_001_SRF_2_HR", "img_001_SRF_2_LR")]
+    assert [(h.stem, lr.stem) for h, lr in pairs] == [("img_001_SRF_2_HR", "img_001_SRF_2_LR")]
 
 
 def test_pair_without_partner_names_the_file(tmp_path):

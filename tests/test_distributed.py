@@ -6,6 +6,7 @@ sums one whole batch. Measured (retraining, weights of magnitude up to 1): max |
 below what one different batch or one step more changes (>1e-3). ACLA's adaptive gate draws Gumbel noise per rank, so these runs
 switch it off to compare with one process; with it on, DDP is as valid but not bitwise the same.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,11 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from tiny_space import TINY_SPACE
 
 from acla_nas.data import embedded_dir
 from acla_nas.retrain import train_arch
 from acla_nas.search import run_search
-from tiny_space import TINY_SPACE
 
 TOL = 1e-6
 STEPS = 16
@@ -36,9 +37,16 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     photos = root / "photos"
     photos.mkdir()
-    for i, (name, box) in enumerate([("astronaut.png", (0, 0, 64, 64)), ("astronaut.png", (200, 150, 264, 214)),
-                                     ("coffee.png", (100, 100, 164, 164)), ("chelsea.png", (150, 80, 214, 144)),
-                                     ("rocket.jpg", (300, 200, 364, 264)), ("coffee.png", (300, 200, 364, 264))]):
+    for i, (name, box) in enumerate(
+        [
+            ("astronaut.png", (0, 0, 64, 64)),
+            ("astronaut.png", (200, 150, 264, 214)),
+            ("coffee.png", (100, 100, 164, 164)),
+            ("chelsea.png", (150, 80, 214, 144)),
+            ("rocket.jpg", (300, 200, 364, 264)),
+            ("coffee.png", (300, 200, 364, 264)),
+        ]
+    ):
         Image.open(embedded_dir() / name).convert("RGB").crop(box).save(photos / f"p{i}.png")
     arch = {
         "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 2}},
@@ -46,7 +54,15 @@ def workdir(tmp_path_factory) -> Path:
         "modules": {"body.1": {"keys": 4, "scope": "all"}},
         "acla": {"adaptive": False},
         "data": {"kind": "folder", "path": str(photos)},
-        "train": {"steps": STEPS, "patch": 24, "batch": 4, "lr": 1e-3, "val_every": 0, "val_patches": 2, "ckpt_every": 4},
+        "train": {
+            "steps": STEPS,
+            "patch": 24,
+            "batch": 4,
+            "lr": 1e-3,
+            "val_every": 0,
+            "val_patches": 2,
+            "ckpt_every": 4,
+        },
     }
     (root / "arch.yaml").write_text(yaml.safe_dump(arch))
     return root
@@ -72,7 +88,9 @@ def test_a_killed_two_process_run_resumes_under_torchrun_with_the_weights_of_one
     STEPS steps equal one process's with the same global batch; only rank 0 wrote files."""
     arch, out = workdir / "arch.yaml", workdir / "ddp"
     cmd = [sys.executable, "-m", "acla_nas", "train", str(arch), "--out", str(out), "--device", "cpu"]
-    first = subprocess.Popen(cmd + ["--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    first = subprocess.Popen(
+        cmd + ["--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     ckpt, t0 = out / "checkpoints" / "last.pt", time.monotonic()
     while not ckpt.exists():
         assert first.poll() is None, first.communicate()
@@ -83,17 +101,41 @@ def test_a_killed_two_process_run_resumes_under_torchrun_with_the_weights_of_one
     assert not (out / "metrics.json").exists()
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert 0 < saved["step"] < STEPS and len(saved["rng_ranks"]) == 2  # every rank's RNG, written by rank 0
-    resume = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(_free_port()), "-m", "acla_nas", "train", str(arch), "--out", str(out), "--device", "cpu"]
+    resume = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "acla_nas",
+        "train",
+        str(arch),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     res = subprocess.run(resume, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"resuming at step {saved['step']}" in res.stderr and res.stdout.count("model:") == 1  # rank 0 reports, once
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["config.yaml", "last.pt", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "config.yaml",
+        "last.pt",
+        "metrics.json",
+        "model.pt",
+    ]
 
     train_arch(arch, workdir / "single", {"device": "cpu"}, progress=False)  # the reference: one process
     single, ddp = weights(workdir / "single" / "model.pt"), weights(out / "model.pt")
     diff = max_diff(ddp, single)
-    print(f"DDP (2 gloo ranks, killed at step {saved['step']}, resumed) vs one process after {STEPS} steps: max |diff| {diff:.2e}")
+    print(
+        f"DDP (2 gloo ranks, killed at step {saved['step']}, resumed) vs one process after {STEPS} steps: max |diff| {diff:.2e}"
+    )
     assert diff < TOL
     assert max_diff(ddp, {k: torch.zeros_like(v) for k, v in single.items()}) > 1e4 * TOL  # not trivially equal
 
@@ -111,8 +153,12 @@ def test_supernet_and_darts_under_ddp_equal_one_process(tmp_path: Path, strategy
         preset.update(trials=2, supernet={"steps": 6, "batch": 4, "patch": 24, "ckpt_every": 3})
     ckpt = Path("supernet") / "checkpoints" / "last.pt"  # DARTS trains on the shared Trainer too
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(preset))
-    one = run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "one", device="cpu", progress=False)
-    two = run_search(str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "two", device="cpu", progress=False, nproc=2)
+    one = run_search(
+        str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "one", device="cpu", progress=False
+    )
+    two = run_search(
+        str(tmp_path / "space.yaml"), str(tmp_path / "s.yaml"), tmp_path / "two", device="cpu", progress=False, nproc=2
+    )
     a = torch.load(tmp_path / "one" / ckpt, map_location="cpu", weights_only=True)
     b = torch.load(tmp_path / "two" / ckpt, map_location="cpu", weights_only=True)
     key = "model"
@@ -122,7 +168,9 @@ def test_supernet_and_darts_under_ddp_equal_one_process(tmp_path: Path, strategy
         moved = torch.cat([p.flatten() for p in a["extra"]["alpha"].values()]).abs().max()
         assert float(moved) > 100 * TOL  # the architecture did move
     print(f"{strategy} under DDP (2 gloo ranks) vs one process: max |diff| {max_diff(a[key], b[key]):.2e}")
-    assert two.best_arch == one.best_arch and two.best_scores["psnr"] == pytest.approx(one.best_scores["psnr"], abs=1e-3)
+    assert two.best_arch == one.best_arch and two.best_scores["psnr"] == pytest.approx(
+        one.best_scores["psnr"], abs=1e-3
+    )
 
 
 def test_launchers_do_not_nest_and_bad_counts_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -132,7 +180,18 @@ def test_launchers_do_not_nest_and_bad_counts_are_one_line(tmp_path: Path, monke
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"strategy": "random", "trials": 1}))
-    code = main(["search", str(tmp_path / "space.yaml"), "--strategy", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "r"), "--nproc", "0"])
+    code = main(
+        [
+            "search",
+            str(tmp_path / "space.yaml"),
+            "--strategy",
+            str(tmp_path / "s.yaml"),
+            "--out",
+            str(tmp_path / "r"),
+            "--nproc",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--nproc" in err
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun

@@ -1,4 +1,5 @@
 """Export (arch.yaml, model card, inherited weights, TorchScript, ONNX) and the pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from acla_nas.arch import Arch, load_arch_file
+from acla_nas.arch import load_arch_file
 from acla_nas.cli import main
 from acla_nas.export import export_run
-from acla_nas.network import build, copy_child_weights
+from acla_nas.network import build
 from acla_nas.pipeline import run_pipeline
 from acla_nas.restore import load_model
 from acla_nas.search import run_search
@@ -27,7 +28,13 @@ SPACE = {
     "scopes": [1, "all"],
     "constraints": {"max_modules": 2},
 }
-STRATEGY = {"strategy": "random", "trials": 4, "objectives": ["psnr", "flops"], "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
+STRATEGY = {
+    "strategy": "random",
+    "trials": 4,
+    "objectives": ["psnr", "flops"],
+    "supernet": {"steps": 3, "batch": 2, "patch": 24},
+    "val": {"patches": 3, "patch": 24},
+}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +150,9 @@ def test_pipeline_runs_all_stages_and_resumes(tmp_path: Path) -> None:
     before = (run_dir / "retrain" / "plain" / "metrics.json").read_text()
     again = run_pipeline(str(space), str(strat), tmp_path / "run", retrain=recipe, progress=False, log=lambda *_: None)
     assert (run_dir / "retrain" / "plain" / "metrics.json").read_text() == before
-    pd.testing.assert_frame_equal(again.table.drop(columns=["train_seconds"]), res.table.drop(columns=["train_seconds"]))
+    pd.testing.assert_frame_equal(
+        again.table.drop(columns=["train_seconds"]), res.table.drop(columns=["train_seconds"])
+    )
 
 
 def test_paper_reference_child_is_the_plain_network_plus_quarter_modules() -> None:

@@ -2,6 +2,7 @@
 presets (deleted keys, replaced values of every kind, added keys) give a valid space / preset or
 a one-line UserError naming the file, never another exception. Bounded (a fixed number of
 derandomized examples, no deadline) so it runs in seconds and the same way in CI."""
+
 from __future__ import annotations
 
 import copy
@@ -29,18 +30,58 @@ EXAMPLES = {"space": 80, "strategy": 200}
 OUTCOMES: Counter = Counter()  # read by the closing note's measurement (pytest -s prints it)
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(-(10**20), 10**20), st.integers(-3, 300),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.integers(-3, 300),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.sampled_from(["all", "edsr", "unet", "rcan", "os:system", "builtins:eval", "user_backbones:tiny_net", "body.*",
-                     "head, body.*", "+10%", "-100%", "1.1x", "2.5G", "previous2", "sr", "denoise", "jpeg", "demosaic",
-                     "embedded", "folder", "paired", ".nan", "5e-4", "darts", "evolution", "tpe", "random", "oneshot",
-                     "proxy", "psnr", "flops", "acla_nas.cli:main", "acla_nas.backbones.edsr:edsr"]),
+    st.sampled_from(
+        [
+            "all",
+            "edsr",
+            "unet",
+            "rcan",
+            "os:system",
+            "builtins:eval",
+            "user_backbones:tiny_net",
+            "body.*",
+            "head, body.*",
+            "+10%",
+            "-100%",
+            "1.1x",
+            "2.5G",
+            "previous2",
+            "sr",
+            "denoise",
+            "jpeg",
+            "demosaic",
+            "embedded",
+            "folder",
+            "paired",
+            ".nan",
+            "5e-4",
+            "darts",
+            "evolution",
+            "tpe",
+            "random",
+            "oneshot",
+            "proxy",
+            "psnr",
+            "flops",
+            "acla_nas.cli:main",
+            "acla_nas.backbones.edsr:edsr",
+        ]
+    ),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=8) | SCALARS.filter(lambda v: isinstance(v, str)), inner, max_size=3)),
-                      max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=8) | SCALARS.filter(lambda v: isinstance(v, str)), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
 
 
 def paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
@@ -91,8 +132,13 @@ def _outcome(kind: str, call: Any) -> None:
         OUTCOMES[f"{kind}: UserError"] += 1
 
 
-FUZZ = settings(max_examples=EXAMPLES["space"], deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES["space"],
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ

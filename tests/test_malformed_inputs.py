@@ -1,6 +1,7 @@
 """Malformed inputs per verb, table-driven: every one exits 2 with exactly one stderr line naming
 the file and/or the field, no traceback, nothing written and nothing overwritten. Add a row for
 every bug found. Runs the CLI in-process (a few cases through a subprocess, for the exit code)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,18 @@ from acla_nas.network import build
 from acla_nas.restore import save_model_file
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_ARCH = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 1}}, "task": {"name": "sr", "scale": 2},
-             "modules": {"body.0": {"keys": 2}}}
-TINY_SPACE = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}}, "task": {"name": "sr", "scale": 2},
-              "eval": {"input_size": [16, 16]}, "keys": [0, 2], "scopes": ["all"]}
+TINY_ARCH = {
+    "backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 1}},
+    "task": {"name": "sr", "scale": 2},
+    "modules": {"body.0": {"keys": 2}},
+}
+TINY_SPACE = {
+    "backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}},
+    "task": {"name": "sr", "scale": 2},
+    "eval": {"input_size": [16, 16]},
+    "keys": [0, 2],
+    "scopes": ["all"],
+}
 SUPERNET = {"supernet": {"steps": 2, "batch": 2, "patch": 24}, "val": {"patches": 2, "patch": 24}}
 DARTS = {"strategy": "darts", "options": {"steps": 400, "batch": 2, "patch": 24}, "val": {"patches": 2, "patch": 24}}
 EVOLUTION = {"strategy": "evolution", "trials": 2, "options": {"population": 10, "sample_size": 4}, **SUPERNET}
@@ -137,7 +146,11 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("spaces python tag", "spaces {Y}/space_tag.yaml", ("space_tag.yaml", "invalid YAML")),
     ("spaces os:system", "spaces {Y}/space_evil.yaml", ("space_evil.yaml", "backbone.name", "standard library")),
     ("spaces builtins:eval", "spaces {Y}/space_eval.yaml", ("space_eval.yaml", "backbone.name", "standard library")),
-    ("spaces user module", "spaces {Y}/space_user.yaml", ("space_user.yaml", "backbone.name", "--allow-import user_backbones")),
+    (
+        "spaces user module",
+        "spaces {Y}/space_user.yaml",
+        ("space_user.yaml", "backbone.name", "--allow-import user_backbones"),
+    ),
     ("spaces 1e9 blocks", "spaces {Y}/space_deep.yaml", ("space_deep.yaml", "backbone.kwargs.n_resblocks", "1..1000")),
     ("spaces 1e12 features", "spaces {Y}/space_wide.yaml", ("space_wide.yaml", "backbone.kwargs.n_feats")),
     ("spaces res_scale nan", "spaces {Y}/space_res_scale.yaml", ("space_res_scale.yaml", "backbone.kwargs.res_scale")),
@@ -147,51 +160,152 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("spaces input size 1e9", "spaces {Y}/space_input.yaml", ("space_input.yaml", "eval.input_size")),
     ("spaces bad allow-list", "spaces --allow-import a;b {Y}/space_ok.yaml", ("--allow-import",)),
     # -- strategy presets (search)
-    *[(f"search {n}", f"search {{Y}}/space_ok.yaml --strategy {{Y}}/{n}.yaml --out {{fresh}}", (f"{n}.yaml", fld)) for n, fld in [
-        ("darts_w_lr_nan", "options.w_lr"), ("darts_w_lr_neg", "options.w_lr"), ("darts_w_lr_str", "options.w_lr"),
-        ("darts_tau_start", "options.tau_start"), ("darts_tau_end", "options.tau_end"), ("darts_warmup_frac", "options.warmup"),
-        ("darts_warmup_neg", "options.warmup"), ("darts_warmup_one", "options.warmup"), ("darts_warmup_all", "options.warmup"),
-        ("darts_gumbel", "options.gumbel"), ("darts_penalty", "options.penalty"), ("darts_log_every", "options.log_every"),
-        ("darts_batch", "options.batch"), ("darts_patch_odd", "options.patch"), ("darts_grad_clip", "options.grad_clip"),
-        ("darts_steps", "options.steps"), ("darts_unknown", "options.heads"),
-        ("evo_population", "options.population"), ("evo_sample_size", "options.sample_size"),
-        ("evo_tournament", "options.sample_size"), ("evo_population_float", "options.population"),
-        ("evo_population_bool", "options.population"),
-        ("tpe_startup", "options.n_startup_trials"), ("tpe_multivariate", "options.multivariate"),
-        ("tpe_candidates", "options.n_ei_candidates"),
-        ("sn_batch", "supernet.batch"), ("sn_lr", "supernet.lr"), ("sn_lr_huge", "supernet.lr"), ("sn_steps", "supernet.steps"), ("sn_unknown", "supernet.epochs"),
-        ("sn_seed", "supernet.seed"), ("sn_big_batch", "supernet.batch"), ("sn_patch_odd", "supernet.patch"), ("proxy_lr", "proxy.lr"),
-        ("trials_neg", "trials"), ("trials_zero", "trials"), ("seed_neg", "seed"), ("seed_huge", "seed"),
-        ("strat_evil", "strategy"), ("strat_unregistered", "strategy"), ("strat_unknown", "strategy"),
-        ("val_patches", "val.patches"), ("objectives", "objectives"), ("evaluator", "evaluator"), ("strat_tag", "invalid YAML"),
-    ]],
+    *[
+        (f"search {n}", f"search {{Y}}/space_ok.yaml --strategy {{Y}}/{n}.yaml --out {{fresh}}", (f"{n}.yaml", fld))
+        for n, fld in [
+            ("darts_w_lr_nan", "options.w_lr"),
+            ("darts_w_lr_neg", "options.w_lr"),
+            ("darts_w_lr_str", "options.w_lr"),
+            ("darts_tau_start", "options.tau_start"),
+            ("darts_tau_end", "options.tau_end"),
+            ("darts_warmup_frac", "options.warmup"),
+            ("darts_warmup_neg", "options.warmup"),
+            ("darts_warmup_one", "options.warmup"),
+            ("darts_warmup_all", "options.warmup"),
+            ("darts_gumbel", "options.gumbel"),
+            ("darts_penalty", "options.penalty"),
+            ("darts_log_every", "options.log_every"),
+            ("darts_batch", "options.batch"),
+            ("darts_patch_odd", "options.patch"),
+            ("darts_grad_clip", "options.grad_clip"),
+            ("darts_steps", "options.steps"),
+            ("darts_unknown", "options.heads"),
+            ("evo_population", "options.population"),
+            ("evo_sample_size", "options.sample_size"),
+            ("evo_tournament", "options.sample_size"),
+            ("evo_population_float", "options.population"),
+            ("evo_population_bool", "options.population"),
+            ("tpe_startup", "options.n_startup_trials"),
+            ("tpe_multivariate", "options.multivariate"),
+            ("tpe_candidates", "options.n_ei_candidates"),
+            ("sn_batch", "supernet.batch"),
+            ("sn_lr", "supernet.lr"),
+            ("sn_lr_huge", "supernet.lr"),
+            ("sn_steps", "supernet.steps"),
+            ("sn_unknown", "supernet.epochs"),
+            ("sn_seed", "supernet.seed"),
+            ("sn_big_batch", "supernet.batch"),
+            ("sn_patch_odd", "supernet.patch"),
+            ("proxy_lr", "proxy.lr"),
+            ("trials_neg", "trials"),
+            ("trials_zero", "trials"),
+            ("seed_neg", "seed"),
+            ("seed_huge", "seed"),
+            ("strat_evil", "strategy"),
+            ("strat_unregistered", "strategy"),
+            ("strat_unknown", "strategy"),
+            ("val_patches", "val.patches"),
+            ("objectives", "objectives"),
+            ("evaluator", "evaluator"),
+            ("strat_tag", "invalid YAML"),
+        ]
+    ],
     # -- flags and spaces at search time
-    *[(f"search {flag}", f"search {{Y}}/space_ok.yaml --strategy {{Y}}/random_ok.yaml --out {{fresh}} {flag}", (flag.split()[0],))
-      for flag in ("--trials -1", "--trials 0", "--seed 99999999999999999999", "--seed -1", "--device mps", "--device cuda:7",
-                   "--device tpu", "--steps 0", "--workers 0")],
-    ("search memory", "search {Y}/space_memory.yaml --strategy {Y}/random_ok.yaml --out {fresh}", ("space_memory.yaml", "backbone.kwargs", "GiB")),
-    ("search missing data folder", "search {Y}/space_nodata.yaml --strategy {Y}/random_ok.yaml --out {fresh}", ("space_nodata.yaml", "data.path")),
-    ("search 1x1 training image", "search {Y}/space_tiny_img.yaml --strategy {Y}/random_ok.yaml --out {fresh}", ("a_tiny.png", "supernet.patch")),
-    ("pipeline --retrain-steps 0", "pipeline {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {fresh} --retrain-steps 0", ("--retrain-steps",)),
-    ("pipeline --device mps", "pipeline {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {fresh} --device mps", ("--device",)),
+    *[
+        (
+            f"search {flag}",
+            f"search {{Y}}/space_ok.yaml --strategy {{Y}}/random_ok.yaml --out {{fresh}} {flag}",
+            (flag.split()[0],),
+        )
+        for flag in (
+            "--trials -1",
+            "--trials 0",
+            "--seed 99999999999999999999",
+            "--seed -1",
+            "--device mps",
+            "--device cuda:7",
+            "--device tpu",
+            "--steps 0",
+            "--workers 0",
+        )
+    ],
+    (
+        "search memory",
+        "search {Y}/space_memory.yaml --strategy {Y}/random_ok.yaml --out {fresh}",
+        ("space_memory.yaml", "backbone.kwargs", "GiB"),
+    ),
+    (
+        "search missing data folder",
+        "search {Y}/space_nodata.yaml --strategy {Y}/random_ok.yaml --out {fresh}",
+        ("space_nodata.yaml", "data.path"),
+    ),
+    (
+        "search 1x1 training image",
+        "search {Y}/space_tiny_img.yaml --strategy {Y}/random_ok.yaml --out {fresh}",
+        ("a_tiny.png", "supernet.patch"),
+    ),
+    (
+        "pipeline --retrain-steps 0",
+        "pipeline {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {fresh} --retrain-steps 0",
+        ("--retrain-steps",),
+    ),
+    (
+        "pipeline --device mps",
+        "pipeline {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {fresh} --device mps",
+        ("--device",),
+    ),
     # -- arch files and flags (train)
-    *[(f"train {flag}", f"train {{Y}}/arch_ok.yaml --out {{fresh}} {flag}", (flag.split()[0],))
-      for flag in ("--batch 1000000000", "--patch 0", "--patch 25", "--steps 0", "--seed -1", "--seed 1099511627776", "--device mps",
-                   "--lr nan", "--lr 1e38", "--val-every -1")],
-    *[(f"train {n}", f"train {{Y}}/{n}.yaml --out {{fresh}}", (f"{n}.yaml", fld)) for n, fld in [
-        ("arch_lr", "train.lr"), ("arch_batch", "train.batch"), ("arch_device", "train.device"), ("arch_unknown", "train.epochs"),
-        ("arch_evil", "standard library"), ("arch_memory", "backbone.kwargs"), ("arch_nodata", "data.path"),
-        ("arch_site", "modules.body.7"), ("arch_tag", "invalid YAML"), ("space_ok", "search space"),
-    ]],
+    *[
+        (f"train {flag}", f"train {{Y}}/arch_ok.yaml --out {{fresh}} {flag}", (flag.split()[0],))
+        for flag in (
+            "--batch 1000000000",
+            "--patch 0",
+            "--patch 25",
+            "--steps 0",
+            "--seed -1",
+            "--seed 1099511627776",
+            "--device mps",
+            "--lr nan",
+            "--lr 1e38",
+            "--val-every -1",
+        )
+    ],
+    *[
+        (f"train {n}", f"train {{Y}}/{n}.yaml --out {{fresh}}", (f"{n}.yaml", fld))
+        for n, fld in [
+            ("arch_lr", "train.lr"),
+            ("arch_batch", "train.batch"),
+            ("arch_device", "train.device"),
+            ("arch_unknown", "train.epochs"),
+            ("arch_evil", "standard library"),
+            ("arch_memory", "backbone.kwargs"),
+            ("arch_nodata", "data.path"),
+            ("arch_site", "modules.body.7"),
+            ("arch_tag", "invalid YAML"),
+            ("space_ok", "search space"),
+        ]
+    ],
     ("train 1x1 training image", "train {Y}/arch_tiny_img.yaml --out {fresh}", ("a_tiny.png", "train.patch")),
     ("train over a completed run", "train {Y}/arch_ok.yaml --out {done} --batch 3", ("config.yaml", "another config")),
     # -- model files (evaluate, restore, plot)
-    *[(f"evaluate {n}", f"evaluate {{M}}/{n}.pt", (f"{n}.pt", fld)) for n, fld in [
-        ("no_state_dict", "state_dict"), ("version99", "version"), ("no_version", "version"), ("nan_weights", "state_dict"),
-        ("inf_weights", "state_dict"), ("a_list", "not an acla-nas model file"), ("garbage", "cannot load"),
-        ("task_mismatch", "task"), ("tensor_names", "state_dict"), ("metrics_list", "metrics"), ("evil", "standard library"),
-        ("arch_list", "arch"), ("overflowing", "NaN or infinite values"),
-    ]],
+    *[
+        (f"evaluate {n}", f"evaluate {{M}}/{n}.pt", (f"{n}.pt", fld))
+        for n, fld in [
+            ("no_state_dict", "state_dict"),
+            ("version99", "version"),
+            ("no_version", "version"),
+            ("nan_weights", "state_dict"),
+            ("inf_weights", "state_dict"),
+            ("a_list", "not an acla-nas model file"),
+            ("garbage", "cannot load"),
+            ("task_mismatch", "task"),
+            ("tensor_names", "state_dict"),
+            ("metrics_list", "metrics"),
+            ("evil", "standard library"),
+            ("arch_list", "arch"),
+            ("overflowing", "NaN or infinite values"),
+        ]
+    ],
     ("evaluate 1x1 image", "evaluate {M}/good.pt --data {tmp}/tiny", ("one.png", "--data", "16x16")),
     ("evaluate missing folder", "evaluate {M}/good.pt --data {tmp}/nowhere", ("--data", "does not exist")),
     ("evaluate float TIFF > 1", "evaluate {M}/good.pt --data {tmp}/tif_range", ("f.tif", "32-bit float", "[0, 1]")),
@@ -203,21 +317,49 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("evaluate --device mps", "evaluate {M}/good.pt --device mps", ("--device",)),
     ("evaluate --out txt", "evaluate {M}/good.pt --out {tmp}/x.txt", ("--out",)),
     ("evaluate folder without model", "evaluate {tmp}/photos", ("model.pt", "no such model file")),
-    ("restore 1x1 --degrade", "restore {M}/good.pt {tmp}/one.png {tmp}/out.png --degrade", ("one.png", "IN", "too small")),
-    ("restore missing out folder", "restore {M}/good.pt {tmp}/photo.png {tmp}/newdir/out.png", ("newdir", "OUT", "does not exist")),
+    (
+        "restore 1x1 --degrade",
+        "restore {M}/good.pt {tmp}/one.png {tmp}/out.png --degrade",
+        ("one.png", "IN", "too small"),
+    ),
+    (
+        "restore missing out folder",
+        "restore {M}/good.pt {tmp}/photo.png {tmp}/newdir/out.png",
+        ("newdir", "OUT", "does not exist"),
+    ),
     ("restore onto the input", "restore {M}/good.pt {tmp}/photo.png {tmp}/photo.png", ("photo.png", "input")),
     ("restore unknown suffix", "restore {M}/good.pt {tmp}/photo.png {tmp}/out.xyz", ("OUT", ".xyz")),
     ("restore --tile 4", "restore {M}/good.pt {tmp}/photo.png {tmp}/out.png --tile 4", ("--tile",)),
     ("restore --overlap 300", "restore {M}/good.pt {tmp}/photo.png {tmp}/out.png --overlap 300", ("--tile",)),
     ("restore --seed 2^40", "restore {M}/good.pt {tmp}/photo.png {tmp}/out.png --seed 1099511627776", ("--seed",)),
-    ("restore NaN weights", "restore {M}/nan_weights.pt {tmp}/photo.png {tmp}/out.png", ("nan_weights.pt", "state_dict")),
-    ("restore NaN output", "restore {M}/overflowing.pt {tmp}/photo.png {tmp}/out.png", ("overflowing.pt", "nothing was written")),
+    (
+        "restore NaN weights",
+        "restore {M}/nan_weights.pt {tmp}/photo.png {tmp}/out.png",
+        ("nan_weights.pt", "state_dict"),
+    ),
+    (
+        "restore NaN output",
+        "restore {M}/overflowing.pt {tmp}/photo.png {tmp}/out.png",
+        ("overflowing.pt", "nothing was written"),
+    ),
     ("restore version 99", "restore {M}/version99.pt {tmp}/photo.png {tmp}/out.png", ("version99.pt", "version")),
     ("restore missing input", "restore {M}/good.pt {tmp}/none.png {tmp}/out.png", ("none.png", "not found")),
-    ("restore corrupt input", "restore {M}/good.pt {tmp}/corrupt.png {tmp}/out.png", ("corrupt.png", "cannot read image")),
+    (
+        "restore corrupt input",
+        "restore {M}/good.pt {tmp}/corrupt.png {tmp}/out.png",
+        ("corrupt.png", "cannot read image"),
+    ),
     ("restore float TIFF > 1", "restore {M}/good.pt {tmp}/tif_range/f.tif {tmp}/out.png", ("f.tif", "32-bit float")),
-    ("plot --checkpoint missing", "plot {search_done} --out {fresh} --checkpoint {tmp}/none.pt", ("none.pt", "--checkpoint")),
-    ("plot --checkpoint version 99", "plot {search_done} --out {fresh} --checkpoint {M}/version99.pt", ("version99.pt", "version")),
+    (
+        "plot --checkpoint missing",
+        "plot {search_done} --out {fresh} --checkpoint {tmp}/none.pt",
+        ("none.pt", "--checkpoint"),
+    ),
+    (
+        "plot --checkpoint version 99",
+        "plot {search_done} --out {fresh} --checkpoint {M}/version99.pt",
+        ("version99.pt", "version"),
+    ),
     ("plot --format gif", "plot {search_done} --out {fresh} --format gif", ("--format",)),
     ("plot --top-k 0", "plot {search_done} --out {fresh} --top-k 0", ("--top-k",)),
     ("plot missing run", "plot {tmp}/none --out {fresh}", ("none", "not found")),
@@ -232,8 +374,11 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest())
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _models(folder: Path) -> None:
@@ -255,14 +400,21 @@ def _models(folder: Path) -> None:
     variant("version99", version=99)
     variant("no_version", version=None)
     variant("nan_weights", state_dict={k: v * float("nan") if v.is_floating_point() else v for k, v in sd.items()})
-    variant("inf_weights", state_dict={**sd, "backbone.head.bias": torch.full_like(sd["backbone.head.bias"], float("inf"))})
+    variant(
+        "inf_weights", state_dict={**sd, "backbone.head.bias": torch.full_like(sd["backbone.head.bias"], float("inf"))}
+    )
     variant("task_mismatch", task={"name": "sr", "scale": 4})
     variant("tensor_names", state_dict={**sd, "backbone.head.weight": [1.0, 2.0]})
     variant("metrics_list", metrics=[1, 2])
     variant("arch_list", arch=["edsr"])
-    variant("evil", arch={**good["arch"], "backbone": {"name": "os:system", "kwargs": {"command": "touch MARKER"}, "sites": "x"}})
+    variant(
+        "evil",
+        arch={**good["arch"], "backbone": {"name": "os:system", "kwargs": {"command": "touch MARKER"}, "sites": "x"}},
+    )
     # finite weights whose activations overflow to inf/NaN on any image
-    variant("overflowing", state_dict={k: v * 1e30 if v.is_floating_point() and v.ndim > 1 else v for k, v in sd.items()})
+    variant(
+        "overflowing", state_dict={k: v * 1e30 if v.is_floating_point() and v.ndim > 1 else v for k, v in sd.items()}
+    )
     torch.save(["not", "a", "model"], folder / "a_list.pt")
     (folder / "garbage.pt").write_bytes(b"\x00garbage" * 50)
 
@@ -272,9 +424,15 @@ def env(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("malformed")
     photos = root / "photos"
     photos.mkdir()
-    for i, (name, box) in enumerate([("astronaut.png", (0, 0, 64, 64)), ("coffee.png", (100, 100, 164, 164)),
-                                     ("chelsea.png", (150, 80, 214, 144)), ("rocket.jpg", (300, 200, 364, 264)),
-                                     ("astronaut.png", (200, 150, 264, 214))]):
+    for i, (name, box) in enumerate(
+        [
+            ("astronaut.png", (0, 0, 64, 64)),
+            ("coffee.png", (100, 100, 164, 164)),
+            ("chelsea.png", (150, 80, 214, 144)),
+            ("rocket.jpg", (300, 200, 364, 264)),
+            ("astronaut.png", (200, 150, 264, 214)),
+        ]
+    ):
         Image.open(embedded_dir() / name).convert("RGB").crop(box).save(photos / f"p{i}.png")
     shutil.copy(photos / "p0.png", root / "photo.png")
     shutil.copytree(photos, root / "mixed")
@@ -283,7 +441,10 @@ def env(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "mixed" / "a_tiny.png")
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "tiny" / "one.png")
     shutil.copy(root / "tiny" / "one.png", root / "one.png")
-    for name, arr in (("tif_range", np.full((32, 32), 7.5, np.float32)), ("tif_nan", np.full((32, 32), np.nan, np.float32))):
+    for name, arr in (
+        ("tif_range", np.full((32, 32), 7.5, np.float32)),
+        ("tif_nan", np.full((32, 32), np.nan, np.float32)),
+    ):
         (root / name).mkdir()
         Image.fromarray(arr).save(root / name / "f.tif")
     (root / "tif_rgb").mkdir()
@@ -308,7 +469,15 @@ def env(tmp_path_factory) -> dict[str, Path]:
     search_done.mkdir()
     for name in ("config.yaml", "trajectory.csv", "best_arch.yaml", "sites.csv"):
         shutil.copy(ROOT / "results" / "edsr_x2_demo_evolution" / name, search_done / name)
-    return {"tmp": root, "Y": ydir, "M": models, "done": done, "search_done": search_done, "fresh": root / "fresh", "marker": marker}
+    return {
+        "tmp": root,
+        "Y": ydir,
+        "M": models,
+        "done": done,
+        "search_done": search_done,
+        "fresh": root / "fresh",
+        "marker": marker,
+    }
 
 
 @pytest.mark.parametrize("argv,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -333,11 +502,17 @@ def test_table_covers_every_verb() -> None:
     assert len(CASES) >= 100
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["spaces", "{Y}/space_evil.yaml"], "standard library"),
-    (["search", "{Y}/space_ok.yaml", "--strategy", "{Y}/random_ok.yaml", "--out", "{fresh}", "--device", "mps"], "--device"),
-    (["restore", "{M}/good.pt", "{tmp}/photo.png", "{tmp}/newdir/out.png"], "OUT"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["spaces", "{Y}/space_evil.yaml"], "standard library"),
+        (
+            ["search", "{Y}/space_ok.yaml", "--strategy", "{Y}/random_ok.yaml", "--out", "{fresh}", "--device", "mps"],
+            "--device",
+        ),
+        (["restore", "{M}/good.pt", "{tmp}/photo.png", "{tmp}/newdir/out.png"], "OUT"),
+    ],
+)
 def test_exit_code_end_to_end(env: dict[str, Path], argv: list[str], needle: str) -> None:
     """The real process: exit status 2 and one line, for the shell and for CI scripts."""
     args = [a.format(**{k: str(v) for k, v in env.items()}) for a in argv]
@@ -353,7 +528,19 @@ def test_non_finite_loss_names_the_file(env: dict[str, Path], capsys, monkeypatc
     The L1 loss is made NaN so that the real training loops detect it at their first step."""
     monkeypatch.setattr("acla_nas.trainer.F.l1_loss", lambda out, hr: (out - hr).abs().mean() * float("nan"))
     strat = env["Y"] / "random_ok.yaml"
-    assert main(["search", str(env["Y"] / "space_ok.yaml"), "--strategy", str(strat), "--out", str(env["tmp"] / "nan_search")]) == 2
+    assert (
+        main(
+            [
+                "search",
+                str(env["Y"] / "space_ok.yaml"),
+                "--strategy",
+                str(strat),
+                "--out",
+                str(env["tmp"] / "nan_search"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{strat}: supernet:" in err[0] and "Lower supernet.lr" in err[0], err
     arch = env["Y"] / "arch_ok.yaml"

@@ -1,4 +1,5 @@
 """PSNR/SSIM follow BasicSR's protocol; checked against scikit-image on a real photograph."""
+
 from __future__ import annotations
 
 import math

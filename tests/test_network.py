@@ -1,4 +1,5 @@
 """Child networks and the weight-sharing supernet."""
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,12 @@ from acla_nas.errors import UserError
 from acla_nas.network import SiteChoices, build, build_supernet, copy_child_weights
 
 BASE = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 4}}, "task": {"name": "sr", "scale": 2}}
-CHOICES = {"body.0": SiteChoices((0, 2, 4), (1,)), "body.1": SiteChoices((0, 2, 4), (1, 2)), "body.2": SiteChoices((0, 2, 4), (1, "all")), "body.3": SiteChoices((0, 2, 4), (1, "all"))}
+CHOICES = {
+    "body.0": SiteChoices((0, 2, 4), (1,)),
+    "body.1": SiteChoices((0, 2, 4), (1, 2)),
+    "body.2": SiteChoices((0, 2, 4), (1, "all")),
+    "body.3": SiteChoices((0, 2, 4), (1, "all")),
+}
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> None:
@@ -33,7 +39,14 @@ def test_child_is_identity_at_init_and_has_only_its_modules() -> None:
     assert torch.allclose(net(x), plain(x))
 
 
-@pytest.mark.parametrize("modules", [{}, {"body.1": ModuleChoice(2, 2)}, {"body.0": ModuleChoice(4, 1), "body.2": ModuleChoice(2, "all"), "body.3": ModuleChoice(4, 1)}])
+@pytest.mark.parametrize(
+    "modules",
+    [
+        {},
+        {"body.1": ModuleChoice(2, 2)},
+        {"body.0": ModuleChoice(4, 1), "body.2": ModuleChoice(2, "all"), "body.3": ModuleChoice(4, 1)},
+    ],
+)
 def test_supernet_path_equals_child_with_inherited_weights(modules) -> None:
     template = Arch.from_dict(BASE)
     sn = build_supernet(template, CHOICES).eval()

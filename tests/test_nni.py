@@ -3,10 +3,10 @@
 Runs where NNI is installed: CI runs this file in a virtual environment of its own (.venv-nni,
 see scripts/setup-nni.sh), since NNI 3.0 pins filelock<3.12 and typeguard<4.1.3. Elsewhere it is
 skipped with the reason printed."""
+
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-pytest.importorskip("nni", reason="NNI is not installed here (CI runs this file in .venv-nni: bash scripts/setup-nni.sh)")
+pytest.importorskip(
+    "nni", reason="NNI is not installed here (CI runs this file in .venv-nni: bash scripts/setup-nni.sh)"
+)
+
+from tiny_space import TINY_SPACE  # noqa: E402
 
 from acla_nas.arch import load_arch_file  # noqa: E402
 from acla_nas.evaluators import OneShotEvaluator  # noqa: E402
@@ -22,7 +26,6 @@ from acla_nas.search import run_search  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
 from acla_nas.strategies.nni_tuner import NNI_ATTR, legacy_space, make_tuner, to_flat  # noqa: E402
 from acla_nas.study import load_run_study  # noqa: E402
-from tiny_space import TINY_SPACE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -70,8 +73,16 @@ def test_nni_strategy_searches_and_records_like_the_others(tmp_path: Path, kind:
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump({**TINY_SPACE, "constraints": {"max_modules": 2, "max_flops": "+20%"}}))
     strat = tmp_path / "s.yaml"
-    strat.write_text(yaml.safe_dump({"strategy": f"nni:{kind}", "trials": 4, **FAST,
-                                     **({"options": {"population_size": 2}} if kind == "Evolution" else {})}))
+    strat.write_text(
+        yaml.safe_dump(
+            {
+                "strategy": f"nni:{kind}",
+                "trials": 4,
+                **FAST,
+                **({"options": {"population_size": 2}} if kind == "Evolution" else {}),
+            }
+        )
+    )
     out = tmp_path / "run"
     res = run_search(str(space_file), str(strat), out, progress=False)
     space = SearchSpace.from_yaml(space_file)
@@ -119,7 +130,11 @@ def test_nni_strategy_resumes_without_losing_or_repeating_trials(tmp_path: Path,
     from acla_nas.strategies import nni_tuner
 
     real = nni_tuner.NNISampler._import
-    monkeypatch.setattr(nni_tuner.NNISampler, "_import", lambda self, trials: imported.extend(t.number for t in trials) or real(self, trials))
+    monkeypatch.setattr(
+        nni_tuner.NNISampler,
+        "_import",
+        lambda self, trials: imported.extend(t.number for t in trials) or real(self, trials),
+    )
     monkeypatch.setattr(OneShotEvaluator, "_score", original)
     run_search(str(space_file), str(strat), out, progress=False)
     after = pd.read_csv(out / "trajectory.csv")

@@ -1,4 +1,5 @@
 """The slot space the NNI strategies give NNI's tuners (pure functions: no NNI needed)."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,12 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
+from tiny_space import TINY_SPACE
 
 from acla_nas.cli import main
 from acla_nas.space import SearchSpace
 from acla_nas.strategies.base import strategy_class
 from acla_nas.strategies.nni_tuner import NNI_STRATEGIES, NONE, legacy_space, to_flat, to_params, with_index
-from tiny_space import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +22,23 @@ def draw(spec: dict, rng: random.Random) -> dict:
     out = {}
     for key, sub in spec.items():
         option = rng.choice(sub["_value"])
-        out[key] = {k: (v if k == "_name" else rng.choice(v["_value"])) for k, v in option.items()} if isinstance(option, dict) else option
+        out[key] = (
+            {k: (v if k == "_name" else rng.choice(v["_value"])) for k, v in option.items()}
+            if isinstance(option, dict)
+            else option
+        )
     return out
 
 
-@pytest.mark.parametrize("overrides", [{}, {"constraints": {}}, {"constraints": {"max_modules": 1}},
-                                       {"overrides": {"body.0": {"keys": [2]}}, "constraints": {"max_modules": 2}}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"constraints": {}},
+        {"constraints": {"max_modules": 1}},
+        {"overrides": {"body.0": {"keys": [2]}}, "constraints": {"max_modules": 2}},
+    ],
+)
 def test_every_proposal_decodes_and_respects_max_modules(overrides: dict) -> None:
     space = SearchSpace.from_dict({**TINY_SPACE, **overrides})
     spec, rng = legacy_space(space), random.Random(0)
@@ -52,19 +64,32 @@ def test_slots_name_each_site_with_its_own_choices() -> None:
     assert sorted(spec) == ["slot0", "slot1", "slot2"]  # max_modules 3
     options = {o["_name"]: o for o in spec["slot0"]["_value"]}
     assert options[NONE] == {"_name": NONE} and len(options) == 9
-    assert options["body.0"] == {"_name": "body.0", "keys": {"_type": "choice", "_value": [2, 4, 8]}}  # one scope: no choice
+    assert options["body.0"] == {
+        "_name": "body.0",
+        "keys": {"_type": "choice", "_value": [2, 4, 8]},
+    }  # one scope: no choice
     assert options["body.5"]["scope"]["_value"] == ["1", "2", "all"]
     # a site named by two slots is taken once (from the first)
-    twice = {"slot0": {"_name": "body.3", "keys": 2, "scope": "1"}, "slot1": {"_name": "body.3", "keys": 8, "scope": "all"},
-             "slot2": {"_name": NONE}}
+    twice = {
+        "slot0": {"_name": "body.3", "keys": 2, "scope": "1"},
+        "slot1": {"_name": "body.3", "keys": 8, "scope": "all"},
+        "slot2": {"_name": NONE},
+    }
     assert to_flat(space, twice) == {**{f"body.{i}.keys": 0 for i in range(8)}, "body.3.keys": 2, "body.3.scope": "1"}
 
 
 def test_with_index_matches_nni_internal_form() -> None:
-    spec = {"a": {"_type": "choice", "_value": [{"_name": "none"}, {"_name": "x", "k": {"_type": "choice", "_value": [2, 4]}}]},
-            "b": {"_type": "choice", "_value": [1, 2, 3]}}
-    assert with_index(spec, {"a": {"_name": "x", "k": 4}, "b": 3}) == \
-        {"a": {"_index": 1, "_value": {"_name": "x", "k": {"_index": 1, "_value": 4}}}, "b": {"_index": 2, "_value": 3}}
+    spec = {
+        "a": {
+            "_type": "choice",
+            "_value": [{"_name": "none"}, {"_name": "x", "k": {"_type": "choice", "_value": [2, 4]}}],
+        },
+        "b": {"_type": "choice", "_value": [1, 2, 3]},
+    }
+    assert with_index(spec, {"a": {"_name": "x", "k": 4}, "b": 3}) == {
+        "a": {"_index": 1, "_value": {"_name": "x", "k": {"_index": 1, "_value": 4}}},
+        "b": {"_index": 2, "_value": 3},
+    }
 
 
 def test_nni_strategies_are_registered_by_name() -> None:
@@ -75,12 +100,18 @@ def test_nni_strategies_are_registered_by_name() -> None:
 
 def test_without_nni_the_search_stops_with_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     import sys
+
     import yaml
 
     monkeypatch.setitem(sys.modules, "nni", None)  # as if not installed (import raises ImportError)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(TINY_SPACE))
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({"strategy": "nni:TPE", "trials": 2}))
-    assert main(["search", str(tmp_path / "s.yaml"), "--strategy", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            ["search", str(tmp_path / "s.yaml"), "--strategy", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "run")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "strategy nni:TPE: NNI is not installed; pip install 'acla-nas[nni]'" in err, err
     assert not (tmp_path / "run").exists()  # refused before the run directory is claimed

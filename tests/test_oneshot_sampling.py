@@ -1,4 +1,5 @@
 """The one-shot evaluator's path sampling: uniform, strict fairness, the sandwich rule."""
+
 from __future__ import annotations
 
 import math
@@ -8,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.evaluators import OneShotEvaluator
 from acla_nas.search import run_search, search_data
 from acla_nas.space import SearchSpace
-from tiny_space import TINY_SPACE
 
 FREE = {**TINY_SPACE, "constraints": {}}  # no max_modules: every combination of choices is allowed
 VAL = {"patches": 2, "patch": 24}
@@ -60,7 +61,9 @@ def test_extreme_paths_are_the_cheapest_and_dearest_feasible() -> None:
     assert ev.space.cost(small)["macs"] == min(macs)
     assert ev.space.satisfies(large)[0] and ev.space.cost(large)["macs"] >= sorted(macs)[-len(macs) // 10]
     free = evaluator(FREE, "sandwich")
-    assert free.space.cost(free.extreme_paths()[1])["macs"] == max(free.space.cost(a)["macs"] for a in free.space.enumerate())
+    assert free.space.cost(free.extreme_paths()[1])["macs"] == max(
+        free.space.cost(a)["macs"] for a in free.space.enumerate()
+    )
 
 
 def test_sandwich_runs_three_paths_per_step() -> None:
@@ -79,8 +82,16 @@ def test_every_sampling_searches_and_resumes(tmp_path: Path, sampling: str) -> N
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(TINY_SPACE))
     preset = tmp_path / "s.yaml"
-    preset.write_text(yaml.safe_dump({"strategy": "random", "trials": 3, "val": VAL,
-                                      "supernet": {"steps": 4, "batch": 2, "patch": 24, "ckpt_every": 2, "sampling": sampling}}))
+    preset.write_text(
+        yaml.safe_dump(
+            {
+                "strategy": "random",
+                "trials": 3,
+                "val": VAL,
+                "supernet": {"steps": 4, "batch": 2, "patch": 24, "ckpt_every": 2, "sampling": sampling},
+            }
+        )
+    )
     run_search(str(space), str(preset), tmp_path / "a", progress=False)
     df = pd.read_csv(tmp_path / "a" / "trajectory.csv")
     assert (df.state == "COMPLETE").sum() == 3

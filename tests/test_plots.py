@@ -1,4 +1,5 @@
 """Plot data values (hand-checked) and that every figure renders to non-empty PNG/SVG."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ BUDGETS = [0, 4, 8, 16]
 
 
 # ------------------------------------------------------------------------- synthetic tables
-def make_trials(strategy: str = "random", n: int = 40, seed: int = 0, run: str = "r1", sites=SITES,
-                budgets=BUDGETS, fail_every: int = 13) -> pd.DataFrame:
+def make_trials(
+    strategy: str = "random",
+    n: int = 40,
+    seed: int = 0,
+    run: str = "r1",
+    sites=SITES,
+    budgets=BUDGETS,
+    fail_every: int = 13,
+) -> pd.DataFrame:
     """A multi-trial trajectory following the column contract of docs/internals.md."""
     rng = np.random.default_rng(seed)
     gain = np.linspace(0.05, 0.25, len(sites))  # later sites help more
@@ -32,11 +40,22 @@ def make_trials(strategy: str = "random", n: int = 40, seed: int = 0, run: str =
         failed = fail_every and step % fail_every == fail_every - 1
         psnr = 30.0 + float(np.sum(gain * np.log1p(ks))) + rng.normal(0, 0.05)
         row = {
-            "run": run, "strategy": strategy, "evaluator": "oneshot", "step": step,
-            "state": "FAIL" if failed else "COMPLETE", "psnr": math.nan if failed else psnr,
-            "flops": 2.0e9 + float(np.sum(ks)) * 1.5e7, "params": 1.37e6 + float(np.sum(ks > 0)) * 2.1e4,
-            "seconds": t, "n_modules": int(np.sum(ks > 0)),
-            "arch": json.dumps({**{f"{s}.keys": int(k) for s, k in zip(sites, ks)}, **{f"{s}.scope": str(c) for s, c in zip(sites, scopes)}}),
+            "run": run,
+            "strategy": strategy,
+            "evaluator": "oneshot",
+            "step": step,
+            "state": "FAIL" if failed else "COMPLETE",
+            "psnr": math.nan if failed else psnr,
+            "flops": 2.0e9 + float(np.sum(ks)) * 1.5e7,
+            "params": 1.37e6 + float(np.sum(ks > 0)) * 2.1e4,
+            "seconds": t,
+            "n_modules": int(np.sum(ks > 0)),
+            "arch": json.dumps(
+                {
+                    **{f"{s}.keys": int(k) for s, k in zip(sites, ks)},
+                    **{f"{s}.scope": str(c) for s, c in zip(sites, scopes)},
+                }
+            ),
         }
         row.update({f"k:{s}": int(k) for s, k in zip(sites, ks)})
         row.update({f"scope:{s}": str(c) for s, c in zip(sites, scopes)})
@@ -55,11 +74,20 @@ def make_darts(n_steps: int = 60, run: str = "d1", sites=SITES, budgets=BUDGETS,
         logits[np.arange(len(sites)), target] += 4 * frac
         p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
         ks = np.asarray(budgets)[p.argmax(1)]
-        row = {"run": run, "strategy": "darts", "evaluator": "supernet", "step": i * 50, "state": "COMPLETE",
-               "psnr": 28 + 3 * (1 - math.exp(-4 * frac)) + rng.normal(0, 0.05),
-               "flops": 2.0e9 + float(ks.sum()) * 1.5e7, "params": 1.37e6 + float((ks > 0).sum()) * 2.1e4,
-               "seconds": 3.0 * i, "n_modules": int((ks > 0).sum()), "arch": "{}",
-               "temperature": 5.0 * (0.1 ** frac)}
+        row = {
+            "run": run,
+            "strategy": "darts",
+            "evaluator": "supernet",
+            "step": i * 50,
+            "state": "COMPLETE",
+            "psnr": 28 + 3 * (1 - math.exp(-4 * frac)) + rng.normal(0, 0.05),
+            "flops": 2.0e9 + float(ks.sum()) * 1.5e7,
+            "params": 1.37e6 + float((ks > 0).sum()) * 2.1e4,
+            "seconds": 3.0 * i,
+            "n_modules": int((ks > 0).sum()),
+            "arch": "{}",
+            "temperature": 5.0 * (0.1**frac),
+        }
         row.update({f"k:{s}": int(k) for s, k in zip(sites, ks)})
         row.update({f"scope:{s}": "all" for s in sites})
         row.update({f"p:{s}:{b}": float(p[si, bi]) for si, s in enumerate(sites) for bi, b in enumerate(budgets)})
@@ -77,9 +105,15 @@ def write_run(dir_: Path, df: pd.DataFrame, best: dict | None = None, sites: lis
     return dir_
 
 
-BEST = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 64}}, "task": {"name": "sr", "scale": 2},
-        "modules": {"body.3": {"keys": 8, "scope": "all"}, "body.7": {"keys": 4, "scope": 2},
-                    "body_conv": {"keys": 16, "scope": ["head", "body.3"]}}}
+BEST = {
+    "backbone": {"name": "edsr", "kwargs": {"n_feats": 64}},
+    "task": {"name": "sr", "scale": 2},
+    "modules": {
+        "body.3": {"keys": 8, "scope": "all"},
+        "body.7": {"keys": 4, "scope": 2},
+        "body_conv": {"keys": 16, "scope": ["head", "body.3"]},
+    },
+}
 
 
 # ------------------------------------------------------------------------- loading / errors
@@ -102,9 +136,16 @@ def test_load_errors(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------- 1. score
 def test_best_so_far_ignores_failed_rows() -> None:
-    df = pd.DataFrame({"run": "a", "strategy": "tpe", "step": [0, 1, 2, 3, 4, 5],
-                       "state": ["FAIL", "COMPLETE", "FAIL", "COMPLETE", "PRUNED", "COMPLETE"],
-                       "psnr": [99.0, 30.0, 50.0, 29.0, 40.0, 31.0], "seconds": [1, 2, 3, 4, 5, 6]})
+    df = pd.DataFrame(
+        {
+            "run": "a",
+            "strategy": "tpe",
+            "step": [0, 1, 2, 3, 4, 5],
+            "state": ["FAIL", "COMPLETE", "FAIL", "COMPLETE", "PRUNED", "COMPLETE"],
+            "psnr": [99.0, 30.0, 50.0, 29.0, 40.0, 31.0],
+            "seconds": [1, 2, 3, 4, 5, 6],
+        }
+    )
     df["label"] = "a (tpe)"
     info = D.score_history(df)
     best = info.table["best_so_far"].tolist()
@@ -167,7 +208,9 @@ def test_pick_matching(tmp_path: Path) -> None:
     modules = {s: {"keys": int(target[f"k:{s}"]), "scope": target[f"scope:{s}"]} for s in sites if target[f"k:{s}"] > 0}
     # 1) arch.yaml with Arch modules; 2) exported.csv by step; 3) exported.csv by its flat encoding
     (tmp_path / "export" / "best").mkdir(parents=True)
-    (tmp_path / "export" / "best" / "arch.yaml").write_text(yaml.safe_dump({"backbone": {"name": "edsr"}, "modules": modules}))
+    (tmp_path / "export" / "best" / "arch.yaml").write_text(
+        yaml.safe_dump({"backbone": {"name": "edsr"}, "modules": modules})
+    )
     flat = {f"{s}.keys": m["keys"] for s, m in modules.items()} | {f"{s}.scope": m["scope"] for s, m in modules.items()}
     pd.DataFrame({"step": [5, None], "arch": ["", json.dumps(flat)]}).to_csv(tmp_path / "exported.csv", index=False)
     picks = D.load_picks(tmp_path, sites)
@@ -187,8 +230,12 @@ def test_schema_reads_one_spelling() -> None:
     from acla_nas import trajectory as T
 
     sites = ["body.1", "body.10"]
-    assert T.doc_arch({"modules": {"body.10": {"keys": 8, "scope": "all"}, "body.1": {"keys": 0, "scope": 1}}}) == {"body.10": (8, "all")}
-    assert T.doc_arch({"modules": {"body.1": {"keys": 4, "scope": "previous2"}}}) == {"body.1": (4, 2)}  # the arch file's parser
+    assert T.doc_arch({"modules": {"body.10": {"keys": 8, "scope": "all"}, "body.1": {"keys": 0, "scope": 1}}}) == {
+        "body.10": (8, "all")
+    }
+    assert T.doc_arch({"modules": {"body.1": {"keys": 4, "scope": "previous2"}}}) == {
+        "body.1": (4, 2)
+    }  # the arch file's parser
     enc = {"body.1.keys": 4, "body.1.scope": "2", "body.10.keys": 8, "body.10.scope": "head,body.1"}
     assert T.encoding_arch(json.dumps(enc)) == {"body.1": (4, 2), "body.10": (8, ("head", "body.1"))}
     assert T.encoding_arch("not json at all [") is None and T.encoding_arch("") is None
@@ -201,7 +248,12 @@ def test_schema_reads_one_spelling() -> None:
 # ------------------------------------------------------------------------- 4. top-k
 def test_topk_frequency_counts() -> None:
     rows = [  # psnr, k:a, k:b
-        (33.0, 4, 0), (32.0, 4, 8), (32.0, 4, 8), (31.0, 0, 8), (30.0, 8, 0), (np.nan, 4, 4),
+        (33.0, 4, 0),
+        (32.0, 4, 8),
+        (32.0, 4, 8),
+        (31.0, 0, 8),
+        (30.0, 8, 0),
+        (np.nan, 4, 4),
     ]
     df = pd.DataFrame(rows, columns=["psnr", "k:a", "k:b"])
     df["step"], df["label"] = range(len(df)), "r"
@@ -220,9 +272,16 @@ def test_topk_frequency_counts() -> None:
 # ------------------------------------------------------------------------- 5. diagram
 def test_diagram_edges_from_scopes() -> None:
     sites = [("head", 64, 1), ("b0", 64, 1), ("b1", 64, 1), ("b2", 128, 2), ("b3", 128, 2)]
-    arch = {"backbone": {"name": "unet"}, "task": {"name": "denoise", "sigma": 25},
-            "modules": {"b1": {"keys": 8, "scope": "all"}, "b3": {"keys": 4, "scope": 2},
-                        "b2": {"keys": 16, "scope": ["head", "b3", "zz"]}, "b0": {"keys": 0, "scope": 1}}}
+    arch = {
+        "backbone": {"name": "unet"},
+        "task": {"name": "denoise", "sigma": 25},
+        "modules": {
+            "b1": {"keys": 8, "scope": "all"},
+            "b3": {"keys": 4, "scope": 2},
+            "b2": {"keys": 16, "scope": ["head", "b3", "zz"]},
+            "b0": {"keys": 0, "scope": 1},
+        },
+    }
     info = D.diagram_info(arch, sites)
     assert info.edges == [("head", "b1"), ("b0", "b1"), ("b1", "b3"), ("b2", "b3"), ("head", "b2")]
     assert set(info.modules) == {"b1", "b3", "b2"}  # keys 0 = no module
@@ -277,7 +336,9 @@ def test_plot_runs_writes_png_and_svg(tmp_path: Path) -> None:
     pd.DataFrame({"step": [3]}).to_csv(a / "exported.csv", index=False)
     res = plot_runs([a, d], tmp_path / "out", formats=("png", "svg"), top_k=5)
     stems = {p.stem for p in res.files}
-    assert {"score", "pareto", "topk_frequency", "arch_evo", "darts_probs_d1_darts", "darts_keys_d1_darts"} <= stems, stems
+    assert {"score", "pareto", "topk_frequency", "arch_evo", "darts_probs_d1_darts", "darts_keys_d1_darts"} <= stems, (
+        stems
+    )
     assert all(p.stat().st_size > 1000 for p in res.files)
     assert {p.suffix for p in res.files} == {".png", ".svg"}
     assert any("darts" in n and "best_arch" in n for n in res.notes)
@@ -334,10 +395,23 @@ def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> 
     from acla_nas.plots.key_usage import checkpoint_key_usage
     from acla_nas.restore import save_model_file
 
-    data = {"kind": "synthetic", "size": 48, "n_train": 1, "n_val": 1, "n_test": 1, "periods": [12, 20], "supersample": 2}
+    data = {
+        "kind": "synthetic",
+        "size": 48,
+        "n_train": 1,
+        "n_val": 1,
+        "n_test": 1,
+        "periods": [12, 20],
+        "supersample": 2,
+    }
     task = {"name": "denoise", "sigma": 50}
-    arch = Arch(backbone="edsr", backbone_kwargs={"n_feats": 8, "n_resblocks": 2}, task=task,
-                modules={"body.1": ModuleChoice(4, ("head",))}, acla={"key_layout": "spiral", "init_radius": 6.0})
+    arch = Arch(
+        backbone="edsr",
+        backbone_kwargs={"n_feats": 8, "n_resblocks": 2},
+        task=task,
+        modules={"body.1": ModuleChoice(4, ("head",))},
+        acla={"key_layout": "spiral", "init_radius": 6.0},
+    )
     save_model_file(tmp_path / "model.pt", build(arch), arch.to_dict(), task)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"arch": arch.to_dict(), "data": data}))
     infos, note = checkpoint_key_usage(tmp_path / "model.pt")

@@ -5,6 +5,7 @@ user (initdb refuses root, and CI runs as root), on a temporary folder and a fre
 127.0.0.1. When the server programs are missing it installs the package (root with apt-get, as
 on CI); it skips, saying why, only where that is impossible.
 """
+
 from __future__ import annotations
 
 import glob
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.strategies.optuna_loop import SURPLUS, counted
 from acla_nas.study import load_run_study
-from tiny_space import TINY_SPACE
 
 TESTS = Path(__file__).resolve().parent
 TRIALS = 8
@@ -34,7 +35,10 @@ def _server_bin() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit() else 0)
+    dirs = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit() else 0,
+    )
     return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
 
 
@@ -44,7 +48,11 @@ def _install_server() -> str | None:
         return "PostgreSQL server programs (initdb, pg_ctl) not found; install the 'postgresql' package"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print("installing the Debian package postgresql for the PostgreSQL tests", file=sys.stderr)
-    for cmd in (["apt-get", "install", "-y", "-q", "postgresql"], ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "-q", "postgresql"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "postgresql"],
+    ):
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if cmd[1] == "install" and res.returncode == 0:
             return None
@@ -93,23 +101,41 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(root, user)
     data, port, t0 = root / "data", _free_port(), time.monotonic()
     try:
-        subprocess.run(_as_user(user, [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "acla", "-E", "UTF8", "--no-sync"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_user(
+                user, [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "acla", "-E", "UTF8", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=60"
-        subprocess.run(_as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "server.log"), "-w", "start"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_user(
+                user,
+                [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "server.log"), "-w", "start"],
+            ),
+            check=True,
+            capture_output=True,
+        )
         with psycopg.connect(f"postgresql://acla@127.0.0.1:{port}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE studies")
         print(f"PostgreSQL server on 127.0.0.1:{port} ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         yield f"postgresql://acla@127.0.0.1:{port}/studies"
     finally:
-        subprocess.run(_as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 SPACE = TINY_SPACE
-STRATEGY = {"strategy": "slow_plugin:SlowRandom", "trials": TRIALS, "options": {"delay": 0.3},
-            "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
+STRATEGY = {
+    "strategy": "slow_plugin:SlowRandom",
+    "trials": TRIALS,
+    "options": {"delay": 0.3},
+    "supernet": {"steps": 3, "batch": 2, "patch": 24},
+    "val": {"patches": 3, "patch": 24},
+}
 
 
 def test_two_processes_with_two_workers_on_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
@@ -117,9 +143,33 @@ def test_two_processes_with_two_workers_on_one_postgresql_study(tmp_path: Path, 
     (tmp_path / "slow.yaml").write_text(yaml.safe_dump(STRATEGY))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     runs = [tmp_path / "machine-a" / "demo", tmp_path / "machine-b" / "demo"]  # one study: same run name, same files
-    procs = [subprocess.Popen([sys.executable, "-m", "acla_nas", "search", str(tmp_path / "space.yaml"), "--strategy", str(tmp_path / "slow.yaml"),
-                               "--out", str(run), "--storage", postgres_url, "--workers", "2", "--quiet", "--allow-import", "slow_plugin"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for run in runs]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "acla_nas",
+                "search",
+                str(tmp_path / "space.yaml"),
+                "--strategy",
+                str(tmp_path / "slow.yaml"),
+                "--out",
+                str(run),
+                "--storage",
+                postgres_url,
+                "--workers",
+                "2",
+                "--quiet",
+                "--allow-import",
+                "slow_plugin",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for run in runs
+    ]
     finished = []
     for p, run in zip(procs, runs):
         out, err = p.communicate(timeout=300)
@@ -131,7 +181,9 @@ def test_two_processes_with_two_workers_on_one_postgresql_study(tmp_path: Path, 
     assert len(done) == TRIALS and all(t.state.name == "COMPLETE" for t in done)
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in study.trials)
-    assert all(t.system_attrs.get(SURPLUS) for t in study.trials if not counted(t))  # only surplus asks, never a second count
+    assert all(
+        t.system_attrs.get(SURPLUS) for t in study.trials if not counted(t)
+    )  # only surplus asks, never a second count
     last = max(finished)[1]
     df = __import__("pandas").read_csv(last / "trajectory.csv")
     assert len(df) == TRIALS and df.step.is_unique

@@ -1,4 +1,5 @@
 """Progress in logs: a line every N seconds where stderr is not a terminal, none with --quiet."""
+
 from __future__ import annotations
 
 import io
@@ -69,9 +70,13 @@ def test_bar_kind_follows_the_terminal(monkeypatch) -> None:
 
 @pytest.fixture()
 def arch_file(tmp_path: Path) -> Path:
-    arch = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 1}}, "task": {"name": "sr", "scale": 2},
-            "modules": {}, "data": {"kind": "embedded"},
-            "train": {"steps": 3, "patch": 16, "batch": 1, "val_patches": 1, "ckpt_every": 100}}
+    arch = {
+        "backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 1}},
+        "task": {"name": "sr", "scale": 2},
+        "modules": {},
+        "data": {"kind": "embedded"},
+        "train": {"steps": 3, "patch": 16, "batch": 1, "val_patches": 1, "ckpt_every": 100},
+    }
     path = tmp_path / "arch.yaml"
     path.write_text(yaml.safe_dump(arch))
     return path

@@ -1,4 +1,5 @@
 """The HTML report is self-contained and escapes file content; the plot/report verbs' CLI."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_plots import BEST, SITES, make_darts, make_trials, write_run
 
 from acla_nas.cli import main
 from acla_nas.errors import UserError
-from test_plots import BEST, SITES, make_darts, make_trials, write_run
 
 EVIL = '<script>alert("x")</script>'
 
 
 def _run(tmp_path: Path) -> Path:
     rd = write_run(tmp_path / "run", make_trials("tpe", n=16), BEST, [(s, 64, 1) for s in SITES])
-    (rd / "config.yaml").write_text(yaml.safe_dump({"space": "search_spaces/edsr.yaml", "note": EVIL, "strategy": {"name": "tpe", "n_trials": 16}}))
+    (rd / "config.yaml").write_text(
+        yaml.safe_dump({"space": "search_spaces/edsr.yaml", "note": EVIL, "strategy": {"name": "tpe", "n_trials": 16}})
+    )
     pd.DataFrame({"image set": ["Set5", EVIL], "PSNR": [36.1, 32.0]}).to_csv(rd / "final_table.csv", index=False)
     (rd / "metrics.json").write_text(json.dumps({"psnr_y": 36.12, "name": EVIL}))
     return rd
@@ -48,7 +51,7 @@ def test_report_leads_with_results_and_folds_the_configuration(tmp_path: Path) -
     text = build_report(_run(tmp_path))
     heads = re.findall(r"<h2>([^<]+)</h2>", text)
     assert heads == ["Results", "Best architecture", "Figures", "Top 10 architectures", "Configuration"], heads
-    config = text[text.index("<h2>Configuration</h2>"):]
+    config = text[text.index("<h2>Configuration</h2>") :]
     assert config.index("<details>") < config.index("n_trials")
     assert text.index("Set5") < text.index("body_conv") < text.index('src="data:image/png;base64,')
 

@@ -1,4 +1,5 @@
 """SearchSpace: shipped spaces, exact sizes, sampling, encoding, enumeration, cost model, networks."""
+
 from __future__ import annotations
 
 import itertools
@@ -42,7 +43,15 @@ def per_site_product(space: SearchSpace) -> int:
 # -- shipped spaces ----------------------------------------------------------------------------
 def test_shipped_spaces_present():
     names = {p.name for p in SHIPPED}
-    for n in ("edsr_x2_demo", "edsr_x4_paper", "rcan_x2", "unet_denoise_sigma25", "edsr_demosaic", "edsr_jpeg_q10", "user_backbone_example"):
+    for n in (
+        "edsr_x2_demo",
+        "edsr_x4_paper",
+        "rcan_x2",
+        "unet_denoise_sigma25",
+        "edsr_demosaic",
+        "edsr_jpeg_q10",
+        "user_backbone_example",
+    ):
         assert f"{n}.yaml" in names
 
 
@@ -88,7 +97,9 @@ def test_scopes_resolved_per_site():
 
 
 def test_size_astronomical_is_exact_int():
-    s = SearchSpace.from_dict(tiny(backbone={"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 32}}, keys=[0, 4, 8, 16]))
+    s = SearchSpace.from_dict(
+        tiny(backbone={"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 32}}, keys=[0, 4, 8, 16])
+    )
     n = s.size()
     assert isinstance(n, int) and n == 4 * 7 * 10**30
 
@@ -137,7 +148,9 @@ def test_samples_respect_constraints():
 
 
 def test_sampling_is_uniform_on_a_tiny_space():
-    s = SearchSpace.from_dict(tiny(backbone={"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}}, constraints={"max_modules": 1}))
+    s = SearchSpace.from_dict(
+        tiny(backbone={"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}}, constraints={"max_modules": 1})
+    )
     n = s.size(constrained=True)  # body.0: 1+2*1, body.1: 1+2*2 -> 0 modules: 1, one module: 2 + 4
     assert n == 7
     rng = random.Random(0)
@@ -233,7 +246,9 @@ def test_contains_reasons():
 
 
 def test_overrides_and_site_lists():
-    s = SearchSpace.from_dict(tiny(sites=["body.1", "body.3"], overrides={"body.3": {"keys": [0, 8], "scopes": [["head", "body.1"]]}}))
+    s = SearchSpace.from_dict(
+        tiny(sites=["body.1", "body.3"], overrides={"body.3": {"keys": [0, 8], "scopes": [["head", "body.1"]]}})
+    )
     assert list(s.sites) == ["body.1", "body.3"]
     assert s.sites["body.3"].budgets == (0, 8)
     assert s.sites["body.3"].scopes == (("head", "body.1"),)
@@ -304,7 +319,10 @@ def test_supernet_builds_and_runs_a_sample():
 
 @pytest.mark.usefixtures("allow_test_modules")
 def test_user_backbone_space():
-    d = tiny(backbone={"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*, down, up"}, task={"name": "denoise", "sigma": 15})
+    d = tiny(
+        backbone={"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*, down, up"},
+        task={"name": "denoise", "sigma": 15},
+    )
     s = SearchSpace.from_dict(d)
     assert [r[0] for r in s.site_table()] == ["layers.0", "layers.1", "layers.2", "down", "up"]
     assert dict((r[0], r[1:]) for r in s.site_table())["down"] == (8, 2)
@@ -315,7 +333,10 @@ def test_user_backbone_space():
 
 @pytest.mark.usefixtures("allow_test_modules")
 def test_user_backbone_that_needs_real_tensors():
-    d = tiny(backbone={"name": "user_backbones:real_only_net", "sites": "stem, layers.*"}, task={"name": "denoise", "sigma": 15})
+    d = tiny(
+        backbone={"name": "user_backbones:real_only_net", "sites": "stem, layers.*"},
+        task={"name": "denoise", "sigma": 15},
+    )
     s = SearchSpace.from_dict(d)
     assert list(s.sites) == ["layers.0", "layers.1"]
     a = s.sample(0)

@@ -1,5 +1,6 @@
 """Malformed search spaces: each one is rejected through the CLI with exit 2 and ONE stderr line
 naming the file and the field (table-driven; the YAML is written to a temporary file)."""
+
 from __future__ import annotations
 
 import copy
@@ -54,12 +55,32 @@ CASES = [
     ("backbone-is-list", variant(backbone=["edsr"]), "backbone"),
     ("unknown-backbone-key", variant(backbone={"name": "edsr", "depth": 3}), "backbone.depth"),
     ("backbone-kwargs-not-mapping", variant(backbone={"name": "edsr", "kwargs": [4]}), "backbone.kwargs"),
-    ("unknown-backbone-kwarg", variant(backbone={"name": "edsr", "kwargs": {"n_layers": 3}}), "backbone.kwargs.n_layers"),
+    (
+        "unknown-backbone-kwarg",
+        variant(backbone={"name": "edsr", "kwargs": {"n_layers": 3}}),
+        "backbone.kwargs.n_layers",
+    ),
     ("unknown-backbone", variant(backbone={"name": "edsrr"}), "backbone.name"),
-    ("factory-not-importable", variant(backbone={**USER_BB, "name": "no_such_pkg_xyz.models:net"}, task=DENOISE), "backbone.name"),
-    ("factory-attr-missing", variant(backbone={**USER_BB, "name": "user_backbones:missing_net"}, task=DENOISE), "backbone.name"),
-    ("factory-not-callable", variant(backbone={**USER_BB, "name": "user_backbones:NOT_CALLABLE"}, task=DENOISE), "backbone.name"),
-    ("backbone-site-pattern-matches-nothing", variant(backbone={**USER_BB, "sites": "blocks.*"}, task=DENOISE), "backbone.sites"),
+    (
+        "factory-not-importable",
+        variant(backbone={**USER_BB, "name": "no_such_pkg_xyz.models:net"}, task=DENOISE),
+        "backbone.name",
+    ),
+    (
+        "factory-attr-missing",
+        variant(backbone={**USER_BB, "name": "user_backbones:missing_net"}, task=DENOISE),
+        "backbone.name",
+    ),
+    (
+        "factory-not-callable",
+        variant(backbone={**USER_BB, "name": "user_backbones:NOT_CALLABLE"}, task=DENOISE),
+        "backbone.name",
+    ),
+    (
+        "backbone-site-pattern-matches-nothing",
+        variant(backbone={**USER_BB, "sites": "blocks.*"}, task=DENOISE),
+        "backbone.sites",
+    ),
     ("user-backbone-with-one-site", variant(backbone={**USER_BB, "sites": "stem"}, task=DENOISE), "sites"),
     ("site-pattern-on-registered-backbone", variant(backbone={"name": "edsr", "sites": "body.*"}), "backbone.sites"),
     ("unknown-task", variant(task={"name": "inpaint"}), "task.name"),
@@ -151,7 +172,15 @@ def test_library_errors_carry_file_and_field():
 
 @pytest.mark.parametrize(
     "text,factor,absolute",
-    [("+10%", 1.1, None), ("-5%", 0.95, None), ("1.25x", 1.25, None), (1.1, 1.1, None), ("2.5G", None, 2_500_000_000), (3_000_000, None, 3_000_000), ("300M", None, 300_000_000)],
+    [
+        ("+10%", 1.1, None),
+        ("-5%", 0.95, None),
+        ("1.25x", 1.25, None),
+        (1.1, 1.1, None),
+        ("2.5G", None, 2_500_000_000),
+        (3_000_000, None, 3_000_000),
+        ("300M", None, 300_000_000),
+    ],
 )
 def test_limit_forms(text, factor, absolute):
     spec = parse_spec({**VALID, "constraints": {"max_flops": text}})

@@ -1,4 +1,5 @@
 """Storages as users type them, the owner-stamped journal lock, safe SQLite creation, one study per run."""
+
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.cli import main
 from acla_nas.errors import UserError
@@ -18,14 +20,23 @@ from acla_nas.journal_lock import OwnerLock
 from acla_nas.owner import Owner, process_alive
 from acla_nas.storage import heartbeat_settings, open_storage, parse_storage
 from acla_nas.study import config_hash, open_run_study, study_name
-from tiny_space import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(seed: int = 0, trials: int = 3) -> dict:
-    return {"acla_nas": "0.1.0", "space": {"backbone": {"name": "edsr"}}, "strategy": {"strategy": "random", "evaluator": "oneshot", "trials": trials,
-            "objectives": ["psnr"], "seed": seed}, "storage": None}
+    return {
+        "acla_nas": "0.1.0",
+        "space": {"backbone": {"name": "edsr"}},
+        "strategy": {
+            "strategy": "random",
+            "evaluator": "oneshot",
+            "trials": trials,
+            "objectives": ["psnr"],
+            "seed": seed,
+        },
+        "storage": None,
+    }
 
 
 def test_storage_forms(tmp_path: Path, monkeypatch) -> None:
@@ -38,7 +49,9 @@ def test_storage_forms(tmp_path: Path, monkeypatch) -> None:
     pg = parse_storage("postgresql://acla:secret@db.example:5432/studies", run)
     assert pg.kind == "rdb" and pg.location == "postgresql+psycopg://acla:secret@db.example:5432/studies"
     assert "secret" not in pg.shown and "***" in pg.shown
-    assert parse_storage("postgresql+psycopg2://u@h/d", run).location == "postgresql+psycopg2://u@h/d"  # an explicit driver is kept
+    assert (
+        parse_storage("postgresql+psycopg2://u@h/d", run).location == "postgresql+psycopg2://u@h/d"
+    )  # an explicit driver is kept
     with pytest.raises(UserError, match="directory"):
         parse_storage(str(tmp_path), run)
     db = tmp_path / "x.db"
@@ -165,7 +178,12 @@ def test_a_run_journal_from_before_named_studies_is_adopted(tmp_path: Path) -> N
 
 
 SPACE = TINY_SPACE
-STRATEGY = {"strategy": "random", "trials": 3, "supernet": {"steps": 3, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
+STRATEGY = {
+    "strategy": "random",
+    "trials": 3,
+    "supernet": {"steps": 3, "batch": 2, "patch": 24},
+    "val": {"patches": 3, "patch": 24},
+}
 
 
 def _files(tmp_path: Path) -> tuple[str, str]:
@@ -174,15 +192,30 @@ def _files(tmp_path: Path) -> tuple[str, str]:
     return str(tmp_path / "space.yaml"), str(tmp_path / "random.yaml")
 
 
-@pytest.mark.parametrize("storage,expect", [
-    ("postgresql://nobody@127.0.0.1:9/none", "cannot open the Optuna storage"),
-    ("mysql://nobody@127.0.0.1/none", "cannot open the Optuna storage"),
-    ("{tmp}/no/such/folder/study.journal", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "storage,expect",
+    [
+        ("postgresql://nobody@127.0.0.1:9/none", "cannot open the Optuna storage"),
+        ("mysql://nobody@127.0.0.1/none", "cannot open the Optuna storage"),
+        ("{tmp}/no/such/folder/study.journal", "does not exist"),
+    ],
+)
 def test_a_bad_storage_is_one_line_before_any_training(tmp_path: Path, capsys, storage: str, expect: str) -> None:
     space, strategy = _files(tmp_path)
     out = tmp_path / "run"
-    code = main(["search", space, "--strategy", strategy, "--out", str(out), "--storage", storage.format(tmp=tmp_path), "--quiet"])
+    code = main(
+        [
+            "search",
+            space,
+            "--strategy",
+            strategy,
+            "--out",
+            str(out),
+            "--storage",
+            storage.format(tmp=tmp_path),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and expect in err and "--storage" in err
     assert not (out / "supernet").exists() and not (out / "config.yaml").exists()
@@ -191,12 +224,34 @@ def test_a_bad_storage_is_one_line_before_any_training(tmp_path: Path, capsys, s
 def test_a_second_run_of_the_same_name_with_another_seed_stops_before_training(tmp_path: Path, capsys) -> None:
     space, strategy = _files(tmp_path)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    assert main(["search", space, "--strategy", strategy, "--out", str(tmp_path / "a" / "demo"), "--storage", url, "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                space,
+                "--strategy",
+                strategy,
+                "--out",
+                str(tmp_path / "a" / "demo"),
+                "--storage",
+                url,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     other = tmp_path / "b" / "demo"
-    code = main(["search", space, "--strategy", strategy, "--out", str(other), "--storage", url, "--seed", "1", "--quiet"])
+    code = main(
+        ["search", space, "--strategy", strategy, "--out", str(other), "--storage", url, "--seed", "1", "--quiet"]
+    )
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "belongs to another search" in err and "seed: 0 there, 1 here" in err
+    assert (
+        code == 2
+        and len(err.splitlines()) == 1
+        and "belongs to another search" in err
+        and "seed: 0 there, 1 here" in err
+    )
     assert not (other / "supernet").exists() and not (other / "config.yaml").exists()
     study = optuna.load_study(study_name="demo", storage=url)
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3  # the first run's study is untouched
@@ -208,8 +263,12 @@ def test_optuna_tools_read_the_run_journal(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert main(["search", space, "--strategy", strategy, "--out", str(out), "--quiet"]) == 0
     optuna_cli = Path(sys.executable).with_name("optuna")
-    res = subprocess.run([str(optuna_cli), "trials", "--storage", str(out / "study.journal"), "--study-name", "demo", "-f", "yaml"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [str(optuna_cli), "trials", "--storage", str(out / "study.journal"), "--study-name", "demo", "-f", "yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     rows = yaml.safe_load(res.stdout)
     assert sum(r["state"] == "COMPLETE" for r in rows) == 3

@@ -1,4 +1,5 @@
 """Conformance of every strategy on a tiny space, plus resume, plug-ins, failures, workers."""
+
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.arch import load_arch_file
 from acla_nas.cli import main
@@ -22,16 +24,23 @@ from acla_nas.strategies.base import Strategy
 from acla_nas.strategies.evolution import AgingEvolutionSampler
 from acla_nas.strategies.optuna_loop import OptunaStrategy, SpaceRandomSampler
 from acla_nas.study import load_run_study
-from acla_nas.trajectory import CORE_COLUMNS
 from acla_nas.trainer import NonFiniteLossError
-from tiny_space import TINY_SPACE
+from acla_nas.trajectory import CORE_COLUMNS
 
-FAST = {"supernet": {"steps": 3, "batch": 2, "patch": 24}, "proxy": {"steps": 2, "batch": 2, "patch": 24}, "val": {"patches": 3, "patch": 24}}
+FAST = {
+    "supernet": {"steps": 3, "batch": 2, "patch": 24},
+    "proxy": {"steps": 2, "batch": 2, "patch": 24},
+    "val": {"patches": 3, "patch": 24},
+}
 PRESETS = {
     "random": {"strategy": "random", "trials": 3, **FAST},
     "tpe": {"strategy": "tpe", "trials": 3, "options": {"n_startup_trials": 2}, **FAST},
     "evolution": {"strategy": "evolution", "trials": 4, "options": {"population": 2, "sample_size": 2}, **FAST},
-    "darts": {"strategy": "darts", "options": {"steps": 6, "warmup": 1, "batch": 2, "patch": 24, "log_every": 2, "ckpt_every": 2}, "val": FAST["val"]},
+    "darts": {
+        "strategy": "darts",
+        "options": {"steps": 6, "warmup": 1, "batch": 2, "patch": 24, "log_every": 2, "ckpt_every": 2},
+        "val": FAST["val"],
+    },
 }
 
 
@@ -50,17 +59,28 @@ def strategy_file(tmp_path: Path, name: str, **changes) -> str:
 
 
 BACKBONE_SPACES = {
-    "rcan": {**TINY_SPACE, "backbone": {"name": "rcan", "kwargs": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4}}},
-    "unet": {**TINY_SPACE, "backbone": {"name": "unet", "kwargs": {"n_feats": 8, "n_enc": 1, "n_mid": 1, "n_dec": 1}},
-             "task": {"name": "denoise", "sigma": 25}},
-    "user": {**TINY_SPACE, "backbone": {"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*, down, up"},
-             "task": {"name": "jpeg", "quality": 20}},
+    "rcan": {
+        **TINY_SPACE,
+        "backbone": {"name": "rcan", "kwargs": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4}},
+    },
+    "unet": {
+        **TINY_SPACE,
+        "backbone": {"name": "unet", "kwargs": {"n_feats": 8, "n_enc": 1, "n_mid": 1, "n_dec": 1}},
+        "task": {"name": "denoise", "sigma": 25},
+    },
+    "user": {
+        **TINY_SPACE,
+        "backbone": {"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*, down, up"},
+        "task": {"name": "jpeg", "quality": 20},
+    },
 }
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONE_SPACES))
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_strategy_searches_every_backbone(tmp_path: Path, name: str, backbone: str, allow_test_modules: None) -> None:
+def test_every_strategy_searches_every_backbone(
+    tmp_path: Path, name: str, backbone: str, allow_test_modules: None
+) -> None:
     """Conformance over backbones (EDSR is the contract test above): sites of other channel
     counts and resolutions, same-size tails, a user backbone attached by hooks (allowed)."""
     space_file = write(tmp_path / "space.yaml", BACKBONE_SPACES[backbone])
@@ -189,7 +209,9 @@ def test_non_finite_loss_fails_one_trial_and_the_search_goes_on(tmp_path: Path, 
 
 def test_multi_objective_records_the_pareto_front(tmp_path: Path, space_file: str) -> None:
     out = tmp_path / "run"
-    run_search(space_file, strategy_file(tmp_path, "random", trials=5, objectives=["psnr", "flops"]), out, progress=False)
+    run_search(
+        space_file, strategy_file(tmp_path, "random", trials=5, objectives=["psnr", "flops"]), out, progress=False
+    )
     front = pd.read_csv(out / "pareto.csv")
     df = pd.read_csv(out / "trajectory.csv")
     done = df[df.state == "COMPLETE"]
@@ -244,7 +266,9 @@ def test_workers_share_one_storage(tmp_path: Path, space_file: str) -> None:
 def test_trials_are_optuna_native(tmp_path: Path, space_file: str) -> None:
     """Metric names, SSIM, MACs by their name, a scope only where a site carries a module."""
     out = tmp_path / "run"
-    run_search(space_file, strategy_file(tmp_path, "random", trials=4, objectives=["psnr", "flops"]), out, progress=False)
+    run_search(
+        space_file, strategy_file(tmp_path, "random", trials=4, objectives=["psnr", "flops"]), out, progress=False
+    )
     study = load_run_study(out)
     assert study.study_name == "run" and study.metric_names == ["psnr", "macs"]
     assert study.user_attrs["strategy"] == "random" and study.user_attrs["seed"] == 0
@@ -287,7 +311,9 @@ def test_evolution_mutates_one_site_within_constraints(space_file: str) -> None:
         ({"strategy": "darts", "options": {"steps": "many"}}, "options.steps"),
     ],
 )
-def test_bad_strategy_files_exit_2_with_one_line(tmp_path: Path, space_file: str, capsys, content: dict, field: str) -> None:
+def test_bad_strategy_files_exit_2_with_one_line(
+    tmp_path: Path, space_file: str, capsys, content: dict, field: str
+) -> None:
     strat = write(tmp_path / "bad.yaml", content)
     code = main(["search", space_file, "--strategy", strat, "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip()

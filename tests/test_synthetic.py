@@ -1,4 +1,5 @@
 """Generated self-similar images and the embedded texture set."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,16 @@ def test_images_are_a_pure_function_of_seed_split_and_index() -> None:
 def test_one_lattice_repeats_at_its_non_integer_period() -> None:
     """Without jitter and brightness variation, every repeat shows the same colour at the same
     point of the motif: the spread over the lattice points is far below the image's own spread."""
-    spec = {**SMALL, "size": 128, "lattices": [1, 1], "periods": [17.3, 23.9], "jitter": 0.0, "brightness": 0.0,
-            "motifs": "photo", "supersample": 4}  # photo motifs are opaque at the centre
+    spec = {
+        **SMALL,
+        "size": 128,
+        "lattices": [1, 1],
+        "periods": [17.3, 23.9],
+        "jitter": 0.0,
+        "brightness": 0.0,
+        "motifs": "photo",
+        "supersample": 4,
+    }  # photo motifs are opaque at the centre
     p = parse_params(spec)
     rng = np.random.default_rng(0)
     for i in range(3):
@@ -42,7 +51,7 @@ def test_one_lattice_repeats_at_its_non_integer_period() -> None:
         assert len(pts) >= 12
         t = torch.from_numpy(img).float().permute(2, 0, 1)[None]
 
-        def sample(xy: np.ndarray) -> np.ndarray:
+        def sample(xy: np.ndarray, t: torch.Tensor = t) -> np.ndarray:
             g = torch.tensor(xy, dtype=torch.float32).view(1, 1, -1, 2) * 2 / 127 - 1
             return F.grid_sample(t, g, align_corners=True)[0, :, 0].T.numpy()  # (N, 3)
 
@@ -62,18 +71,31 @@ def test_source_splits_sampler_and_mean_period() -> None:
     assert 12 <= mean_period(parse_params(SMALL)) <= 40
 
 
-@pytest.mark.parametrize("bad, field", [({"periods": [30, 12]}, "data.periods"), ({"periods": [1, 5]}, "data.periods"),
-                                        ({"size": 8}, "data.size"), ({"motifs": "cats"}, "data.motifs"),
-                                        ({"lattices": [0, 2]}, "data.lattices"), ({"jitter": -1}, "data.jitter"),
-                                        ({"n_test": 0}, "data.n_test"), ({"colour": 1}, "data.colour")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"periods": [30, 12]}, "data.periods"),
+        ({"periods": [1, 5]}, "data.periods"),
+        ({"size": 8}, "data.size"),
+        ({"motifs": "cats"}, "data.motifs"),
+        ({"lattices": [0, 2]}, "data.lattices"),
+        ({"jitter": -1}, "data.jitter"),
+        ({"n_test": 0}, "data.n_test"),
+        ({"colour": 1}, "data.colour"),
+    ],
+)
 def test_bad_parameters_name_the_field(bad: dict, field: str) -> None:
     with pytest.raises(UserError, match=field.replace(".", r"\.")):
         make_source({**SMALL, **bad})
 
 
 def test_space_file_checks_generator_parameters_up_front() -> None:
-    doc = {"backbone": {"name": "edsr"}, "task": {"name": "denoise", "sigma": 50}, "keys": [0, 4],
-           "data": {"kind": "synthetic", "periods": [40, 10]}}
+    doc = {
+        "backbone": {"name": "edsr"},
+        "task": {"name": "denoise", "sigma": 50},
+        "keys": [0, 4],
+        "data": {"kind": "synthetic", "periods": [40, 10]},
+    }
     with pytest.raises(UserError, match=r"s\.yaml: data\.periods"):
         parse_spec(doc, file="s.yaml")
     doc["data"] = {"kind": "synthetic", "seed": 3}

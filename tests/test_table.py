@@ -1,4 +1,5 @@
 """Tabulated spaces: the resumable builder, the table reader and ``evaluator: table``."""
+
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny_space import TINY_SPACE
 
 from acla_nas.cli import main
 from acla_nas.errors import UserError
@@ -14,7 +16,6 @@ from acla_nas.search import run_search
 from acla_nas.space import SearchSpace
 from acla_nas.table import Table
 from acla_nas.tabulate import arch_key, build_table, plan, stratified
-from tiny_space import TINY_SPACE
 
 # 2 sites x budgets {0, 2} x one scope: 4 architectures
 TABLE_SPACE = {**TINY_SPACE, "sites": ["body.0", "body.1"], "keys": [0, 2], "scopes": [1], "constraints": {}}
@@ -37,8 +38,9 @@ def table(tmp_path: Path, space_file: str) -> Path:
 
 
 def test_plan_covers_every_arch_once_and_stratifies_the_second_seed() -> None:
-    space = SearchSpace.from_dict({**TINY_SPACE, "sites": ["body.0", "body.1", "body.2"], "keys": [0, 2, 4], "scopes": [1],
-                                   "constraints": {}})
+    space = SearchSpace.from_dict(
+        {**TINY_SPACE, "sites": ["body.0", "body.1", "body.2"], "keys": [0, 2, 4], "scopes": [1], "constraints": {}}
+    )
     jobs = plan(space, second_seed=5)
     keys = [(arch_key(space, a), s) for a, s in jobs]
     assert len(keys) == len(set(keys)) == 27 + 5
@@ -78,11 +80,21 @@ def test_table_reader_means_and_noise(tmp_path: Path, table: Path) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["random", "tpe", "evolution"])
-def test_search_with_the_table_evaluator_answers_from_the_table(tmp_path: Path, space_file: str, table: Path,
-                                                               strategy: str) -> None:
+def test_search_with_the_table_evaluator_answers_from_the_table(
+    tmp_path: Path, space_file: str, table: Path, strategy: str
+) -> None:
     options = {"tpe": {"n_startup_trials": 2}, "evolution": {"population": 2, "sample_size": 2}}.get(strategy, {})
-    preset = write(tmp_path / "s.yaml", {"strategy": strategy, "evaluator": "table", "trials": 4, "options": options,
-                                         "table": {"path": str(table)}, "val": {"patches": 2, "patch": 24}})
+    preset = write(
+        tmp_path / "s.yaml",
+        {
+            "strategy": strategy,
+            "evaluator": "table",
+            "trials": 4,
+            "options": options,
+            "table": {"path": str(table)},
+            "val": {"patches": 2, "patch": 24},
+        },
+    )
     res = run_search(space_file, preset, tmp_path / "run", progress=False)
     space, t = SearchSpace.from_yaml(space_file), Table(table)
     traj = pd.read_csv(tmp_path / "run" / "trajectory.csv")
@@ -93,17 +105,23 @@ def test_search_with_the_table_evaluator_answers_from_the_table(tmp_path: Path, 
     assert not (tmp_path / "run" / "supernet").exists()  # nothing trained
 
 
-@pytest.mark.parametrize(("table_section", "field"), [
-    ({}, "table.path"),
-    ({"path": "t.csv", "value": "median"}, "table.value"),
-    ({"path": "t.csv", "colour": 1}, "table.colour"),
-    ({"path": "missing.csv"}, "missing.csv"),
-])
-def test_bad_table_sections_exit_2_with_one_line(tmp_path: Path, space_file: str, table: Path, capsys,
-                                                 table_section: dict, field: str) -> None:
+@pytest.mark.parametrize(
+    ("table_section", "field"),
+    [
+        ({}, "table.path"),
+        ({"path": "t.csv", "value": "median"}, "table.value"),
+        ({"path": "t.csv", "colour": 1}, "table.colour"),
+        ({"path": "missing.csv"}, "missing.csv"),
+    ],
+)
+def test_bad_table_sections_exit_2_with_one_line(
+    tmp_path: Path, space_file: str, table: Path, capsys, table_section: dict, field: str
+) -> None:
     if table_section.get("path") == "t.csv":
         table_section = {**table_section, "path": str(table)}
-    preset = write(tmp_path / "bad.yaml", {"strategy": "random", "evaluator": "table", "trials": 2, "table": table_section})
+    preset = write(
+        tmp_path / "bad.yaml", {"strategy": "random", "evaluator": "table", "trials": 2, "table": table_section}
+    )
     code = main(["search", space_file, "--strategy", preset, "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and field in err
@@ -112,12 +130,16 @@ def test_bad_table_sections_exit_2_with_one_line(tmp_path: Path, space_file: str
 def test_an_incomplete_table_is_refused_unless_partial(tmp_path: Path, space_file: str, table: Path, capsys) -> None:
     lines = table.read_text().splitlines(keepends=True)
     short = tmp_path / "short.csv"
-    short.write_text("".join(l for l in lines if not l.startswith("2-2,")))
-    preset = write(tmp_path / "s.yaml", {"strategy": "random", "evaluator": "table", "trials": 4, "table": {"path": str(short)}})
+    short.write_text("".join(line for line in lines if not line.startswith("2-2,")))
+    preset = write(
+        tmp_path / "s.yaml", {"strategy": "random", "evaluator": "table", "trials": 4, "table": {"path": str(short)}}
+    )
     assert main(["search", space_file, "--strategy", preset, "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "missing" in capsys.readouterr().err and "2-2" not in pd.read_csv(short).arch.tolist()
-    preset = write(tmp_path / "p.yaml", {"strategy": "random", "evaluator": "table", "trials": 4,
-                                         "table": {"path": str(short), "partial": True}})
+    preset = write(
+        tmp_path / "p.yaml",
+        {"strategy": "random", "evaluator": "table", "trials": 4, "table": {"path": str(short), "partial": True}},
+    )
     run_search(space_file, preset, tmp_path / "run2", progress=False)
     traj = pd.read_csv(tmp_path / "run2" / "trajectory.csv")
     assert set(traj.state) <= {"COMPLETE", "FAIL"}

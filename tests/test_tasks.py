@@ -1,4 +1,5 @@
 """Degradations: sizes, statistics, seeding, and spec validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -114,16 +115,19 @@ def test_jpeg_changes_image_and_quality_matters(astronaut):
     assert torch.equal(low, make_task({"name": "jpeg", "quality": 10}).degrade(hr))
 
 
-@pytest.mark.parametrize("spec, field, text", [
-    ({"name": "sr", "scale": 5}, "task.scale", "2, 3, 4"),
-    ({"name": "sr"}, "task.scale", "2, 3, 4"),
-    ({"name": "sr", "scale": 2, "kernel": "lanczos"}, "task.kernel", "matlab"),
-    ({"name": "denoise", "sigma": -1}, "task.sigma", "number"),
-    ({"name": "jpeg", "quality": 0}, "task.quality", "integer"),
-    ({"name": "jpeg", "quality": 10, "q": 3}, "task.q", "unknown key"),
-    ({"name": "inpaint"}, "task.name", "demosaic, denoise, jpeg"),
-    ("sr", "task", "mapping"),
-])
+@pytest.mark.parametrize(
+    "spec, field, text",
+    [
+        ({"name": "sr", "scale": 5}, "task.scale", "2, 3, 4"),
+        ({"name": "sr"}, "task.scale", "2, 3, 4"),
+        ({"name": "sr", "scale": 2, "kernel": "lanczos"}, "task.kernel", "matlab"),
+        ({"name": "denoise", "sigma": -1}, "task.sigma", "number"),
+        ({"name": "jpeg", "quality": 0}, "task.quality", "integer"),
+        ({"name": "jpeg", "quality": 10, "q": 3}, "task.q", "unknown key"),
+        ({"name": "inpaint"}, "task.name", "demosaic, denoise, jpeg"),
+        ("sr", "task", "mapping"),
+    ],
+)
 def test_bad_specs_name_the_field(spec, field, text):
     with pytest.raises(UserError, match=text) as info:
         make_task(spec)

@@ -1,4 +1,5 @@
 """Trainer: learning, exact resume, non-finite loss, completed runs; evaluation; tiled restore."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ class TinySR(nn.Module):
     def __init__(self, scale: int = 2, width: int = 8) -> None:
         super().__init__()
         self.scale = scale
-        self.body = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
-                                  nn.ReLU(), nn.Conv2d(width, 3 * scale * scale, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 3 * scale * scale, 3, padding=1),
+        )
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,8 +50,19 @@ def photos() -> list[torch.Tensor]:
 
 def _trainer(photos, out_dir=None, steps=12, seed=0, init_seed=0, cfg_kw=None, **kw) -> Trainer:
     torch.manual_seed(init_seed)
-    cfg = TrainConfig(steps=steps, patch=16, batch=4, lr=kw.pop("lr", 2e-3), seed=seed, val_every=4,
-                      val_patches=4, ckpt_every=4, progress=False, device="cpu", **(cfg_kw or {}))
+    cfg = TrainConfig(
+        steps=steps,
+        patch=16,
+        batch=4,
+        lr=kw.pop("lr", 2e-3),
+        seed=seed,
+        val_every=4,
+        val_patches=4,
+        ckpt_every=4,
+        progress=False,
+        device="cpu",
+        **(cfg_kw or {}),
+    )
     sampler = PatchSampler(photos, TASK, cfg.patch, cfg.batch, seed=cfg.seed)
     val = fixed_patches(photos, TASK, cfg.val_patches, 32, seed=0)
     return Trainer(TinySR(), TASK, sampler, cfg, out_dir, val_data=val, **kw)
@@ -141,16 +158,22 @@ def test_train_config_validation():
 def test_step_schedule_and_param_groups(photos):
     extra = nn.Parameter(torch.zeros(3))
     lrs = []
-    t = _trainer(photos, steps=8, cfg_kw={"schedule": "step", "milestones": (0.5, 0.75), "gamma": 0.5},
-                 param_groups=[{"params": [extra], "lr": 1e-2}],
-                 before_step=lambda s: lrs.append(t.optimizer.param_groups[0]["lr"]))
+    t = _trainer(
+        photos,
+        steps=8,
+        cfg_kw={"schedule": "step", "milestones": (0.5, 0.75), "gamma": 0.5},
+        param_groups=[{"params": [extra], "lr": 1e-2}],
+        before_step=lambda s: lrs.append(t.optimizer.param_groups[0]["lr"]),
+    )
     t.fit()
     assert lrs == pytest.approx([2e-3] * 4 + [1e-3] * 2 + [5e-4] * 2)
     assert len(t.optimizer.param_groups) == 2 and t.optimizer.param_groups[1]["lr"] == pytest.approx(1e-2 * 0.25)
     cos = []
     c = _trainer(photos, steps=4, before_step=lambda s: cos.append(c.optimizer.param_groups[0]["lr"]))
     c.fit()
-    assert cos[0] == pytest.approx(2e-3) and cos[2] == pytest.approx(1e-3, rel=1e-3) and cos == sorted(cos, reverse=True)
+    assert (
+        cos[0] == pytest.approx(2e-3) and cos[2] == pytest.approx(1e-3, rel=1e-3) and cos == sorted(cos, reverse=True)
+    )
 
 
 def test_evaluate_model_protocol_and_floor(photos):
@@ -184,8 +207,9 @@ def test_trainer_adds_the_model_auxiliary_loss(photos):
     losses = []
     torch.manual_seed(0)
     cfg = TrainConfig(steps=2, patch=16, batch=4, lr=1e-3, seed=0, val_every=0, progress=False, device="cpu")
-    Trainer(WithAux(), TASK, PatchSampler(photos, TASK, 16, 4, seed=0), cfg,
-            after_step=lambda s, loss: losses.append(loss)).fit()
+    Trainer(
+        WithAux(), TASK, PatchSampler(photos, TASK, 16, 4, seed=0), cfg, after_step=lambda s, loss: losses.append(loss)
+    ).fit()
     assert len(losses) == 2 and all(10.0 < v < 11.0 for v in losses)  # L1 of [0,1] images + 10
 
 
@@ -193,8 +217,13 @@ def test_evaluate_model_reports_keys_kept_by_acla_modules(photos):
     from acla_nas.arch import Arch
     from acla_nas.network import build
 
-    arch = Arch.from_dict({"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 2}}, "task": {"name": "sr", "scale": 2},
-                           "modules": {"body.1": {"keys": 4}}})
+    arch = Arch.from_dict(
+        {
+            "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 2}},
+            "task": {"name": "sr", "scale": 2},
+            "modules": {"body.1": {"keys": 4}},
+        }
+    )
     torch.manual_seed(0)
     net = build(arch)
     with torch.no_grad():

@@ -2,6 +2,7 @@
 runs only when it is registered or the user allowed its module (--allow-import /
 ACLA_NAS_ALLOW_IMPORT); the standard library never. Every verb that opens a file is attacked
 with the issue's ``os:system`` payload and must leave the marker file uncreated."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,8 +26,13 @@ from acla_nas.trust import ENV_VAR, ImportRefused, allow_imports, import_object
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_RUN = ROOT / "results" / "edsr_x2_demo_evolution"
-TINY = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}}, "task": {"name": "sr", "scale": 2},
-        "eval": {"input_size": [16, 16]}, "keys": [0, 2], "scopes": ["all"]}
+TINY = {
+    "backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}},
+    "task": {"name": "sr", "scale": 2},
+    "eval": {"input_size": [16, 16]},
+    "keys": [0, 2],
+    "scopes": ["all"],
+}
 
 
 def evil_backbone(marker: Path, name: str = "os:system") -> dict:
@@ -49,8 +55,14 @@ def write_yaml(path: Path, data: dict) -> str:
 
 def evil_model(path: Path, marker: Path) -> str:
     """A model file that loads with weights_only=True and names os:system as its backbone."""
-    payload = {"format": MODEL_FORMAT, "version": 1, "arch": evil_arch(marker), "task": {"name": "denoise", "sigma": 25},
-               "state_dict": {}, "metrics": {}}
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "arch": evil_arch(marker),
+        "task": {"name": "denoise", "sigma": 25},
+        "state_dict": {},
+        "metrics": {},
+    }
     torch.save(payload, path)
     return str(path)
 
@@ -73,6 +85,7 @@ def evil_run(tmp: Path, marker: Path) -> Path:
 
 def _verb_cases() -> list[tuple[str, object]]:
     """(id, f(tmp, marker) -> argv): every verb that opens a file, fed the attack."""
+
     def space_file(t: Path, m: Path) -> str:
         return write_yaml(t / "space.yaml", evil_space(m))
 
@@ -84,14 +97,55 @@ def _verb_cases() -> list[tuple[str, object]]:
 
     return [
         ("spaces FILE", lambda t, m: ["spaces", space_file(t, m)]),
-        ("search space", lambda t, m: ["search", space_file(t, m), "--strategy", str(ROOT / "strategies/random.yaml"), "--out", str(t / "out")]),
-        ("search strategy", lambda t, m: ["search", good_space(t), "--strategy", strategy(t, m), "--out", str(t / "out")]),
-        ("pipeline", lambda t, m: ["pipeline", space_file(t, m), "--strategy", str(ROOT / "strategies/random.yaml"), "--out", str(t / "out")]),
+        (
+            "search space",
+            lambda t, m: [
+                "search",
+                space_file(t, m),
+                "--strategy",
+                str(ROOT / "strategies/random.yaml"),
+                "--out",
+                str(t / "out"),
+            ],
+        ),
+        (
+            "search strategy",
+            lambda t, m: ["search", good_space(t), "--strategy", strategy(t, m), "--out", str(t / "out")],
+        ),
+        (
+            "pipeline",
+            lambda t, m: [
+                "pipeline",
+                space_file(t, m),
+                "--strategy",
+                str(ROOT / "strategies/random.yaml"),
+                "--out",
+                str(t / "out"),
+            ],
+        ),
         ("train", lambda t, m: ["train", write_yaml(t / "arch.yaml", evil_arch(m)), "--out", str(t / "out")]),
         ("evaluate", lambda t, m: ["evaluate", evil_model(t / "model.pt", m)]),
-        ("restore", lambda t, m: ["restore", evil_model(t / "model.pt", m), str(REFERENCE_RUN / "plots" / "arch.png"), str(t / "o.png")]),
+        (
+            "restore",
+            lambda t, m: [
+                "restore",
+                evil_model(t / "model.pt", m),
+                str(REFERENCE_RUN / "plots" / "arch.png"),
+                str(t / "o.png"),
+            ],
+        ),
         ("export", lambda t, m: ["export", str(evil_run(t, m)), "--out", str(t / "out")]),
-        ("plot --checkpoint", lambda t, m: ["plot", str(evil_run(t, m)), "--out", str(t / "p"), "--checkpoint", str(t / "run" / "model.pt")]),
+        (
+            "plot --checkpoint",
+            lambda t, m: [
+                "plot",
+                str(evil_run(t, m)),
+                "--out",
+                str(t / "p"),
+                "--checkpoint",
+                str(t / "run" / "model.pt"),
+            ],
+        ),
     ]
 
 
@@ -130,21 +184,24 @@ def test_plot_and_report_of_a_malicious_run_stay_inert(tmp_path: Path, capsys) -
     assert "standard library" in (tmp_path / "r.html").read_text()
 
 
-@pytest.mark.parametrize("spec,why", [
-    ("os:system", "standard library"),
-    ("subprocess:run", "standard library"),
-    ("builtins:exec", "standard library"),
-    ("posix:system", "standard library"),
-    ("importlib:import_module", "standard library"),
-    ("user_backbones:tiny_net", "--allow-import user_backbones"),
-    ("acla_nas.data:save_image", "--allow-import acla_nas.data"),
-    ("user_backbones:torch.load", None),  # allowed module below, but no jumping into another module
-    ("user_backbones:nn.Conv2d", None),
-    ("user_backbones:TinyNet.__init__", "public names"),
-    ("user_backbones:_private", "public names"),
-    ("../user_backbones:tiny_net", "public names"),
-    ("user_backbones", "public names"),
-])
+@pytest.mark.parametrize(
+    "spec,why",
+    [
+        ("os:system", "standard library"),
+        ("subprocess:run", "standard library"),
+        ("builtins:exec", "standard library"),
+        ("posix:system", "standard library"),
+        ("importlib:import_module", "standard library"),
+        ("user_backbones:tiny_net", "--allow-import user_backbones"),
+        ("acla_nas.data:save_image", "--allow-import acla_nas.data"),
+        ("user_backbones:torch.load", None),  # allowed module below, but no jumping into another module
+        ("user_backbones:nn.Conv2d", None),
+        ("user_backbones:TinyNet.__init__", "public names"),
+        ("user_backbones:_private", "public names"),
+        ("../user_backbones:tiny_net", "public names"),
+        ("user_backbones", "public names"),
+    ],
+)
 def test_refusals(spec: str, why: str | None) -> None:
     allowed = ["user_backbones"] if why is None or "public" in why else []
     with allow_imports(allowed), pytest.raises(UserError) as info:
@@ -175,12 +232,20 @@ def test_stdlib_cannot_be_allowed(monkeypatch) -> None:
 def test_registered_factories_need_no_permission(capsys) -> None:
     """The shipped user-backbone example names a registered factory by import path: it loads as is."""
     assert main(["spaces", str(ROOT / "search_spaces" / "user_backbone_example.yaml")]) == 0
-    assert import_object("acla_nas.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()) is registry.BACKBONES.get("edsr")
+    assert import_object(
+        "acla_nas.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()
+    ) is registry.BACKBONES.get("edsr")
 
 
 def test_allowed_user_backbone_works_with_the_flag_and_the_variable(tmp_path: Path, monkeypatch, capsys) -> None:
-    space = write_yaml(tmp_path / "s.yaml", {**TINY, "backbone": {"name": "user_backbones:tiny_net", "kwargs": {"channels": 4},
-                                                                "sites": "stem, layers.*"}, "task": {"name": "denoise"}})
+    space = write_yaml(
+        tmp_path / "s.yaml",
+        {
+            **TINY,
+            "backbone": {"name": "user_backbones:tiny_net", "kwargs": {"channels": 4}, "sites": "stem, layers.*"},
+            "task": {"name": "denoise"},
+        },
+    )
     assert main(["spaces", space]) == 2
     assert "--allow-import user_backbones" in capsys.readouterr().err
     assert main(["spaces", "--allow-import", "user_backbones", space]) == 0
@@ -197,15 +262,21 @@ def test_module_next_to_the_space_file_is_importable_once_allowed(tmp_path: Path
         "from torch import nn\n\n"
         "def make(channels=4):\n"
         "    return nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.Conv2d(channels, channels, 3, padding=1),\n"
-        "                         nn.Conv2d(channels, 3, 3, padding=1))\n")
-    space = write_yaml(folder / "space.yaml", {**TINY, "backbone": {"name": f"{mod}:make", "sites": "0, 1"}, "task": {"name": "denoise"}})
+        "                         nn.Conv2d(channels, 3, 3, padding=1))\n"
+    )
+    space = write_yaml(
+        folder / "space.yaml",
+        {**TINY, "backbone": {"name": f"{mod}:make", "sites": "0, 1"}, "task": {"name": "denoise"}},
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     path_before = list(sys.path)
     assert main(["spaces", "--allow-import", mod, space]) == 0, capsys.readouterr().err
     assert sys.path == path_before  # the folders were on the path for the import only
-    typo = write_yaml(folder / "typo.yaml", {**TINY, "backbone": {"name": f"{mod}x:make", "sites": "0"}, "task": {"name": "denoise"}})
+    typo = write_yaml(
+        folder / "typo.yaml", {**TINY, "backbone": {"name": f"{mod}x:make", "sites": "0"}, "task": {"name": "denoise"}}
+    )
     assert main(["spaces", "--allow-import", f"{mod}x", typo]) == 2
     err = capsys.readouterr().err
     assert f"cannot import module '{mod}x'" in err and str(elsewhere) in err and str(folder) in err and "install" in err
@@ -213,14 +284,18 @@ def test_module_next_to_the_space_file_is_importable_once_allowed(tmp_path: Path
 
 def test_bad_allow_list_is_one_line(monkeypatch, capsys) -> None:
     assert main(["spaces", "--allow-import", "a;b", str(ROOT / "search_spaces" / "edsr_x2_demo.yaml")]) == 2
-    assert capsys.readouterr().err.strip() == ("acla-nas spaces: error: --allow-import: expected comma-separated module "
-                                               "names like mynet,my_project.models, got 'a;b'")
+    assert capsys.readouterr().err.strip() == (
+        "acla-nas spaces: error: --allow-import: expected comma-separated module "
+        "names like mynet,my_project.models, got 'a;b'"
+    )
 
 
 def test_installed_plug_ins_load_by_name(monkeypatch) -> None:
     """Entry points (acla_nas.backbones / acla_nas.strategies) are installed, hence trusted."""
-    eps = [EntryPoint("plugnet", "acla_nas.backbones.unet:unet", "acla_nas.backbones"),
-           EntryPoint("plugrandom", "acla_nas.strategies.random_search:RandomStrategy", "acla_nas.strategies")]
+    eps = [
+        EntryPoint("plugnet", "acla_nas.backbones.unet:unet", "acla_nas.backbones"),
+        EntryPoint("plugrandom", "acla_nas.strategies.random_search:RandomStrategy", "acla_nas.strategies"),
+    ]
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [e for e in eps if e.group == group])
     monkeypatch.setattr(registry.BACKBONES, "_items", dict(registry.BACKBONES.items()))
     assert "plugnet" in registry.list_backbones()

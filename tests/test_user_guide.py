@@ -13,6 +13,7 @@ of the embedded photographs) since the test cannot download Set5.
 
 ``python tests/test_user_guide.py --update`` runs the page and writes the real output into it.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "user-guide.md"
@@ -95,9 +94,15 @@ def stand_in_set5(folder: Path) -> None:
     from acla_nas.data import embedded_dir
 
     folder.mkdir()
-    for i, (name, box) in enumerate([("astronaut.png", (100, 40, 196, 136)), ("coffee.png", (200, 150, 296, 246)),
-                                     ("chelsea.png", (150, 60, 246, 156)), ("camera.png", (200, 80, 296, 176)),
-                                     ("coins.png", (10, 10, 106, 106))]):
+    for i, (name, box) in enumerate(
+        [
+            ("astronaut.png", (100, 40, 196, 136)),
+            ("coffee.png", (200, 150, 296, 246)),
+            ("chelsea.png", (150, 60, 246, 156)),
+            ("camera.png", (200, 80, 296, 176)),
+            ("coins.png", (10, 10, 106, 106)),
+        ]
+    ):
         Image.open(embedded_dir() / name).convert("RGB").crop(box).save(folder / f"img_{i:03d}.png")
 
 
@@ -122,8 +127,15 @@ def run_page(workdir: Path, text: str) -> list[tuple[Block, list[tuple[Command, 
             continue
         done = []
         for cmd in block.commands:
-            proc = subprocess.run(["bash", "-c", cmd.line], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+            proc = subprocess.run(
+                ["bash", "-c", cmd.line],
+                cwd=workdir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=TIMEOUT,
+            )
             done.append((cmd, proc.stdout.splitlines(), proc.returncode))
         results.append((block, done))
     return results
@@ -133,7 +145,7 @@ def test_every_command_of_the_user_guide_runs_as_shown(tmp_path: Path) -> None:
     text = GUIDE.read_text()
     blocks = parse(text)
     assert sum(len(b.commands) for b in blocks) >= 10 and any(b.kind == "file" for b in blocks)
-    for block, done in run_page(tmp_path, text):
+    for _block, done in run_page(tmp_path, text):
         for cmd, output, code in done:
             fails = any("error:" in e for e in cmd.expected)
             assert (code != 0) == fails, f"$ {cmd.line}\nexit {code}\n" + "\n".join(output)
@@ -143,9 +155,16 @@ def test_every_command_of_the_user_guide_runs_as_shown(tmp_path: Path) -> None:
 
 
 def test_shape_comparison_masks_numbers_and_modules_only() -> None:
-    assert shape_mismatch(["best: val PSNR 20.4 dB; modules: blocks.1:K2"],
-                          ["x", "best: val PSNR 19.93 dB; modules: blocks.0:K4/all, blocks.2:K2"]) is None
-    assert shape_mismatch(["best: 20.4 dB; modules: blocks.1:K2"], ["best: 20.0 dB; modules: none"]) is None  # plain child
+    assert (
+        shape_mismatch(
+            ["best: val PSNR 20.4 dB; modules: blocks.1:K2"],
+            ["x", "best: val PSNR 19.93 dB; modules: blocks.0:K4/all, blocks.2:K2"],
+        )
+        is None
+    )
+    assert (
+        shape_mismatch(["best: 20.4 dB; modules: blocks.1:K2"], ["best: 20.0 dB; modules: none"]) is None
+    )  # plain child
     assert shape_mismatch(["best: val PSNR 20.4 dB"], ["best: val SSIM 0.5"]) is not None
     assert shape_mismatch(["a 1", "b 2"], ["b 2", "a 1"]) is not None  # order matters
     assert shape_mismatch(["keys kept per query (test mean): blocks.1 2.00", "model: m.pt"], ["model: m.pt"]) is None
@@ -160,7 +179,7 @@ def update(path: Path = GUIDE) -> None:
         results = run_page(Path(tmp), text)
     for block, done in reversed(results):
         body = "".join(f"$ {cmd.line}\n" + "".join(f"{line.rstrip()}\n" for line in output) for cmd, output, _ in done)
-        text = text[: block.span[0]] + body + text[block.span[1]:]
+        text = text[: block.span[0]] + body + text[block.span[1] :]
     path.write_text(text)
     print(f"updated {path} ({sum(len(d) for _, d in results)} commands)")
 

@@ -1,4 +1,5 @@
 """The smallest search space the search, storage and training tests share (EDSR 8x3, SR x2)."""
+
 from __future__ import annotations
 
 TINY_SPACE: dict = {

@@ -1,4 +1,5 @@
 """A tiny user backbone for the tests, imported as ``user_backbones:tiny_net`` (tests/ is on sys.path)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,9 @@ class TinyNet(nn.Module):
     def __init__(self, channels: int = 8, depth: int = 3) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
-        self.layers = nn.Sequential(*[nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()) for _ in range(depth)])
+        self.layers = nn.Sequential(
+            *[nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()) for _ in range(depth)]
+        )
         self.down = nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1)
         self.up = nn.Sequential(nn.Conv2d(2 * channels, 4 * channels, 1), nn.PixelShuffle(2))
         self.out = nn.Conv2d(channels, 3, 3, padding=1)

@@ -1,4 +1,5 @@
 """Restoration backbones with declared ACLA insertion sites."""
+
 from __future__ import annotations
 
 from .base import Backbone, Site

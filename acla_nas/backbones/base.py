@@ -3,11 +3,11 @@
 A site is a module (by dotted name) whose output is a feature map that an ACLA module may refine
 and that later modules may attend to. Sites are ordered by execution; the head comes first.
 """
+
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-
 
 import torch
 from torch import nn
@@ -37,7 +37,12 @@ MAX_DEPTH = 1000  # blocks or groups: each is a Python object, so a typo like 1e
 
 
 def check_positive_int(value: object, field: str, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         want = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
         raise UserError(f"expected {want}, got {value!r}", field=field)
     return value
@@ -121,7 +126,10 @@ def call_factory(factory: Callable[..., nn.Module], kwargs: dict, what: str, any
         accepted = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         for key in kwargs:
             if key not in accepted:
-                raise UserError(f"{what} takes no argument {key!r} (accepted: {', '.join(accepted)})", field=f"backbone.kwargs.{key}")
+                raise UserError(
+                    f"{what} takes no argument {key!r} (accepted: {', '.join(accepted)})",
+                    field=f"backbone.kwargs.{key}",
+                )
     try:
         return factory(**kwargs)
     except UserError:

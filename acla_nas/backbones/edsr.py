@@ -3,6 +3,7 @@
 Sites: ``head`` and ``body.0`` ... ``body.{n-1}`` (each residual block's output).
 Baseline: 64 features, 16 blocks, res_scale 1; paper size: 256 features, 32 blocks, res_scale 0.1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,9 @@ from .registry import register_backbone
 
 
 class EDSR(Backbone):
-    def __init__(self, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, scale: int = 2, image_skip: bool = False) -> None:
+    def __init__(
+        self, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, scale: int = 2, image_skip: bool = False
+    ) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "edsr")
         n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats", maximum=MAX_WIDTH)
@@ -35,6 +38,8 @@ class EDSR(Backbone):
 
 
 @register_backbone("edsr")
-def edsr(scale: int = 2, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, image_skip: bool = False) -> EDSR:
+def edsr(
+    scale: int = 2, n_feats: int = 64, n_resblocks: int = 16, res_scale: float = 1.0, image_skip: bool = False
+) -> EDSR:
     """EDSR; ``edsr(n_feats=256, n_resblocks=32, res_scale=0.1)`` is the paper's large model."""
     return EDSR(n_feats=n_feats, n_resblocks=n_resblocks, res_scale=res_scale, scale=scale, image_skip=image_skip)

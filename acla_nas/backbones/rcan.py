@@ -3,6 +3,7 @@
 Sites: ``head`` and ``groups.0`` ... ``groups.{G-1}`` (each residual group's output).
 Paper size: 10 groups x 20 blocks, 64 features, reduction 16.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,11 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.fc = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid()
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,7 +33,12 @@ class ChannelAttention(nn.Module):
 class RCAB(nn.Module):
     def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv(channels, channels), nn.ReLU(inplace=True), conv(channels, channels), ChannelAttention(channels, reduction))
+        self.body = nn.Sequential(
+            conv(channels, channels),
+            nn.ReLU(inplace=True),
+            conv(channels, channels),
+            ChannelAttention(channels, reduction),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -44,7 +54,15 @@ class ResidualGroup(nn.Module):
 
 
 class RCAN(Backbone):
-    def __init__(self, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, scale: int = 2, image_skip: bool = False) -> None:
+    def __init__(
+        self,
+        n_feats: int = 64,
+        n_resgroups: int = 10,
+        n_resblocks: int = 20,
+        reduction: int = 16,
+        scale: int = 2,
+        image_skip: bool = False,
+    ) -> None:
         super().__init__()
         self.scale = check_scale(scale, (1, 2, 3, 4), "rcan")
         n_feats = check_positive_int(n_feats, "backbone.kwargs.n_feats", maximum=MAX_WIDTH)
@@ -52,8 +70,10 @@ class RCAN(Backbone):
         n_resblocks = check_positive_int(n_resblocks, "backbone.kwargs.n_resblocks", maximum=MAX_DEPTH)
         reduction = check_positive_int(reduction, "backbone.kwargs.reduction", maximum=MAX_WIDTH)
         if n_resgroups * n_resblocks > MAX_DEPTH:
-            raise UserError(f"{n_resgroups} groups x {n_resblocks} blocks = {n_resgroups * n_resblocks} blocks; expected at most {MAX_DEPTH}",
-                            field="backbone.kwargs.n_resblocks")
+            raise UserError(
+                f"{n_resgroups} groups x {n_resblocks} blocks = {n_resgroups * n_resblocks} blocks; expected at most {MAX_DEPTH}",
+                field="backbone.kwargs.n_resblocks",
+            )
         self.sub_mean, self.add_mean = MeanShift(-1), MeanShift(+1)
         self.head = conv(3, n_feats)
         self.groups = nn.Sequential(*[ResidualGroup(n_feats, n_resblocks, reduction) for _ in range(n_resgroups)])
@@ -69,5 +89,19 @@ class RCAN(Backbone):
 
 
 @register_backbone("rcan")
-def rcan(scale: int = 2, n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, image_skip: bool = False) -> RCAN:
-    return RCAN(n_feats=n_feats, n_resgroups=n_resgroups, n_resblocks=n_resblocks, reduction=reduction, scale=scale, image_skip=image_skip)
+def rcan(
+    scale: int = 2,
+    n_feats: int = 64,
+    n_resgroups: int = 10,
+    n_resblocks: int = 20,
+    reduction: int = 16,
+    image_skip: bool = False,
+) -> RCAN:
+    return RCAN(
+        n_feats=n_feats,
+        n_resgroups=n_resgroups,
+        n_resblocks=n_resblocks,
+        reduction=reduction,
+        scale=scale,
+        image_skip=image_skip,
+    )

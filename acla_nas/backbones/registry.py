@@ -3,6 +3,7 @@
 Registered backbones (``@register_backbone``) and installed plug-ins (entry-point group
 ``acla_nas.backbones``) load by name; see :mod:`acla_nas.trust` for ``package.module:factory``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,8 +19,13 @@ from .user import user_backbone
 
 ENTRY_POINT_GROUP = "acla_nas.backbones"
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry(
-    "backbone", ENTRY_POINT_GROUP, "backbone.name", package="acla_nas.backbones", check=callable,
-    expected="backbone factory", import_form="package.module:factory",
+    "backbone",
+    ENTRY_POINT_GROUP,
+    "backbone.name",
+    package="acla_nas.backbones",
+    check=callable,
+    expected="backbone factory",
+    import_form="package.module:factory",
 )
 
 
@@ -43,8 +49,9 @@ def resolve_factory(spec: str, file: str | None = None) -> Callable[..., nn.Modu
     return BACKBONES.get(spec, file)
 
 
-def create_backbone(name: str, scale: int = 1, kwargs: dict | None = None, sites: str | list[str] | None = None,
-                    file: str | None = None) -> nn.Module:
+def create_backbone(
+    name: str, scale: int = 1, kwargs: dict | None = None, sites: str | list[str] | None = None, file: str | None = None
+) -> nn.Module:
     """Build a backbone by registered name, or a user backbone given as ``package.module:factory``.
 
     ``file`` is the file that names the backbone: errors name it, and a user module may sit in
@@ -59,7 +66,9 @@ def create_backbone(name: str, scale: int = 1, kwargs: dict | None = None, sites
         raise (exc.at(file=file) if file and not exc.file else exc) from None
 
 
-def _check_parameter_memory(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None) -> None:
+def _check_parameter_memory(
+    name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None
+) -> None:
     """Count the parameters on the meta device first: kwargs such as ``n_feats: 100000000``
     are one line naming the kwargs instead of an allocation failure (or a machine swapping)."""
     try:
@@ -67,8 +76,13 @@ def _check_parameter_memory(name: str, scale: int, kwargs: dict, sites: str | li
             params = sum(p.numel() for p in _create(name, scale, kwargs, sites, file).parameters())
     except Exception:  # noqa: BLE001 - bad kwargs, or user code that needs real tensors: the real build decides
         return
-    require(BYTES * params, "cpu", f"backbone {name!r} with {params:,} parameters",
-            "lower its size in backbone.kwargs", field="backbone.kwargs")
+    require(
+        BYTES * params,
+        "cpu",
+        f"backbone {name!r} with {params:,} parameters",
+        "lower its size in backbone.kwargs",
+        field="backbone.kwargs",
+    )
 
 
 def _create(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None) -> nn.Module:
@@ -76,9 +90,14 @@ def _create(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, 
         return user_backbone(resolve_factory(name, file), name, sites, scale=scale, kwargs=kwargs)
     factory = BACKBONES.get(name, file)
     if sites is not None:
-        raise UserError("a site pattern is only for user backbones (package.module:factory); registered backbones declare their sites", field="backbone.sites")
+        raise UserError(
+            "a site pattern is only for user backbones (package.module:factory); registered backbones declare their sites",
+            field="backbone.sites",
+        )
     if "scale" in kwargs:
-        raise UserError("set the scale in the task (task.scale), not in the backbone kwargs", field="backbone.kwargs.scale")
+        raise UserError(
+            "set the scale in the task (task.scale), not in the backbone kwargs", field="backbone.kwargs.scale"
+        )
     model = call_factory(factory, {**kwargs, "scale": scale}, f"backbone {name!r}")
     model.acla_sites = list(model.sites)
     return model

@@ -5,6 +5,7 @@ full resolution after a sub-pixel up-projection fused with the encoder skip: ``d
 Sites therefore differ in channels and resolution, which ACLA handles by 1x1 projections and
 normalised sampling coordinates. Output = input + predicted residual.
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ through the same lock the search uses, or ``--storage`` as the search had it), c
 holds the run's study, prints the study's address and serves until Ctrl-C. It listens on the
 loopback interface unless ``--host`` says otherwise, since the dashboard can also edit the study.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,18 @@ INSTALL = "optuna-dashboard is not installed; pip install 'acla-nas[dashboard]'"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="search run directory (multi-trial strategies: random, tpe, evolution, nni:*)")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="search run directory (multi-trial strategies: random, tpe, evolution, nni:*)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--storage", default=None, metavar="URL", help="the study's storage when the search used --storage")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument(
+        "--storage", default=None, metavar="URL", help="the study's storage when the search used --storage"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

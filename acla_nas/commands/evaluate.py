@@ -4,6 +4,7 @@ The task's protocol applies (SR: Y channel, border = scale; others: RGB). Data s
 embedded test photographs by default; each ``--data DIR`` is one more set named by its folder
 (HR images degraded by the task, or ``HR/`` + ``LR/`` subfolders used as pairs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,21 +19,32 @@ _COLUMNS = ("dataset", "image", "psnr", "ssim", "floor_psnr", "floor_ssim")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model.pt written by `acla-nas train` (or its run directory)")
-    parser.add_argument("--data", action="append", metavar="DIR", default=[],
-                        help="a folder of test images (repeatable); default: the embedded test photographs")
+    parser.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="model.pt written by `acla-nas train` (or its run directory)"
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="DIR",
+        default=[],
+        help="a folder of test images (repeatable); default: the embedded test photographs",
+    )
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--tile", type=int, default=0, help="tiled inference with this LR tile size (0 = whole images)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation (noise)")
-    parser.add_argument("--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)")
+    parser.add_argument(
+        "--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)"
+    )
 
 
 def _table(rows: list[dict]) -> str:
     head = f"{'dataset':<20} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'floor PSNR':>11} {'floor SSIM':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['dataset']:<20} {r['n']:>6} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {r['floor_psnr']:>11.2f} "
-                     f"{r['floor_ssim']:>11.4f}")
+        lines.append(
+            f"{r['dataset']:<20} {r['n']:>6} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {r['floor_psnr']:>11.2f} "
+            f"{r['floor_ssim']:>11.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -72,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         for d in args.data:
             src = source_for_dir(d, task.scale)
             items = src.all()
-            check_min_side(items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "--data")
+            check_min_side(
+                items, task.min_side, f"the {task.name} protocol scores (SSIM window after the border crop)", "--data"
+            )
             sets.append((src.name, items))
     else:
         sets.append(("embedded-test", embedded_source().split("test")))
@@ -80,12 +94,19 @@ def run(args: argparse.Namespace) -> int:
         largest = max(items.hr_sizes(), key=lambda hw: hw[0] * hw[1])
         lr = (largest[0] // task.scale, largest[1] // task.scale)
         tile = (min(lr[0], args.tile), min(lr[1], args.tile)) if args.tile else lr
-        check_inference(arch, tile, device, "--tile", f"the largest image of {name} is {largest[1]}x{largest[0]}; "
-                        "use tiled inference (--tile 256)")
+        check_inference(
+            arch,
+            tile,
+            device,
+            "--tile",
+            f"the largest image of {name} is {largest[1]}x{largest[0]}; use tiled inference (--tile 256)",
+        )
     results = []
     for name, items in sets:
         try:
-            res = evaluate_model(model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True)
+            res = evaluate_model(
+                model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True
+            )
         except UserError as exc:
             raise (exc if exc.file else exc.at(file=str(args.checkpoint))) from None
         results.append({"dataset": name, **res})

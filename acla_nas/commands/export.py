@@ -1,4 +1,5 @@
 """``acla-nas export RUN_DIR --out DIR``: the discovered architecture(s) as fixed child networks."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-weights", action="store_true", help="do not export weights inherited from the supernet")
     p.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript model (model.ts)")
     p.add_argument("--onnx", action="store_true", help="also write ONNX (model.onnx; needs the onnx extra)")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for the FLOPs in the model card")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for the FLOPs in the model card"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,9 +31,19 @@ def run(args: argparse.Namespace) -> int:
     lo, hi = INPUT_SIDE
     if args.input_size and not all(lo <= v <= hi for v in args.input_size):
         h, w = args.input_size
-        raise UserError(f"expected H W in {lo}..{hi} (the input size of the exported models), got {h} {w}", field="--input-size")
-    dirs = export_run(args.run_dir, args.out, top=args.top, pareto=args.pareto, weights=not args.no_weights,
-                      torchscript=args.torchscript, onnx=args.onnx, input_size=tuple(args.input_size) if args.input_size else None)
+        raise UserError(
+            f"expected H W in {lo}..{hi} (the input size of the exported models), got {h} {w}", field="--input-size"
+        )
+    dirs = export_run(
+        args.run_dir,
+        args.out,
+        top=args.top,
+        pareto=args.pareto,
+        weights=not args.no_weights,
+        torchscript=args.torchscript,
+        onnx=args.onnx,
+        input_size=tuple(args.input_size) if args.input_size else None,
+    )
     for d in dirs:
         print(f"exported {d} ({', '.join(sorted(p.name for p in d.iterdir()))})")
     return 0

@@ -1,4 +1,5 @@
 """``acla-nas pipeline SPACE.yaml --strategy STRATEGY.yaml --out RUN_DIR``: the whole job."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,7 @@ import argparse
 NAME = "pipeline"
 HELP = "search -> export -> retrain (plain, paper placement, discovered) -> evaluate -> plots"
 DESCRIPTION = (
-    "Run the whole job and print the final table. Re-running the same command resumes at the "
-    "stage where it stopped."
+    "Run the whole job and print the final table. Re-running the same command resumes at the stage where it stopped."
 )
 
 
@@ -25,13 +25,23 @@ def run(args: argparse.Namespace) -> int:
     from .search import run_config
 
     refuse_torchrun()  # before any file is read: the pipeline starts its own processes
-    retrain = {k: v for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch)) if v is not None}
+    retrain = {
+        k: v
+        for k, v in (("steps", args.retrain_steps), ("batch", args.retrain_batch), ("patch", args.retrain_patch))
+        if v is not None
+    }
     recipe = check_recipe(retrain)
     cfg = run_config(args)
     res = pipeline(cfg, nproc=args.nproc, recipe=recipe, progress=not args.quiet)
     space = cfg.space
     print()
-    print(format_table(res.table, tuple(space.spec.input_size), "embedded test split" if space.spec.data.get("kind", "embedded") == "embedded" else str(space.spec.data)))
+    print(
+        format_table(
+            res.table,
+            tuple(space.spec.input_size),
+            "embedded test split" if space.spec.data.get("kind", "embedded") == "embedded" else str(space.spec.data),
+        )
+    )
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())
     print(f"\nstages: {timing}; results in {res.run_dir} (final_table.csv, report.html, plots/)")
     return 0

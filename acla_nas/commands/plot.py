@@ -4,6 +4,7 @@ Figures whose data are absent (no DARTS columns, no best_arch.yaml, ...) are ski
 one-line note. With ``--checkpoint`` (or a ``model.pt`` in the run) it also draws the ACLA key
 usage of the trained child on ``--image`` (default: a crop of a bundled photograph).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,18 @@ ALLOWED_FORMATS = ("png", "svg", "pdf")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (overlaid in one figure each)")
-    parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/plots of the first run)")
-    parser.add_argument("--format", default="png", metavar="FMT[,FMT]", help="comma-separated: png, svg, pdf (default png)")
-    parser.add_argument("--top-k", type=int, default=10, metavar="K", help="architectures counted in the frequency map (default 10)")
-    parser.add_argument("--checkpoint", metavar="FILE", default=None, help="trained child (model.pt) for the key-usage figure")
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/plots of the first run)"
+    )
+    parser.add_argument(
+        "--format", default="png", metavar="FMT[,FMT]", help="comma-separated: png, svg, pdf (default png)"
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=10, metavar="K", help="architectures counted in the frequency map (default 10)"
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="FILE", default=None, help="trained child (model.pt) for the key-usage figure"
+    )
     parser.add_argument("--image", metavar="FILE", default=None, help="image for the key-usage figure")
 
 
@@ -29,7 +38,9 @@ def parse_formats(text: str) -> list[str]:
     formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in ALLOWED_FORMATS]
     if not formats or bad:
-        raise UserError(f"expected a comma-separated list of {', '.join(ALLOWED_FORMATS)}, got {text!r}", field="--format")
+        raise UserError(
+            f"expected a comma-separated list of {', '.join(ALLOWED_FORMATS)}, got {text!r}", field="--format"
+        )
     return list(dict.fromkeys(formats))
 
 
@@ -48,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from ..plots.figures import plot_runs  # lazy: matplotlib only for this verb
 
     # a checkpoint the user named is loaded (and refused, if bad) before any figure is written
-    res = plot_runs(run_dirs, out, formats, args.top_k, with_model=True, checkpoint=ckpt, image=args.image,
-                    strict=ckpt is not None)
+    res = plot_runs(
+        run_dirs, out, formats, args.top_k, with_model=True, checkpoint=ckpt, image=args.image, strict=ckpt is not None
+    )
     for p in res.files:
         print(p)
     for n in res.notes:

@@ -1,4 +1,5 @@
 """``acla-nas report RUN_DIR [--out FILE]``: one self-contained HTML page of a run."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,9 @@ HELP = "write a self-contained HTML report of a run (results, best arch, figures
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding trajectory.csv")
     parser.add_argument("--out", metavar="FILE", default=None, help="output HTML file (default: RUN_DIR/report.html)")
-    parser.add_argument("--top-k", type=int, default=10, metavar="K", help="rows of the top-architectures table (default 10)")
+    parser.add_argument(
+        "--top-k", type=int, default=10, metavar="K", help="rows of the top-architectures table (default 10)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

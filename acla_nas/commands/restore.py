@@ -3,6 +3,7 @@
 Runs tiled inference (``--tile``, ``--overlap``) so large images fit in memory. ``--degrade``
 first applies the task's own degradation to IN (a clean image), to see the model at work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,9 @@ HELP = "restore one image with a trained model (tiled inference)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model.pt written by `acla-nas train` (or its run directory)")
+    parser.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="model.pt written by `acla-nas train` (or its run directory)"
+    )
     parser.add_argument("input", metavar="IN", help="input image (the degraded one: LR for SR, noisy, ...)")
     parser.add_argument("output", metavar="OUT", help="output image (format from the suffix: .png, .bmp, .tif, ...)")
     parser.add_argument("--tile", type=int, default=256, help="LR tile size (0 = whole image; default 256)")
@@ -53,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the output folder {dst.parent} does not exist (create it first)", file=str(dst), field="OUT")
     fmt = _output_format(dst)
     if args.tile and (args.tile < 8 or not 0 <= args.overlap < args.tile):
-        raise UserError(f"got --tile {args.tile} --overlap {args.overlap}; expected tile >= 8 and 0 <= overlap < tile",
-                        field="--tile")
+        raise UserError(
+            f"got --tile {args.tile} --overlap {args.overlap}; expected tile >= 8 and 0 <= overlap < tile",
+            field="--tile",
+        )
     check_seed(args.seed)
     device = resolve_device(args.device)
     lq = load_image(src)[None]
@@ -63,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if args.degrade:
         hr = task.crop_hr(lq)
         if min(hr.shape[-2:]) < task.scale:
-            raise UserError(f"the image is {lq.shape[-1]}x{lq.shape[-2]}, too small to degrade for {task.describe()} "
-                            f"(expected at least {task.scale}x{task.scale})", file=str(src), field="IN")
+            raise UserError(
+                f"the image is {lq.shape[-1]}x{lq.shape[-2]}, too small to degrade for {task.describe()} "
+                f"(expected at least {task.scale}x{task.scale})",
+                file=str(src),
+                field="IN",
+            )
         lq = task.degrade(hr, torch.Generator().manual_seed(args.seed))
     h, w = lq.shape[-2:]
     tile = (min(h, args.tile), min(w, args.tile)) if args.tile else (h, w)
@@ -72,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         out = restore_image(model, lq.to(device), task.scale, args.tile or None, args.overlap).float().cpu()
     if not bool(torch.isfinite(out).all()):
-        raise UserError(f"the model produced NaN or infinite values on {src}; nothing was written", file=str(args.checkpoint))
+        raise UserError(
+            f"the model produced NaN or infinite values on {src}; nothing was written", file=str(args.checkpoint)
+        )
     with atomic_path(dst) as tmp:
         save_image(out, tmp, format=fmt)
     print(f"{task.describe()}: {src} {lq.shape[-1]}x{lq.shape[-2]} -> {dst} {out.shape[-1]}x{out.shape[-2]}")

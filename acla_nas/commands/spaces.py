@@ -1,4 +1,5 @@
 """``acla-nas spaces [FILE...]``: list the shipped search spaces, or validate the given files."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE", help="search-space YAML files (or folders of them) to validate")
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="search-space YAML files (or folders of them) to validate"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each space's summary and site table")
 
 
@@ -51,7 +54,9 @@ def _list(verbose: bool) -> int:
     dirs = shipped_dirs()
     files = [f for d in dirs for f in sorted(d.glob("*.y*ml"))]
     if not files:
-        raise UserError("no search_spaces/ directory found (looked in the current directory and next to the acla_nas package)")
+        raise UserError(
+            "no search_spaces/ directory found (looked in the current directory and next to the acla_nas package)"
+        )
     header = ("file", "backbone", "task", "sites", "budgets", "scopes", "size")
     rows, failed = [], 0
     for f in files:
@@ -60,7 +65,17 @@ def _list(verbose: bool) -> int:
             failed += 1
             continue
         n = s.size()
-        rows.append((_show(f), s.spec.backbone, s.task_label(), str(len(s.sites)), s.budgets_label(), s.scopes_label(), f"{n} ({approx(n)})"))
+        rows.append(
+            (
+                _show(f),
+                s.spec.backbone,
+                s.task_label(),
+                str(len(s.sites)),
+                s.budgets_label(),
+                s.scopes_label(),
+                f"{n} ({approx(n)})",
+            )
+        )
         if verbose:
             print(_details(s) + "\n")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -90,8 +105,11 @@ def _expand(paths: list[str]) -> tuple[list[str], int]:
             continue
         found = sorted(str(f) for f in Path(p).iterdir() if f.suffix.lower() in (".yaml", ".yml") and f.is_file())
         if not found:
-            print(f"acla-nas spaces: error: {p}: is a folder without .yaml files; pass search-space files or a folder "
-                  "holding them", file=sys.stderr)
+            print(
+                f"acla-nas spaces: error: {p}: is a folder without .yaml files; pass search-space files or a folder "
+                "holding them",
+                file=sys.stderr,
+            )
             empty += 1
         files += found
     return files, empty

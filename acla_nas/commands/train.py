@@ -5,13 +5,13 @@ Writes ``DIR/config.yaml`` (arch + data + train settings: everything to reproduc
 ``DIR/model.pt`` (weights + arch + task: all that ``evaluate`` and ``restore`` need). Re-running
 the same command resumes an interrupted run and leaves a completed one untouched.
 """
+
 from __future__ import annotations
 
 import argparse
 
 NAME = "train"
 HELP = "train a child architecture (arch YAML) from scratch; re-running resumes"
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,16 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--val-every", type=int, help="validate every N steps (0 = only at the end)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="data-parallel processes (torch.distributed: gloo on CPU, NCCL on GPUs); the batch is the "
-                             "global batch, split across them. Or start the command under torchrun instead")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (torch.distributed: gloo on CPU, NCCL on GPUs); the batch is the "
+        "global batch, split across them. Or start the command under torchrun instead",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..retrain import OVERRIDES, report, train_arch
-
     from ..distributed import is_main
+    from ..retrain import OVERRIDES, report, train_arch
 
     overrides = {name: getattr(args, name) for name in OVERRIDES}
     result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet, nproc=args.nproc)

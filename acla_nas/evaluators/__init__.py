@@ -8,6 +8,7 @@
 
 All cache results by architecture; a non-finite loss fails that candidate only.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,8 @@ from ..data import PatchSampler, fixed_patches
 from ..errors import UserError
 from ..metrics import psnr, quantize, ssim
 from ..network import build
-from ..tasks import Task
 from ..registry import Registry
+from ..tasks import Task
 from ..trainer import NonFiniteLossError, TrainConfig, Trainer
 
 TRAIN_KEYS = ("steps", "patch", "batch", "lr", "schedule", "grad_clip", "ckpt_every")
@@ -65,17 +66,29 @@ def check_train_section(name: str, section: dict | None, defaults: dict, file: s
     section = dict(section or {})
     for key in section:
         if key in SECTION_FIXED:
-            raise UserError(f"set by the search itself (the preset's seed, --seed, --device), not in {name}",
-                            file=file, field=f"{name}.{key}")
+            raise UserError(
+                f"set by the search itself (the preset's seed, --seed, --device), not in {name}",
+                file=file,
+                field=f"{name}.{key}",
+            )
     try:
         return TrainConfig.from_dict({**defaults, **section})
     except UserError as exc:
         fld = exc.field or ""
-        raise UserError(exc.message, file=file, field=f"{name}.{fld[len('train.'):]}" if fld.startswith("train.") else name) from None
+        raise UserError(
+            exc.message, file=file, field=f"{name}.{fld[len('train.') :]}" if fld.startswith("train.") else name
+        ) from None
 
 
-def train_config(section: dict | None, defaults: dict, seed: int, device: str, progress: bool, name: str = "supernet",
-                 file: str | None = None) -> TrainConfig:
+def train_config(
+    section: dict | None,
+    defaults: dict,
+    seed: int,
+    device: str,
+    progress: bool,
+    name: str = "supernet",
+    file: str | None = None,
+) -> TrainConfig:
     """A TrainConfig from a strategy YAML section over defaults, plus what the search sets."""
     base = check_train_section(name, section, defaults, file).to_dict()
     base.update({"seed": seed, "device": device, "progress": progress, "val_every": 0})
@@ -152,7 +165,9 @@ class Evaluator:
             state, error = ("COMPLETE", "") if math.isfinite(value) else ("FAIL", "non-finite output")
         except NonFiniteLossError as exc:
             value, state, error = math.nan, "FAIL", str(exc)
-        result = EvalResult(value, int(cost["macs"]), int(cost["params"]), time.perf_counter() - t0, state, error, ssim=similarity)
+        result = EvalResult(
+            value, int(cost["macs"]), int(cost["params"]), time.perf_counter() - t0, state, error, ssim=similarity
+        )
         self.cache[key] = result
         return result
 
@@ -164,8 +179,12 @@ class Evaluator:
 SAMPLING = ("uniform", "fair", "sandwich")
 
 EVALUATORS: Registry[type[Evaluator]] = Registry(
-    "evaluator", "acla_nas.evaluators", "evaluator", package="acla_nas.evaluators",
-    check=lambda c: isinstance(c, type) and issubclass(c, Evaluator), expected="subclass of acla_nas.evaluators.Evaluator",
+    "evaluator",
+    "acla_nas.evaluators",
+    "evaluator",
+    package="acla_nas.evaluators",
+    check=lambda c: isinstance(c, type) and issubclass(c, Evaluator),
+    expected="subclass of acla_nas.evaluators.Evaluator",
 )
 register_evaluator = EVALUATORS.register
 
@@ -198,7 +217,9 @@ class OneShotEvaluator(Evaluator):
         section = dict(section or {})
         sampling = section.pop("sampling", "uniform")
         if sampling not in SAMPLING:
-            raise UserError(f"expected one of {', '.join(SAMPLING)}, got {sampling!r}", file=file, field="supernet.sampling")
+            raise UserError(
+                f"expected one of {', '.join(SAMPLING)}, got {sampling!r}", file=file, field="supernet.sampling"
+            )
         return section
 
     @classmethod
@@ -238,12 +259,14 @@ class OneShotEvaluator(Evaluator):
         at its cheapest / dearest choice, the largest shrunk site by site until it fits."""
         sp = self.space
         small, large = [], []
-        for s, choices in zip(sp.sites.values(), self._choices):
+        for s in sp.sites.values():
             on = sorted(s.on_choices, key=lambda c: sp._option_cost(s, c[0], c[1]))
             small.append(None if s.off_ways else on[0])
             large.append(on[-1] if on else None)
         smallest, largest = sp._arch_of(small), sp._arch_of(large)
-        order = sorted(range(len(large)), key=lambda i: sp._option_cost(list(sp.sites.values())[i], *large[i]) if large[i] else 0)
+        order = sorted(
+            range(len(large)), key=lambda i: sp._option_cost(list(sp.sites.values())[i], *large[i]) if large[i] else 0
+        )
         for i in order:
             if sp.satisfies(largest)[0]:
                 break
@@ -268,13 +291,24 @@ class OneShotEvaluator(Evaluator):
     def prepare(self) -> None:
         if self.trained:
             return
-        cfg = train_config(self.train_options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet")
+        cfg = train_config(
+            self.train_options, self.DEFAULTS, self.data.seed, self.data.device, self.data.progress, "supernet"
+        )
         sampler = PatchSampler(self.data.train_items, self.data.task, cfg.patch, cfg.batch, seed=self.data.seed)
         out = None if self.run_dir is None else self.run_dir / "supernet"
         sandwich = self.sampling == "sandwich"
         # a path leaves other sites' modules unused: DDP must not wait for their gradients
-        trainer = Trainer(self.supernet, self.data.task, sampler, cfg, out, before_step=None if sandwich else self.sample_path,
-                          section="supernet", ddp_find_unused=True, step_loss=self.sandwich_loss if sandwich else None)
+        trainer = Trainer(
+            self.supernet,
+            self.data.task,
+            sampler,
+            cfg,
+            out,
+            before_step=None if sandwich else self.sample_path,
+            section="supernet",
+            ddp_find_unused=True,
+            step_loss=self.sandwich_loss if sandwich else None,
+        )
         self.train_result = trainer.fit()
         self.supernet = trainer.model
         self.trained = True
@@ -304,7 +338,9 @@ class ProxyEvaluator(Evaluator):
         return scores_on_patches(trainer.model, self.data)
 
 
-def make_evaluator(name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None) -> Evaluator:
+def make_evaluator(
+    name: str, space: Any, data: SearchData, options: dict | None, run_dir: Path | None, file: str | None = None
+) -> Evaluator:
     try:
         return EVALUATORS.get(name, file)(space, data, options, run_dir)
     except UserError as exc:
@@ -315,5 +351,17 @@ def validation_patches(task: Task, val_items: Any, n: int, patch: int, seed: int
     return fixed_patches(val_items, task, n, patch, seed)
 
 
-__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "OneShotEvaluator", "ProxyEvaluator", "SearchData", "check_train_section", "make_evaluator", "register_evaluator",
-           "score_on_patches", "scores_on_patches", "train_config"]
+__all__ = [
+    "EVALUATORS",
+    "EvalResult",
+    "Evaluator",
+    "OneShotEvaluator",
+    "ProxyEvaluator",
+    "SearchData",
+    "check_train_section",
+    "make_evaluator",
+    "register_evaluator",
+    "score_on_patches",
+    "scores_on_patches",
+    "train_config",
+]

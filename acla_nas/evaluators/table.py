@@ -8,6 +8,7 @@ In a strategy preset::
 The table (:mod:`acla_nas.table`, built by :mod:`acla_nas.tabulate`) must cover the space unless
 ``partial: true`` (a candidate it lacks then fails).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,12 @@ class TableEvaluator(Evaluator):
             return
         missing = [a for a in self.space.enumerate() if arch_key(self.space, a) not in self.table.entries]
         if missing:
-            raise UserError(f"the table holds {len(self.table)} architectures; {len(missing)} of the space's are missing "
-                            f"(e.g. {arch_key(self.space, missing[0])}): finish it with python -m acla_nas.tabulate, "
-                            "or set table.partial: true", file=str(self.table.path))
+            raise UserError(
+                f"the table holds {len(self.table)} architectures; {len(missing)} of the space's are missing "
+                f"(e.g. {arch_key(self.space, missing[0])}): finish it with python -m acla_nas.tabulate, "
+                "or set table.partial: true",
+                file=str(self.table.path),
+            )
 
     def _score(self, arch: Arch) -> tuple[float, float]:
         from ..tabulate import arch_key
@@ -56,8 +60,6 @@ class TableEvaluator(Evaluator):
         if entry is None:
             return math.nan, math.nan  # a FAIL trial: not tabulated (partial table)
         return entry.value(self.how)
-
-
 
 
 __all__ = ["TableEvaluator"]

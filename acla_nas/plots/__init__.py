@@ -4,6 +4,7 @@
 Importing this package loads no matplotlib; the drawing entry points below import it on first
 use, so library code and tests of the data side stay light.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,8 +57,26 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DartsInfo", "DiagramInfo", "FrequencyInfo", "KeyUsageInfo", "ParetoInfo", "ScoreInfo", "Site",
-    "darts_info", "diagram_info", "key_usage_info", "load_runs", "load_sites",
-    "load_trajectory", "match_picks", "norm_to_pixel", "pareto_info", "pareto_mask", "resolve_scope",
-    "score_history", "topk_frequency", *sorted(_DRAW), "arch_figure",
+    "DartsInfo",
+    "DiagramInfo",
+    "FrequencyInfo",
+    "KeyUsageInfo",
+    "ParetoInfo",
+    "ScoreInfo",
+    "Site",
+    "darts_info",
+    "diagram_info",
+    "key_usage_info",
+    "load_runs",
+    "load_sites",
+    "load_trajectory",
+    "match_picks",
+    "norm_to_pixel",
+    "pareto_info",
+    "pareto_mask",
+    "resolve_scope",
+    "score_history",
+    "topk_frequency",
+    *sorted(_DRAW),
+    "arch_figure",
 ]

@@ -4,6 +4,7 @@ Every figure is computed here first, as a DataFrame or a small dataclass of arra
 ``optuna.visualization`` splits ``_get_*_info`` from drawing), so tests can check the numbers a
 figure shows without rendering it and the drawing code stays free of bookkeeping.
 """
+
 from __future__ import annotations
 
 import math
@@ -252,12 +253,14 @@ def pareto_info(df: pd.DataFrame, cost: str = "flops", picked: pd.Series | None 
     keep = ok_mask(df) & np.isfinite(df[cost].astype(float))
     if not keep.any():
         return None
-    pts = pd.DataFrame({
-        "label": df.loc[keep, "label"],
-        "step": df.loc[keep, "step"],
-        "psnr": df.loc[keep, "psnr"].astype(float),
-        "cost": df.loc[keep, cost].astype(float),
-    })
+    pts = pd.DataFrame(
+        {
+            "label": df.loc[keep, "label"],
+            "step": df.loc[keep, "step"],
+            "psnr": df.loc[keep, "psnr"].astype(float),
+            "cost": df.loc[keep, cost].astype(float),
+        }
+    )
     pts["on_front"] = False
     for _, g in pts.groupby("label", sort=False):
         pts.loc[g.index, "on_front"] = pareto_mask(g["psnr"], g["cost"])
@@ -444,7 +447,7 @@ def resolve_scope(scope: Any, index: int, names: Sequence[str]) -> tuple[list[st
         if r < 1:
             notes.append(f"{names[index]}: scope {r} < 1")
             return [], notes
-        return earlier[max(0, len(earlier) - r):], notes
+        return earlier[max(0, len(earlier) - r) :], notes
     refs = []
     for n in sc:
         if n in earlier:
@@ -592,7 +595,9 @@ def default_queries(height: int, width: int, n: int) -> list[tuple[int, int]]:
     for r in range(rows):
         for c in range(cols):
             if len(out) < n:
-                out.append((min(height - 1, int((r + 0.5) * height / rows)), min(width - 1, int((c + 0.5) * width / cols))))
+                out.append(
+                    (min(height - 1, int((r + 0.5) * height / rows)), min(width - 1, int((c + 0.5) * width / cols)))
+                )
     return out
 
 

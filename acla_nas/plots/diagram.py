@@ -4,6 +4,7 @@ sites, curved arrows from the earlier sites each module attends.
 Input is :class:`acla_nas.plots.data.DiagramInfo` (from an Arch dict and the site list), so no
 torch model is needed; the figure is a plain ``matplotlib.figure.Figure``.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -53,7 +54,9 @@ def draw_arch(info: D.DiagramInfo) -> Figure:
     longest = max((len(a) for a in names), default=5)
     # arc heights grow with the distance spanned; leave room for the highest one
     # arcs: quadratic Bezier between (x_ref, y0) and (x_mod, MOD_TOP), peak = rad * chord / 2
-    peak = max((0.5 * (BLOCK_H + MOD_TOP) + _rad(xs[d] - xs[r]) * (xs[d] - xs[r]) / 2 for r, d in info.edges), default=0.0)
+    peak = max(
+        (0.5 * (BLOCK_H + MOD_TOP) + _rad(xs[d] - xs[r]) * (xs[d] - xs[r]) / 2 for r, d in info.edges), default=0.0
+    )
     top = (max(MOD_TOP, peak) if info.modules else BLOCK_H) + 0.25
     width = max(6.0, 0.78 * n + 1.0)
     height = 1.6 + 0.55 * (top + 1.2) + 0.05 * longest
@@ -68,21 +71,72 @@ def draw_arch(info: D.DiagramInfo) -> Figure:
         is_site = 0 < i < n - 1
         mod = info.modules.get(name) if is_site else None
         face = "#dfe7f2" if is_site else "#eeeeee"
-        ax.add_patch(FancyBboxPatch((i - BLOCK_W / 2, 0), BLOCK_W, BLOCK_H, boxstyle="round,pad=0.02,rounding_size=0.06",
-                                    facecolor=face, edgecolor=mod_color[name] if mod else "0.35", lw=2.0 if mod else 0.9))
-        ax.text(i, BLOCK_H / 2, name, rotation=90 if is_site and len(name) > 4 else 0, ha="center", va="center", fontsize=fs)
+        ax.add_patch(
+            FancyBboxPatch(
+                (i - BLOCK_W / 2, 0),
+                BLOCK_W,
+                BLOCK_H,
+                boxstyle="round,pad=0.02,rounding_size=0.06",
+                facecolor=face,
+                edgecolor=mod_color[name] if mod else "0.35",
+                lw=2.0 if mod else 0.9,
+            )
+        )
+        ax.text(
+            i, BLOCK_H / 2, name, rotation=90 if is_site and len(name) > 4 else 0, ha="center", va="center", fontsize=fs
+        )
         below = _site_text(info.sites[i - 1]) if is_site else (info.tail if i == n - 1 else "")
         if below:  # channels/stride under sites, the task under the tail
             ax.text(i, -0.08, below, ha="center", va="top", fontsize=7, color="0.3")
         if i < n - 1:  # data flow
-            ax.add_patch(FancyArrowPatch((i + BLOCK_W / 2, BLOCK_H / 2), (i + 1 - BLOCK_W / 2, BLOCK_H / 2),
-                                         arrowstyle="-|>", mutation_scale=8, color="0.45", lw=0.8, shrinkA=1, shrinkB=1))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (i + BLOCK_W / 2, BLOCK_H / 2),
+                    (i + 1 - BLOCK_W / 2, BLOCK_H / 2),
+                    arrowstyle="-|>",
+                    mutation_scale=8,
+                    color="0.45",
+                    lw=0.8,
+                    shrinkA=1,
+                    shrinkB=1,
+                )
+            )
         if mod:
             c = mod_color[name]
-            ax.add_patch(FancyBboxPatch((i - BLOCK_W / 2, MOD_Y), BLOCK_W, MOD_H, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                        facecolor=c, edgecolor="black", lw=0.6, alpha=0.9, zorder=3))
-            ax.text(i, MOD_Y + MOD_H * 0.62, f"K={mod.keys}", ha="center", va="center", fontsize=7.5, color="white", weight="bold", zorder=4)
-            ax.text(i, MOD_Y + MOD_H * 0.24, _scope_text(mod.scope), ha="center", va="center", fontsize=6.5, color="white", zorder=4)
+            ax.add_patch(
+                FancyBboxPatch(
+                    (i - BLOCK_W / 2, MOD_Y),
+                    BLOCK_W,
+                    MOD_H,
+                    boxstyle="round,pad=0.02,rounding_size=0.08",
+                    facecolor=c,
+                    edgecolor="black",
+                    lw=0.6,
+                    alpha=0.9,
+                    zorder=3,
+                )
+            )
+            ax.text(
+                i,
+                MOD_Y + MOD_H * 0.62,
+                f"K={mod.keys}",
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="white",
+                weight="bold",
+                zorder=4,
+            )
+            ax.text(
+                i,
+                MOD_Y + MOD_H * 0.24,
+                _scope_text(mod.scope),
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white",
+                zorder=4,
+            )
             ax.plot([i, i], [BLOCK_H, MOD_Y], color=c, lw=1.2, zorder=2)
 
     for ref, dst in info.edges:
@@ -93,8 +147,21 @@ def draw_arch(info: D.DiagramInfo) -> Figure:
         refs = info.modules[dst].refs
         j = refs.index(ref)
         end_x = xd - 0.26 + (0.34 * j / (len(refs) - 1) if len(refs) > 1 else 0.2)
-        ax.add_patch(FancyArrowPatch((xr, start_y), (end_x, MOD_TOP), connectionstyle=f"arc3,rad={-_rad(xd - xr)}",
-                                     arrowstyle="-|>", mutation_scale=9, color=c, lw=1.1, alpha=0.75, shrinkA=2, shrinkB=1, zorder=1))
+        ax.add_patch(
+            FancyArrowPatch(
+                (xr, start_y),
+                (end_x, MOD_TOP),
+                connectionstyle=f"arc3,rad={-_rad(xd - xr)}",
+                arrowstyle="-|>",
+                mutation_scale=9,
+                color=c,
+                lw=1.1,
+                alpha=0.75,
+                shrinkA=2,
+                shrinkB=1,
+                zorder=1,
+            )
+        )
 
     ax.set_xlim(-0.7, n - 0.3)
     ax.set_ylim(-0.75 if known else -0.45, top)

@@ -4,6 +4,7 @@ Figures are built as ``matplotlib.figure.Figure`` objects, never through pyplot'
 so drawing is headless, leaks no open figures and works next to a user's own pyplot session.
 The Agg backend is selected here (not at package import) only when pyplot is not loaded yet.
 """
+
 from __future__ import annotations
 
 import io
@@ -93,7 +94,16 @@ def draw_score(info: D.ScoreInfo) -> Figure:
             ax.plot(ok[xcol], best, drawstyle="steps-post", color=c, lw=2, label=label)
             bad = g[g["failed"]]
             if len(bad):
-                ax.scatter(bad[xcol], np.full(len(bad), 0.035), transform=below, marker="x", s=26, color=c, linewidths=1.3, clip_on=False)
+                ax.scatter(
+                    bad[xcol],
+                    np.full(len(bad), 0.035),
+                    transform=below,
+                    marker="x",
+                    s=26,
+                    color=c,
+                    linewidths=1.3,
+                    clip_on=False,
+                )
         x = sub[xcol].to_numpy(dtype=float)
         x = x[np.isfinite(x)]
         if len(x):  # failed rows are drawn in axes coordinates: include them in the x range
@@ -175,7 +185,9 @@ def draw_expected_keys(info: D.DartsInfo) -> Figure:
     cmap = colormaps["tab10" if len(info.sites) <= 10 else "tab20"]
     styles = ["-", "--", ":", "-."]
     for i, site in enumerate(info.sites):
-        ax.plot(info.steps, info.expected_keys[i], color=cmap(i % cmap.N), ls=styles[(i // cmap.N) % 4], lw=1.6, label=site)
+        ax.plot(
+            info.steps, info.expected_keys[i], color=cmap(i % cmap.N), ls=styles[(i // cmap.N) % 4], lw=1.6, label=site
+        )
     for b in info.budgets:
         ax.axhline(b, color="0.6", lw=0.7, ls=":", zorder=0)
     ax.set_yticks(info.budgets)
@@ -208,10 +220,28 @@ def draw_pareto(infos: Sequence[D.ParetoInfo]) -> Figure:
             ax.plot(f["cost"] / info.unit_divisor, f["psnr"], "-o", color=c, ms=4, lw=1.6, label=f"{label} front")
         plain = pts[pts["plain"]]
         if len(plain):
-            extra["plain backbone"] = ax.scatter(x[plain.index], plain["psnr"], marker="D", s=36, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+            extra["plain backbone"] = ax.scatter(
+                x[plain.index],
+                plain["psnr"],
+                marker="D",
+                s=36,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.2,
+                zorder=4,
+            )
         pick = pts[pts["picked"]]
         if len(pick):
-            extra["exported"] = ax.scatter(x[pick.index], pick["psnr"], marker="*", s=190, color="gold", edgecolors="black", linewidths=0.9, zorder=5)
+            extra["exported"] = ax.scatter(
+                x[pick.index],
+                pick["psnr"],
+                marker="*",
+                s=190,
+                color="gold",
+                edgecolors="black",
+                linewidths=0.9,
+                zorder=5,
+            )
         ax.set_xlabel(info.unit_label)
         ax.grid(alpha=0.3)
         ax.set_title(f"PSNR vs {'FLOPs' if info.cost == 'flops' else 'parameters'}", fontsize=10)
@@ -247,7 +277,15 @@ def draw_frequency(infos: Sequence[D.FrequencyInfo]) -> Figure:
         ax.set_xlabel("key budget K")
         ax.set_ylabel("site")
         for (r, c), v in np.ndenumerate(m):
-            ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=8, color="white" if v > 0.6 * max(1, info.k) else "black")
+            ax.text(
+                c,
+                r,
+                f"{int(v)}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if v > 0.6 * max(1, info.k) else "black",
+            )
         ax.set_title(f"{info.label}\ntop-{info.k} of {info.n_total} distinct archs", fontsize=9)
         fig.colorbar(im, ax=ax, label="count in top-k", shrink=0.8)
     for ax in axes[n:]:
@@ -289,7 +327,16 @@ def draw_key_usage(infos: Sequence[D.KeyUsageInfo]) -> Figure:
             for li, loc in enumerate(info.locations):
                 for kx, ky in loc[qi]:  # thin spokes show direction even when keys sit close
                     ax1.plot([q[0], kx], [q[1], ky], color=c, lw=0.5, alpha=0.7, zorder=3)
-                ax1.scatter(loc[qi, :, 0], loc[qi, :, 1], s=16, marker=markers[li % len(markers)], color=[c], edgecolors="white", linewidths=0.5, zorder=4)
+                ax1.scatter(
+                    loc[qi, :, 0],
+                    loc[qi, :, 1],
+                    s=16,
+                    marker=markers[li % len(markers)],
+                    color=[c],
+                    edgecolors="white",
+                    linewidths=0.5,
+                    zorder=4,
+                )
         names = info.ref_names or [f"layer {i + 1}" for i in range(len(info.locations))]
         for li, nm in enumerate(names[: len(info.locations)]):
             ax1.scatter([], [], marker=markers[li % len(markers)], color="0.4", s=18, label=f"keys from {nm}")
@@ -298,7 +345,9 @@ def draw_key_usage(infos: Sequence[D.KeyUsageInfo]) -> Figure:
         if info.median_distance is not None:
             med, over = info.median_distance, "all queries' kept keys"
         else:
-            dists = [np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)]
+            dists = [
+                np.linalg.norm(loc[qi] - q, axis=-1) for loc in info.locations for qi, q in enumerate(info.queries)
+            ]
             med, over = (float(np.median(np.concatenate(dists))) if dists else float("nan")), "these queries"
         ax1.set_title(f"sampled key locations: median distance {med:.1f} px\n({over})", fontsize=9)
         for ax in (ax0, ax1):

@@ -4,6 +4,7 @@ The data side of the ``key_usage`` figure (the checkpoint is the run's trained c
 :meth:`acla_nas.run_dir.RunDir.trained_child`, unless the user names one); drawing is in
 :mod:`acla_nas.plots.draw`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,7 +67,9 @@ def run_test_input(ckpt: Path, task_spec: dict) -> tuple[Any, str] | None:
     else:
         hr = task.crop_hr(to_float(item)[None])
         lq = task.degrade(hr, torch.Generator().manual_seed(_mix_seed(0, 0)))[0]
-    note = f"{items.name(0)} ({' '.join(f'{k} {v}' for k, v in task.spec.items() if k != 'name')} {task.spec.get('name')})"
+    note = (
+        f"{items.name(0)} ({' '.join(f'{k} {v}' for k, v in task.spec.items() if k != 'name')} {task.spec.get('name')})"
+    )
     note = " ".join(note.replace("( ", "(").split())
     if spec.get("kind") == "synthetic":
         from ..synthetic import parse_params, render
@@ -108,7 +111,11 @@ def key_usage_infos(model: Any, image: Any, n_queries: int = 4, note: str = "") 
 
     from ..acla import ACLA  # lazy: the plots must work without torch models
 
-    x = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.moveaxis(image_hwc(image), -1, 0), dtype=torch.float32)
+    x = (
+        image
+        if isinstance(image, torch.Tensor)
+        else torch.as_tensor(np.moveaxis(image_hwc(image), -1, 0), dtype=torch.float32)
+    )
     if x.ndim == 3:
         x = x.unsqueeze(0)
     mods = [(name, m) for name, m in model.named_modules() if isinstance(m, ACLA)]
@@ -140,8 +147,18 @@ def key_usage_infos(model: Any, image: Any, n_queries: int = 4, note: str = "") 
         med = None
         if dist is not None and dist.numel():
             med = float(dist.median()) * x.shape[-1] / m.last_key_map.shape[-1]  # query px -> image px
-        out.append(key_usage_info(m.last_key_map, m.last_locations, x[0], n_queries=n_queries,
-                                    name=site or "ACLA", ref_names=ref_names, median_distance=med, note=note))
+        out.append(
+            key_usage_info(
+                m.last_key_map,
+                m.last_locations,
+                x[0],
+                n_queries=n_queries,
+                name=site or "ACLA",
+                ref_names=ref_names,
+                median_distance=med,
+                note=note,
+            )
+        )
     return out
 
 

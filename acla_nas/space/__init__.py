@@ -4,6 +4,7 @@
 :mod:`.space` resolves it against the backbone's sites, :mod:`.counting` counts and samples
 exactly, :mod:`.costs` is the additive cost model.
 """
+
 from __future__ import annotations
 
 from .schema import Limit, SpaceSpec, parse_spec

@@ -10,6 +10,7 @@ taps per sampled point, attention arithmetic per query) is proportional to the n
 pixels. Parameters are allocated uninitialised (``to_empty``), so a paper-size option costs about
 a millisecond. ``tests/test_space.py`` checks the sum against ``count_macs(build(arch))``.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -47,7 +48,9 @@ class _Probe(nn.Module):
         return self.module(self.query, self.refs)
 
 
-def site_shapes(backbone: nn.Module, site_names: list[str], input_size: tuple[int, int]) -> tuple[dict[str, tuple[int, ...]], int]:
+def site_shapes(
+    backbone: nn.Module, site_names: list[str], input_size: tuple[int, int]
+) -> tuple[dict[str, tuple[int, ...]], int]:
     """(C,H,W) of each site's output at ``input_size`` and the plain MACs, from one forward pass."""
     named = dict(backbone.named_modules())
     shapes: dict[str, tuple[int, ...]] = {}
@@ -70,7 +73,9 @@ def site_shapes(backbone: nn.Module, site_names: list[str], input_size: tuple[in
 class CostTable:
     """Plain cost and cached per-option module costs of one backbone at one input size."""
 
-    def __init__(self, backbone: nn.Module, site_names: list[str], input_size: tuple[int, int], acla_options: dict) -> None:
+    def __init__(
+        self, backbone: nn.Module, site_names: list[str], input_size: tuple[int, int], acla_options: dict
+    ) -> None:
         self.shapes, self.plain_macs = site_shapes(backbone, site_names, input_size)
         self.plain_params = count_params(backbone)
         self.options = dict(acla_options)

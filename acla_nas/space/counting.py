@@ -6,6 +6,7 @@ modules is the coefficient of x^m in prod_i (off_i + on_i x): a DP over sites in
 exact for any number of sites. Sampling walks the sites with suffix products, which draws
 uniformly among the architectures with at most ``max_modules`` modules.
 """
+
 from __future__ import annotations
 
 import random

@@ -4,6 +4,7 @@ Only the structure is checked here (keys, types, value ranges); checks that need
 sites (site names, scopes, constraint satisfiability) happen in :mod:`acla_nas.space.space`.
 Every error is a one-line :class:`~acla_nas.errors.UserError` naming the file and the field.
 """
+
 from __future__ import annotations
 
 import re
@@ -79,7 +80,9 @@ def _mapping(value: Any, file: str | None, fld: str, allowed: tuple[str, ...]) -
         raise _err(f"expected a mapping, got {type(value).__name__}", file, fld)
     for key in value:
         if key not in allowed:
-            raise _err(f"unknown key {key!r} (expected {', '.join(allowed)})", file, f"{fld}.{key}" if fld else str(key))
+            raise _err(
+                f"unknown key {key!r} (expected {', '.join(allowed)})", file, f"{fld}.{key}" if fld else str(key)
+            )
     return value
 
 
@@ -151,7 +154,9 @@ def _parse_backbone(value: Any, file: str | None) -> tuple[str, dict, Any]:
     if not isinstance(kwargs, dict):
         raise _err(f"expected a mapping of factory arguments, got {type(kwargs).__name__}", file, "backbone.kwargs")
     sites = bb.get("sites")
-    if sites is not None and not (isinstance(sites, str) or (isinstance(sites, list) and sites and all(isinstance(s, str) for s in sites))):
+    if sites is not None and not (
+        isinstance(sites, str) or (isinstance(sites, list) and sites and all(isinstance(s, str) for s in sites))
+    ):
         raise _err("expected a site pattern like 'body.*' or a list of patterns", file, "backbone.sites")
     return name.strip(), dict(kwargs), sites
 
@@ -185,7 +190,11 @@ def _parse_input_size(value: Any, file: str | None) -> tuple[int, int]:
     size = ev.get("input_size", list(DEFAULT_INPUT_SIZE))
     if isinstance(size, int) and not isinstance(size, bool):
         size = [size, size]
-    ok = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= MAX_INPUT_SIDE for v in size)
+    ok = (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= MAX_INPUT_SIDE for v in size)
+    )
     if not ok:
         raise _err(f"expected [H, W] with integers in 4..{MAX_INPUT_SIDE}, got {size!r}", file, "eval.input_size")
     return (size[0], size[1])
@@ -203,14 +212,20 @@ def _parse_sites(value: Any, file: str | None) -> str | list[str]:
             if v in value[:i]:
                 raise _err(f"duplicate site {v!r}", file, f"sites[{i}]")
         return [v.strip() for v in value]
-    raise _err(f"expected 'all', a site pattern like 'body.*', or a non-empty list of site names, got {value!r}", file, "sites")
+    raise _err(
+        f"expected 'all', a site pattern like 'body.*', or a non-empty list of site names, got {value!r}", file, "sites"
+    )
 
 
 def _parse_overrides(value: Any, file: str | None, k_max: int) -> dict[str, dict[str, tuple]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _err(f"expected a mapping of site (or pattern) to {{keys, scopes}}, got {type(value).__name__}", file, "overrides")
+        raise _err(
+            f"expected a mapping of site (or pattern) to {{keys, scopes}}, got {type(value).__name__}",
+            file,
+            "overrides",
+        )
     out: dict[str, dict[str, tuple]] = {}
     for site, spec in value.items():
         fld = f"overrides.{site}"

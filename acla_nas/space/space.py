@@ -13,6 +13,7 @@ exact too, by a DP over (modules, MACs, params) states, unless the states exceed
 UserError says so). ``sample`` is uniform over the space under ``max_modules`` (exact DP draw)
 and then under the cost bounds by rejection.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -30,10 +31,10 @@ from ..arch import Arch, ModuleChoice, Scope, read_yaml, resolve_refs, task_scal
 from ..backbones import Site, create_backbone
 from ..backbones.user import site_pattern_regex
 from ..errors import UserError
+from ..trajectory import scope_text
 from ..trust import ImportRefused
 from .costs import CostTable
 from .counting import ModuleCountSampler, count_at_most, count_with_costs
-from ..trajectory import scope_text
 from .schema import SpaceSpec, parse_spec, scope_to_yaml, spec_to_dict
 
 SAMPLE_TRIES = 10_000
@@ -117,11 +118,11 @@ class SearchSpace:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SearchSpace":
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
         return cls.from_dict(read_yaml(path), file=str(path))
 
     @classmethod
-    def from_dict(cls, data: Any, file: str | None = None) -> "SearchSpace":
+    def from_dict(cls, data: Any, file: str | None = None) -> SearchSpace:
         return cls(parse_spec(data, file))
 
     def _err(self, message: str, fld: str) -> UserError:
@@ -149,7 +150,9 @@ class SearchSpace:
         except UserError as exc:
             raise exc.at(file=spec.file) from None
         except Exception as exc:  # a user factory that raises something else
-            raise UserError(f"factory {spec.backbone!r} raised {type(exc).__name__}: {exc}", file=spec.file, field="backbone.name") from exc
+            raise UserError(
+                f"factory {spec.backbone!r} raised {type(exc).__name__}: {exc}", file=spec.file, field="backbone.name"
+            ) from exc
 
     def _match(self, pattern: str | list[str], fld: str, allow_head: bool) -> list[str]:
         """Backbone sites named by a name, a glob pattern or a list of them (execution order)."""
@@ -163,7 +166,9 @@ class SearchSpace:
                     raise self._err(f"{item!r} is the earliest site and has no earlier layer to attend to", f)
                 hits = [h for h in hits if h != self.order[0]]
             if not hits:
-                raise self._err(f"{item!r} matches no candidate site (the backbone's sites: {', '.join(self.order)})", f)
+                raise self._err(
+                    f"{item!r} matches no candidate site (the backbone's sites: {', '.join(self.order)})", f
+                )
             chosen.update(hits)
         return [n for n in self.order if n in chosen]
 
@@ -171,14 +176,20 @@ class SearchSpace:
         spec = self.spec
         names = self.order[1:] if spec.sites == "all" else self._match(spec.sites, "sites", allow_head=False)
         if not names:
-            raise self._err(f"the backbone declares only one site ({self.order[0]!r}), which has no earlier layer to attend to", "sites")
+            raise self._err(
+                f"the backbone declares only one site ({self.order[0]!r}), which has no earlier layer to attend to",
+                "sites",
+            )
         budgets = {n: spec.keys for n in names}
         scopes: dict[str, tuple[Scope, ...]] = {n: spec.scopes for n in names}
         scope_field = {n: "scopes" for n in names}
         for pattern, entry in spec.overrides.items():
             hits = [h for h in self._match(pattern, f"overrides.{pattern}", allow_head=True) if h in budgets]
             if not hits:
-                raise self._err(f"{pattern!r} matches no candidate site of this space (candidates: {', '.join(names)})", f"overrides.{pattern}")
+                raise self._err(
+                    f"{pattern!r} matches no candidate site of this space (candidates: {', '.join(names)})",
+                    f"overrides.{pattern}",
+                )
             for h in hits:
                 budgets[h] = entry.get("keys", budgets[h])
                 if "scopes" in entry:
@@ -195,7 +206,9 @@ class SearchSpace:
         if isinstance(scope, tuple):
             for r in scope:
                 if r not in self.order:
-                    raise self._err(f"unknown site {r!r} in a scope (the backbone's sites: {', '.join(self.order)})", fld)
+                    raise self._err(
+                        f"unknown site {r!r} in a scope (the backbone's sites: {', '.join(self.order)})", fld
+                    )
             if any(self.order.index(r) >= self.order.index(site) for r in scope):
                 return None
         return tuple(resolve_refs(self.order, site, scope, self.file, fld))
@@ -222,7 +235,10 @@ class SearchSpace:
                 kept.append(scope)
                 refs.append(r)
         if not kept and any(k > 0 for k in budgets):
-            raise self._err(f"no scope choice is valid at {site.name} ({self.order.index(site.name)} earlier site(s)); add 'all'", fld)
+            raise self._err(
+                f"no scope choice is valid at {site.name} ({self.order.index(site.name)} earlier site(s)); add 'all'",
+                fld,
+            )
         if not kept:  # budget 0 only: the scope is never used, keep one placeholder choice
             kept, refs = ["all"], [tuple(resolve_refs(self.order, site.name, "all"))]
         return SiteSpace(site, budgets, tuple(kept), tuple(refs))
@@ -252,7 +268,8 @@ class SearchSpace:
         mm = self.spec.max_modules
         if mm is not None and len(forced) > mm:
             raise self._err(
-                f"constraint max_modules {mm} cannot be satisfied: {len(forced)} candidate site(s) have no 0 budget, so carry a module", "constraints.max_modules"
+                f"constraint max_modules {mm} cannot be satisfied: {len(forced)} candidate site(s) have no 0 budget, so carry a module",
+                "constraints.max_modules",
             )
         limits = self.limits()
         for kind, fld in (("macs", "max_flops"), ("params", "max_params")):
@@ -280,7 +297,10 @@ class SearchSpace:
             if choice.keys == 0:
                 continue
             if site not in self.order or site == self.order[0]:
-                raise UserError(f"not a site that can carry a module (the backbone's sites: {', '.join(self.order)})", field=f"modules.{site}")
+                raise UserError(
+                    f"not a site that can carry a module (the backbone's sites: {', '.join(self.order)})",
+                    field=f"modules.{site}",
+                )
             refs = tuple(resolve_refs(self.order, site, choice.scope))
             m, p = t.module(site, choice.keys, refs)
             macs, params = macs + m, params + p
@@ -297,7 +317,10 @@ class SearchSpace:
         cost = self.cost(arch)
         for kind, fld, unit in (("macs", "max_flops", "MACs"), ("params", "max_params", "parameters")):
             if kind in limits and cost[kind] > limits[kind]:
-                return False, f"{fld}: {cost[kind]:,} {unit} > limit {int(limits[kind]):,} ({getattr(self.spec, fld).text})"
+                return (
+                    False,
+                    f"{fld}: {cost[kind]:,} {unit} > limit {int(limits[kind]):,} ({getattr(self.spec, fld).text})",
+                )
         return True, ""
 
     # -- membership, encoding -------------------------------------------------------------------
@@ -345,7 +368,10 @@ class SearchSpace:
             if choice.keys not in s.budgets:
                 return False, f"{site}: key budget {choice.keys} is not among {list(s.budgets)}"
             if self._scope_index(s, choice.scope) is None:
-                return False, f"{site}: scope {scope_to_yaml(choice.scope)!r} is not among {[scope_to_yaml(x) for x in s.scopes]}"
+                return (
+                    False,
+                    f"{site}: scope {scope_to_yaml(choice.scope)!r} is not among {[scope_to_yaml(x) for x in s.scopes]}",
+                )
         for name, s in self.sites.items():
             if s.off_ways == 0 and arch.modules.get(name, ModuleChoice(0)).keys == 0:
                 return False, f"{name}: budget 0 is not allowed here ({list(s.budgets)})"
@@ -378,7 +404,9 @@ class SearchSpace:
         known = set(self.choices())
         for key in flat:
             if key not in known:
-                raise UserError(f"unknown choice (expected <site>.keys / <site>.scope of {', '.join(self.sites)})", field=str(key))
+                raise UserError(
+                    f"unknown choice (expected <site>.keys / <site>.scope of {', '.join(self.sites)})", field=str(key)
+                )
         modules: dict[str, ModuleChoice] = {}
         for name, s in self.sites.items():
             kf, sf = f"{name}.keys", f"{name}.scope"
@@ -410,10 +438,14 @@ class SearchSpace:
         t = self.costs()
         room_m = limits.get("macs", math.inf) - t.plain_macs
         room_p = limits.get("params", math.inf) - t.plain_params
-        options = [[None] * s.off_ways + [self._option_cost(s, k, j) for k, j in s.on_choices] for s in self.sites.values()]
+        options = [
+            [None] * s.off_ways + [self._option_cost(s, k, j) for k, j in s.on_choices] for s in self.sites.values()
+        ]
         n = count_with_costs(options, self.spec.max_modules, lambda m, p: m <= room_m and p <= room_p)
         if n is None:
-            raise self._err("too large to count exactly under the cost bounds; use size() or size_at_most_modules()", "constraints")
+            raise self._err(
+                "too large to count exactly under the cost bounds; use size() or size_at_most_modules()", "constraints"
+            )
         return n
 
     def size_at_most_modules(self) -> int:
@@ -453,7 +485,10 @@ class SearchSpace:
         """Every child (meeting the constraints by default); a UserError if there are more than ``limit``."""
         n = self.size_at_most_modules() if constrained else self.size()
         if n > limit:
-            raise UserError(f"the space has {n:,} architectures, more than the enumeration limit {limit:,}; sample it instead", file=self.file)
+            raise UserError(
+                f"the space has {n:,} architectures, more than the enumeration limit {limit:,}; sample it instead",
+                file=self.file,
+            )
         mm = self.spec.max_modules if constrained else None
         per_site = [[None] * s.off_ways + list(s.on_choices) for s in self.sites.values()]
         out = []
@@ -490,7 +525,9 @@ class SearchSpace:
         """The weight-sharing supernet over every site's budgets and scopes."""
         from ..network import SiteChoices, build_supernet
 
-        return build_supernet(self.template(), {n: SiteChoices(s.budgets, s.scopes) for n, s in self.sites.items()}, file=self.file)
+        return build_supernet(
+            self.template(), {n: SiteChoices(s.budgets, s.scopes) for n, s in self.sites.items()}, file=self.file
+        )
 
     def to_nni(self):
         """The space as an ``nni.mutable`` dict of categoricals (constraints: use ``satisfies``)."""

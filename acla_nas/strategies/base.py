@@ -1,4 +1,5 @@
 """The strategy protocol, the per-search context, and the registry with plug-ins."""
+
 from __future__ import annotations
 
 import time
@@ -134,8 +135,12 @@ class Strategy(ABC):
 
 ENTRY_POINT_GROUP = "acla_nas.strategies"
 STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", ENTRY_POINT_GROUP, "strategy", package="acla_nas.strategies",
-    check=lambda c: isinstance(c, type) and issubclass(c, Strategy), expected="subclass of acla_nas.strategies.Strategy",
+    "strategy",
+    ENTRY_POINT_GROUP,
+    "strategy",
+    package="acla_nas.strategies",
+    check=lambda c: isinstance(c, type) and issubclass(c, Strategy),
+    expected="subclass of acla_nas.strategies.Strategy",
     import_form="package.module:Class",
 )
 register_strategy = STRATEGIES.register

@@ -31,6 +31,7 @@ with its one-shot validation PSNR. The supernet's checkpoint (``RUN_DIR/supernet
 format as the one-shot evaluator's) carries the architecture parameters, their optimiser and the
 rows, so a killed run resumes.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,11 +51,10 @@ from ..data import PatchSampler
 from ..errors import UserError
 from ..evaluators import score_on_patches
 from ..run_dir import RunDir
-from ..trainer import MAX_LR, TrainConfig, Trainer, load_checkpoint, model_param_groups, seed_everything
+from ..trainer import MAX_LR, TrainConfig, Trainer, load_checkpoint, seed_everything
 from ..trajectory import make_row, write_trajectory
 from .base import SearchContext, Strategy, Training, register_strategy
 from .options import FLAG, STEPS_OR_FRACTION, integer, number
-
 
 
 class ArchParameters(nn.Module):
@@ -102,18 +102,25 @@ class _ArchState:
     """What the Trainer checkpoints for DARTS besides the supernet: the architecture parameters,
     their optimiser, the trajectory rows and the options (a resume with other options is refused)."""
 
-    def __init__(self, strategy: "DartsStrategy") -> None:
+    def __init__(self, strategy: DartsStrategy) -> None:
         self.s = strategy
 
     def state_dict(self) -> dict[str, Any]:
         s = self.s
-        return {"alpha": s.arch.state_dict(), "a_opt": s.a_opt.state_dict(), "rows": s.rows, "options": s.stored_options(),
-                "seconds": s.ctx.elapsed()}
+        return {
+            "alpha": s.arch.state_dict(),
+            "a_opt": s.a_opt.state_dict(),
+            "rows": s.rows,
+            "options": s.stored_options(),
+            "seconds": s.ctx.elapsed(),
+        }
 
     def load_state_dict(self, state: dict[str, Any], file: Path | None = None) -> None:
         s = self.s
         if state.get("options") != s.stored_options():
-            raise UserError("the DARTS checkpoint was made with other options; use another --out directory", file=str(file))
+            raise UserError(
+                "the DARTS checkpoint was made with other options; use another --out directory", file=str(file)
+            )
         s.arch.load_state_dict(state["alpha"])
         s.a_opt.load_state_dict(state["a_opt"])
         s.rows = list(state["rows"])
@@ -142,8 +149,10 @@ def macs_target(space: Any, options: dict) -> float:
     limits = space.limits()
     if "macs" in limits:
         return float(limits["macs"])
-    largest = sum(max(float(table.module(n, k, refs)[0]) for k in space.sites[n].nonzero)
-                  for n, (_scope, refs) in widest_scopes(space).items())
+    largest = sum(
+        max(float(table.module(n, k, refs)[0]) for k in space.sites[n].nonzero)
+        for n, (_scope, refs) in widest_scopes(space).items()
+    )
     return plain + 0.5 * largest
 
 
@@ -193,8 +202,11 @@ class DartsStrategy(Strategy):
     def check_combination(cls, options: dict) -> None:
         o = {**cls.DEFAULTS, **options}
         if isinstance(o["warmup"], int) and o["warmup"] >= o["steps"]:
-            raise UserError(f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
-                            "(expected warmup < steps, or a fraction in [0, 1))", field="options.warmup")
+            raise UserError(
+                f"a warm-up of {o['warmup']} steps leaves none of the {o['steps']} steps to train the architecture "
+                "(expected warmup < steps, or a fraction in [0, 1))",
+                field="options.warmup",
+            )
 
     @classmethod
     def training(cls, options: dict) -> Training:
@@ -210,7 +222,9 @@ class DartsStrategy(Strategy):
         self.o = o
         scale = ctx.data.task.scale
         if o["patch"] % scale:
-            raise UserError(f"expected a multiple of the task's scale ({scale}), got {o['patch']}", field="options.patch")
+            raise UserError(
+                f"expected a multiple of the task's scale ({scale}), got {o['patch']}", field="options.patch"
+            )
         space = ctx.space
         self.sites = {n: s for n, s in space.sites.items() if s.nonzero}
         widest = widest_scopes(space)  # the widest scope choice of each site (most reference layers)
@@ -218,8 +232,14 @@ class DartsStrategy(Strategy):
         self.refs = {n: widest[n][1] for n in self.sites}
         table = space.costs()
         self.plain_macs = float(table.plain_macs)
-        self.macs = {n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[0]) for k in s.budgets]) for n, s in self.sites.items()}
-        self.params_cost = {n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[1]) for k in s.budgets]) for n, s in self.sites.items()}
+        self.macs = {
+            n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[0]) for k in s.budgets])
+            for n, s in self.sites.items()
+        }
+        self.params_cost = {
+            n: torch.tensor([0.0 if k == 0 else float(table.module(n, k, self.refs[n])[1]) for k in s.budgets])
+            for n, s in self.sites.items()
+        }
         self.limits = {k: float(v) for k, v in space.limits().items()}
         self.target = self._target()
         self.rows: list[dict[str, Any]] = []
@@ -254,11 +274,16 @@ class DartsStrategy(Strategy):
             pen = pen + F.relu(expected - self.limits["params"]) / plain_p
         mm = self.ctx.space.max_modules
         if mm is not None:
-            on = sum((p * p.new_tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum() for n, p in probs.items())
+            on = sum(
+                (p * p.new_tensor([0.0 if k == 0 else 1.0 for k in self.sites[n].budgets])).sum()
+                for n, p in probs.items()
+            )
             pen = pen + F.relu(on - mm)
         return pen
 
-    def arch_loss(self, recon: torch.Tensor, probs: dict[str, torch.Tensor], p_on: dict[str, torch.Tensor]) -> torch.Tensor:
+    def arch_loss(
+        self, recon: torch.Tensor, probs: dict[str, torch.Tensor], p_on: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """Reconstruction + resource * |E[MACs]/target - 1| * loss + zero-one * loss + hinges."""
         scale = recon.detach()
         loss = recon + self.o["resource"] * scale * (self.expected_macs(probs) / self.target - 1).abs()
@@ -322,17 +347,36 @@ class DartsStrategy(Strategy):
         seed_everything(data.seed)  # before building: initial weights are part of the run
         self.supernet = ctx.space.supernet()
         self.arch = ArchParameters({n: s.budgets for n, s in self.sites.items()})
-        cfg = TrainConfig(steps=o["steps"], patch=o["patch"], batch=o["batch"], lr=o["w_lr"], schedule="constant",
-                          grad_clip=o["grad_clip"], seed=data.seed, val_every=0, device=data.device,
-                          ckpt_every=o["ckpt_every"], progress=data.progress)
+        cfg = TrainConfig(
+            steps=o["steps"],
+            patch=o["patch"],
+            batch=o["batch"],
+            lr=o["w_lr"],
+            schedule="constant",
+            grad_clip=o["grad_clip"],
+            seed=data.seed,
+            val_every=0,
+            device=data.device,
+            ckpt_every=o["ckpt_every"],
+            progress=data.progress,
+        )
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
         self.val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)
         self.warm = self.warmup_steps()
         # the architecture parameters stay out of the weight optimiser (their own Adam below)
         self.trainer = trainer = Trainer(
-            self.supernet, data.task, train, cfg, RunDir(ctx.run_dir).supernet, before_step=self._weights_path,
-            after_step=self._arch_step, section="options", ddp_find_unused=True, extra_state=_ArchState(self),
-            meta={"strategy": "darts"})
+            self.supernet,
+            data.task,
+            train,
+            cfg,
+            RunDir(ctx.run_dir).supernet,
+            before_step=self._weights_path,
+            after_step=self._arch_step,
+            section="options",
+            ddp_find_unused=True,
+            extra_state=_ArchState(self),
+            meta={"strategy": "darts"},
+        )
         self.device = trainer.device
         self.supernet = trainer.model
         self.arch.to(self.device)
@@ -359,9 +403,19 @@ class DartsStrategy(Strategy):
                     extra[f"p:{n}:{k}"] = round(p, 6)
         self.rows.append(
             make_row(
-                run=ctx.run_name, strategy=ctx.strategy_name, evaluator="oneshot", step=step, state=state if math.isfinite(value) else "FAIL",
-                sites=ctx.sites, arch=arch, encoding=ctx.space.encode(arch), psnr=value, flops=cost["macs"], params=cost["params"],
-                seconds=ctx.elapsed(), extra=extra,
+                run=ctx.run_name,
+                strategy=ctx.strategy_name,
+                evaluator="oneshot",
+                step=step,
+                state=state if math.isfinite(value) else "FAIL",
+                sites=ctx.sites,
+                arch=arch,
+                encoding=ctx.space.encode(arch),
+                psnr=value,
+                flops=cost["macs"],
+                params=cost["params"],
+                seconds=ctx.elapsed(),
+                extra=extra,
             )
         )
         write_trajectory(self.rows, ctx.run_dir / "trajectory.csv", ctx.sites)

@@ -7,6 +7,7 @@ they satisfy the space's constraints and differ from the parent. Before the popu
 candidates are uniform samples of the space. In multi-objective mode the tournament winner is
 the member dominated by the fewest others (PSNR up, FLOPs down), ties broken by PSNR.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import pareto
 from ..errors import UserError
 from .base import register_strategy
-from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 from .options import integer
+from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 
 MAX_TRIES = 200
 
@@ -43,7 +44,9 @@ class AgingEvolutionSampler(SpaceRandomSampler):
 
     def mutate(self, params: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
         choices = {k: list(v) for k, v in self.space.choices().items() if len(v) > 1}
-        params = self.space.encode(self.space.decode(params))  # a scope for every site (trials record it only where a module is)
+        params = self.space.encode(
+            self.space.decode(params)
+        )  # a scope for every site (trials record it only where a module is)
         parent_key = self.space.decode(params).key()
         for _ in range(MAX_TRIES):
             name = rng.choice(sorted(choices))
@@ -78,11 +81,16 @@ class EvolutionStrategy(OptunaStrategy):
     def check_combination(cls, options: dict) -> None:
         o = {**cls.DEFAULTS, **options}
         if o["sample_size"] > o["population"]:
-            raise UserError(f"a tournament of {o['sample_size']} cannot be drawn from a population of {o['population']} "
-                            "(expected sample_size <= population)", field="options.sample_size")
+            raise UserError(
+                f"a tournament of {o['sample_size']} cannot be drawn from a population of {o['population']} "
+                "(expected sample_size <= population)",
+                field="options.sample_size",
+            )
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         return AgingEvolutionSampler(
-            self.ctx.space, self.ctx.seed, self.options.get("population", self.DEFAULTS["population"]),
+            self.ctx.space,
+            self.ctx.seed,
+            self.options.get("population", self.DEFAULTS["population"]),
             self.options.get("sample_size", self.DEFAULTS["sample_size"]),
         )

@@ -22,6 +22,7 @@ Evolution tuner ignores it, so its population is filled here), and each tuner is
 that start together do not propose the same architectures. Only
 ``nni.algorithms.hpo`` and ``nni.mutable`` are imported, never ``nni.nas``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,13 +36,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import UserError
 from .base import register_strategy
-from .optuna_loop import OptunaStrategy, distributions
 from .options import integer
+from .optuna_loop import OptunaStrategy, distributions
 
 NNI_ATTR = "acla_nas:nni_params"  # a trial's proposal in NNI's format (system attribute)
 NONE = "none"
-INSTALL_HINT = ("NNI is not installed; pip install 'acla-nas[nni]' (NNI 3.0 pins filelock<3.12 and typeguard<4.1.3: "
-                "install it in a virtual environment of its own, see README 'Optional extras')")
+INSTALL_HINT = (
+    "NNI is not installed; pip install 'acla-nas[nni]' (NNI 3.0 pins filelock<3.12 and typeguard<4.1.3: "
+    "install it in a virtual environment of its own, see README 'Optional extras')"
+)
 
 
 def _choice(values: list[Any]) -> dict[str, Any]:
@@ -109,8 +112,11 @@ def to_params(space: Any, flat: dict[str, Any]) -> dict[str, Any]:
     for j in range(slots):
         if j < len(used):
             s = used[j]
-            params[f"slot{j}"] = {"_name": s.name, "keys": flat[f"{s.name}.keys"],
-                                  **({"scope": flat[f"{s.name}.scope"]} if len(s.labels()) > 1 else {})}
+            params[f"slot{j}"] = {
+                "_name": s.name,
+                "keys": flat[f"{s.name}.keys"],
+                **({"scope": flat[f"{s.name}.scope"]} if len(s.labels()) > 1 else {}),
+            }
         else:
             params[f"slot{j}"] = {"_name": NONE}
     return params
@@ -204,7 +210,11 @@ class NNISampler(optuna.samplers.BaseSampler):
 
     def _params_of(self, t: FrozenTrial) -> dict[str, Any]:
         stored = t.system_attrs.get(NNI_ATTR)
-        return stored if isinstance(stored, dict) else to_params(self.space, self.space.encode(self.space.decode(t.params)))
+        return (
+            stored
+            if isinstance(stored, dict)
+            else to_params(self.space, self.space.encode(self.space.decode(t.params)))
+        )
 
     def _import(self, trials: list[FrozenTrial], values: list[float] | None = None) -> None:
         """Completed trials this tuner did not propose (earlier sessions, other workers, its own
@@ -259,10 +269,14 @@ class NNISampler(optuna.samplers.BaseSampler):
         study._storage.set_trial_system_attr(trial._trial_id, NNI_ATTR, params)
         return {k: v for k, v in to_flat(self.space, params).items() if k in search_space}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
         return random.Random(self.seed * 7919 + trial.number).choice(list(param_distribution.choices))
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: list[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: list[float] | None
+    ) -> None:
         """Tell the tuner: a completed trial's PSNR, or failure (infeasible, failed evaluation)."""
         params = self.proposed.pop(trial.number, None)
         if params is None:
@@ -319,9 +333,22 @@ class NNIRandomStrategy(NNIStrategy):
 
 
 NNI_STRATEGIES: dict[str, type[NNIStrategy]] = {
-    c.name: c for c in (NNITPEStrategy, NNIEvolutionStrategy, NNIAnnealStrategy, NNIRandomStrategy)}
+    c.name: c for c in (NNITPEStrategy, NNIEvolutionStrategy, NNIAnnealStrategy, NNIRandomStrategy)
+}
 for _cls in NNI_STRATEGIES.values():  # NNI itself is imported only when one of them runs
     register_strategy(_cls)
 
-__all__ = ["NNIAnnealStrategy", "NNIEvolutionStrategy", "NNIRandomStrategy", "NNISampler", "NNIStrategy", "NNITPEStrategy",
-           "NNI_STRATEGIES", "legacy_space", "make_tuner", "to_flat", "to_params", "with_index"]
+__all__ = [
+    "NNIAnnealStrategy",
+    "NNIEvolutionStrategy",
+    "NNIRandomStrategy",
+    "NNISampler",
+    "NNIStrategy",
+    "NNITPEStrategy",
+    "NNI_STRATEGIES",
+    "legacy_space",
+    "make_tuner",
+    "to_flat",
+    "to_params",
+    "with_index",
+]

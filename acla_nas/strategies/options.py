@@ -4,6 +4,7 @@ Each strategy declares ``OPTIONS = {name: Option}``; a preset is checked against
 read, before any supernet is trained, so ``population: 0`` or ``w_lr: .nan`` is one line naming
 the file and the option instead of a traceback minutes later.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,7 +48,9 @@ def _steps_or_fraction(value: Any, field: str) -> int | float:
         return check_int(value, field, 0)
     if isinstance(value, float) and 0.0 <= value < 1.0:
         return value
-    raise UserError(f"expected a fraction of the steps in [0, 1) or a whole number of steps >= 0, got {value!r}", field=field)
+    raise UserError(
+        f"expected a fraction of the steps in [0, 1) or a whole number of steps >= 0, got {value!r}", field=field
+    )
 
 
 STEPS_OR_FRACTION = Option("a fraction in [0, 1) or a whole number of steps", _steps_or_fraction)

@@ -18,6 +18,7 @@ Many workers (threads of ``--workers``, processes on other machines) share the s
 * a trial that was taken over while its worker was paused is never told: the late result is
   dropped (it is being run again elsewhere).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -69,8 +70,14 @@ def session_offset(study: optuna.Study, started: float) -> float:
     session's clock starts there. Sessions running at the same time (other machines on the same
     study) are not added: their trials finish after this session began."""
     cutoff = datetime.datetime.fromtimestamp(started)
-    return max([0.0] + [float(t.user_attrs["seconds"]) for t in study.get_trials(deepcopy=False)
-                        if "seconds" in t.user_attrs and t.datetime_complete is not None and t.datetime_complete < cutoff])
+    return max(
+        [0.0]
+        + [
+            float(t.user_attrs["seconds"])
+            for t in study.get_trials(deepcopy=False)
+            if "seconds" in t.user_attrs and t.datetime_complete is not None and t.datetime_complete < cutoff
+        ]
+    )
 
 
 def macs_of(t: FrozenTrial) -> Any:
@@ -124,7 +131,10 @@ class OptunaStrategy(Strategy):
             if done + running >= ctx.trials:
                 break
             if infeasible > INFEASIBLE_FACTOR * max(1, ctx.trials):
-                raise UserError(f"{infeasible} proposals violated the space's constraints; the strategy cannot find feasible architectures", field="constraints")
+                raise UserError(
+                    f"{infeasible} proposals violated the space's constraints; the strategy cannot find feasible architectures",
+                    field="constraints",
+                )
             self.run_trial(study)
         if not ctx.worker:
             self.write(study)
@@ -139,8 +149,13 @@ class OptunaStrategy(Strategy):
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             key = t.user_attrs.get("arch_key")
             if key:
-                ev.cache[key] = EvalResult(t.values[0], int(macs_of(t) or 0), int(t.user_attrs.get("params", 0)), 0.0,
-                                           ssim=float(t.user_attrs.get("ssim", math.nan)))
+                ev.cache[key] = EvalResult(
+                    t.values[0],
+                    int(macs_of(t) or 0),
+                    int(t.user_attrs.get("params", 0)),
+                    0.0,
+                    ssim=float(t.user_attrs.get("ssim", math.nan)),
+                )
 
     def _admitted(self, study: optuna.Study, number: int) -> bool:
         below = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and holds_slot(t))
@@ -179,7 +194,13 @@ class OptunaStrategy(Strategy):
         except BaseException:  # Ctrl-C, a crash: give the trial back now rather than at the next sweep
             liveness.abandon(study, trial._trial_id)
             raise
-        attrs.update(macs=result.macs, params=result.params, eval_seconds=result.seconds, cached=result.cached, seconds=ctx.elapsed())
+        attrs.update(
+            macs=result.macs,
+            params=result.params,
+            eval_seconds=result.seconds,
+            cached=result.cached,
+            seconds=ctx.elapsed(),
+        )
         if math.isfinite(result.ssim):
             attrs["ssim"] = result.ssim
         if result.state != "COMPLETE":
@@ -192,7 +213,9 @@ class OptunaStrategy(Strategy):
             self.write(study)
 
     @staticmethod
-    def _tell(study: optuna.Study, trial: Trial, attrs: dict[str, Any], state: TrialState, values: list[float] | None = None) -> bool:
+    def _tell(
+        study: optuna.Study, trial: Trial, attrs: dict[str, Any], state: TrialState, values: list[float] | None = None
+    ) -> bool:
         """Record and finish the trial, unless another worker took it over (then drop, say so)."""
         try:
             for key, value in attrs.items():
@@ -203,8 +226,11 @@ class OptunaStrategy(Strategy):
         frozen = study._storage.get_trial(trial._trial_id)
         mine = frozen.state == state and all(frozen.user_attrs.get(k) == v for k, v in attrs.items())
         if not mine:
-            print(f"acla-nas: trial {trial.number} was taken over while this worker was paused; its result is dropped "
-                  "(the trial is run again)", file=sys.stderr)
+            print(
+                f"acla-nas: trial {trial.number} was taken over while this worker was paused; its result is dropped "
+                "(the trial is run again)",
+                file=sys.stderr,
+            )
         return mine
 
     # -- outputs -------------------------------------------------------------------------------
@@ -243,8 +269,13 @@ class OptunaStrategy(Strategy):
         if len(study.directions) > 1:
             space = self.ctx.space
             front = [
-                {"trial": t.number, "psnr": t.values[0], "flops": t.values[1], "params": t.user_attrs.get("params"),
-                 "arch": json.dumps(space.encode(space.decode(t.params)), sort_keys=True)}
+                {
+                    "trial": t.number,
+                    "psnr": t.values[0],
+                    "flops": t.values[1],
+                    "params": t.user_attrs.get("params"),
+                    "arch": json.dumps(space.encode(space.decode(t.params)), sort_keys=True),
+                }
                 for t in sorted(study.best_trials, key=lambda t: t.values[1])
             ]
             import pandas as pd
@@ -259,7 +290,12 @@ class OptunaStrategy(Strategy):
             return None
         top = max(complete, key=lambda t: (t.values[0], -t.number))
         arch = self.ctx.space.decode(top.params)
-        scores = {"psnr": top.values[0], "flops": macs_of(top), "params": top.user_attrs.get("params"), "trial": top.number}
+        scores = {
+            "psnr": top.values[0],
+            "flops": macs_of(top),
+            "params": top.user_attrs.get("params"),
+            "trial": top.number,
+        }
         if "ssim" in top.user_attrs:
             scores["ssim"] = top.user_attrs["ssim"]
         return arch, scores
@@ -288,5 +324,7 @@ class SpaceRandomSampler(optuna.samplers.BaseSampler):
         flat = self.space.encode(self.space.sample(self.rng(trial)))
         return {k: v for k, v in flat.items() if k in search_space}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
         return self.rng(trial).choice(list(param_distribution.choices))

@@ -1,4 +1,5 @@
 """Random search: the baseline every other strategy must beat at an equal evaluation budget."""
+
 from __future__ import annotations
 
 import optuna

@@ -11,6 +11,7 @@ before 20 feasible ones, 8 seeds, scratch script in the issue-13 note):
   only where the site carries a module), and grouping models each set of co-occurring
   parameters jointly instead of sampling the conditional ones independently.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,8 +21,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .base import register_strategy
-from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 from .options import FLAG, integer
+from .optuna_loop import OptunaStrategy, SpaceRandomSampler
 
 
 class SpaceStartTPESampler(optuna.samplers.TPESampler):
