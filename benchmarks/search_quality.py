@@ -244,7 +244,7 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
         "|---|---|---|---|---|---|---|",
     ]
     for seed in range(args.darts_seeds):
-        run = Path(args.out) / "darts" / f"s{seed}"
+        run = Path(args.out).resolve() / "darts" / f"s{seed}"  # absolute: the run records its preset's path
         preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
         pfile = run.parent / f"darts_s{seed}.yaml"
         run.parent.mkdir(parents=True, exist_ok=True)
