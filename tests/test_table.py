@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +33,20 @@ def space_file(tmp_path: Path) -> str:
     return write(tmp_path / "space.yaml", TABLE_SPACE)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One table built for the module (6 short runs); each test gets its own copy."""
+    root = tmp_path_factory.mktemp("table")
+    return build_table(
+        write(root / "space.yaml", TABLE_SPACE), root / "t.csv", root / "work", jobs=1, second_seed=2, recipe=RECIPE
+    )
+
+
 @pytest.fixture()
-def table(tmp_path: Path, space_file: str) -> Path:
-    return build_table(space_file, tmp_path / "t.csv", tmp_path / "work", jobs=1, second_seed=2, recipe=RECIPE)
+def table(tmp_path: Path, built: Path) -> Path:
+    for f in (built, built.with_suffix(".meta.yaml")):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path / built.name
 
 
 def test_plan_covers_every_arch_once_and_stratifies_the_second_seed() -> None:
