@@ -78,7 +78,25 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def _run_one(job: dict) -> dict:
+def run_spec(space: SearchSpace, arch: Arch, seed: int, recipe: dict, work: Path, threads: int = 1) -> dict:
+    """What :func:`run_one` needs to train (or resume) one (arch, seed) run of a table in ``work``."""
+    key = arch_key(space, arch)
+    doc = arch.to_dict()
+    doc["data"] = dict(space.spec.data)
+    doc["train"] = {**recipe, "progress": False, "seed": seed}
+    cost = space.cost(arch)
+    return {
+        "arch": key,
+        "seed": seed,
+        "doc": doc,
+        "dir": str(Path(work) / f"{key}_s{seed}"),
+        "threads": threads,
+        "macs": cost["macs"],
+        "params": cost["params"],
+    }
+
+
+def run_one(job: dict) -> dict:
     """Train one (arch, seed) in a worker process; returns its CSV row."""
     import torch
 
@@ -157,24 +175,7 @@ def build_table(
             )
         )
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    specs = []
-    for arch, seed in todo:
-        key = arch_key(space, arch)
-        doc = arch.to_dict()
-        doc["data"] = dict(space.spec.data)
-        doc["train"] = {**recipe, "progress": False, "seed": seed}
-        cost = space.cost(arch)
-        specs.append(
-            {
-                "arch": key,
-                "seed": seed,
-                "doc": doc,
-                "dir": str(work / out.stem / f"{key}_s{seed}"),
-                "threads": threads,
-                "macs": cost["macs"],
-                "params": cost["params"],
-            }
-        )
+    specs = [run_spec(space, arch, seed, recipe, work / out.stem, threads) for arch, seed in todo]
     new_file = not out.is_file() or out.stat().st_size == 0
     t0, n = time.perf_counter(), 0
     with out.open("a", newline="") as f:
@@ -197,10 +198,10 @@ def build_table(
 
         if jobs == 1:  # in this process (tests, debugging)
             for spec in specs:
-                record(_run_one(spec))
+                record(run_one(spec))
             return out
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            pending = {pool.submit(_run_one, s) for s in specs}
+            pending = {pool.submit(run_one, s) for s in specs}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:

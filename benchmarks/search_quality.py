@@ -274,7 +274,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     then its child, the plain backbone and 5 random architectures of about the child's MACs,
     each trained stand-alone with the table's recipe and seeds 0, 1, 2 (runs the table already
     holds are read from it: same recipe, same seed)."""
-    from acla_nas.tabulate import RECIPE, _run_one
+    from acla_nas.tabulate import RECIPE, run_one, run_spec
 
     meta = table.path.with_suffix(".meta.yaml")
     recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE
@@ -313,22 +313,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
             if seed in table.entries[key].psnr:
                 psnr[key][seed] = table.entries[key].psnr[seed]
                 continue
-            arch = by_key[key]
-            doc = arch.to_dict()
-            doc["data"] = dict(space.spec.data)
-            doc["train"] = {**recipe, "progress": False, "seed": seed}
-            cost = space.cost(arch)
-            row = _run_one(
-                {
-                    "arch": key,
-                    "seed": seed,
-                    "doc": doc,
-                    "dir": str(base / f"{key}_s{seed}"),
-                    "threads": 1,
-                    "macs": cost["macs"],
-                    "params": cost["params"],
-                }
-            )
+            row = run_one(run_spec(space, by_key[key], seed, recipe, base))
             psnr[key][seed] = float(row["psnr"])
     seeds = (0, 1, 2)
     child_v = [psnr[ckey][s] for s in seeds]
