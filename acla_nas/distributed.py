@@ -18,6 +18,7 @@ about ranks. The contract:
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import socket
@@ -100,14 +101,26 @@ def process_group(device: str | None) -> Iterator[Rank]:
     dist.init_process_group(backend=backend, rank=r.rank, world_size=r.world, timeout=TIMEOUT)
     try:
         yield r
-    finally:
-        leave()
+    except BaseException:
+        leave(together=False)  # a peer may be gone: waiting for it could hang
+        raise
+    leave()
 
 
-def leave() -> None:
-    """Leave the process group (after the data-parallel part; later work runs on rank 0 alone)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def leave(together: bool = True) -> None:
+    """Leave the process group (after the data-parallel part; later work runs on rank 0 alone).
+
+    ``together``: every rank waits at a barrier first, so no rank tears its connections down
+    while a peer still works in the group (rank 0 writes files after the last collective); a
+    rank that left early was seen to abort in gloo ("terminate called without an active
+    exception") under load. Objects that still hold the group (a DDP wrapper in a reference
+    cycle) are collected before it is destroyed, not at interpreter exit."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    if together and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def device_for(device: torch.device) -> torch.device:
