@@ -21,7 +21,7 @@ Three parts, each resumable (runs live under ``--out`` and are read back, not re
    target, and whether it is in their top 10%.
 
     python benchmarks/search_quality.py [--table results/table/synthetic_table.csv]
-        [--space search_spaces/synthetic_table.yaml] [--strategies random tpe evolution]
+        [--space search_spaces/synthetic_table.yaml] [--strategies random tpe evolution nni:TPE ...]
         [--seeds 10] [--trials 40] [--samplings uniform fair sandwich] [--supernet-steps 1000]
         [--darts-seeds 3] [--parts strategies oneshot darts] [--out runs/bench_search_quality]
         [--results results/search_quality]
@@ -57,7 +57,21 @@ PRESETS = {
     "tpe": {"strategy": "tpe", "options": {"n_startup_trials": 10, "multivariate": True}},
     "evolution": {"strategy": "evolution", "options": {"population": 10, "sample_size": 4}},
 }
+NNI_TUNERS = ("TPE", "Evolution", "Anneal", "Random")  # NNI's in-process tuners (strategy nni:NAME)
 VAL = {"patches": 16, "patch": 48}
+
+
+def nni_available() -> bool:
+    """NNI lives in .venv-nni (scripts/setup-nni.sh); there its tuners join the comparison."""
+    try:
+        import nni  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if nni_available():
+    PRESETS.update({f"nni:{t}": {"strategy": f"nni:{t}"} for t in NNI_TUNERS})
 
 
 # -- 1. strategies against the table --------------------------------------------------------------
@@ -66,7 +80,8 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
     rows = []
     for name in args.strategies:
         for seed in range(args.seeds):
-            run = Path(args.out) / Path(args.search_space or args.space).stem / "strategies" / f"{name}_s{seed}"
+            tag = name.replace(":", "_")  # nni:TPE -> nni_TPE (a file name)
+            run = Path(args.out) / Path(args.search_space or args.space).stem / "strategies" / f"{tag}_s{seed}"
             preset = {
                 **PRESETS[name],
                 "evaluator": "table",
@@ -76,7 +91,7 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
                 "table": {"path": str(Path(args.table).resolve()), "value": "seed0"},
             }
             run.parent.mkdir(parents=True, exist_ok=True)
-            pfile = run.parent / f"{name}_s{seed}.yaml"
+            pfile = run.parent / f"{tag}_s{seed}.yaml"
             pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
             run_search(args.search_space or args.space, str(pfile), run, progress=False)
             traj = pd.read_csv(run / "trajectory.csv")
@@ -249,9 +264,8 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
         pfile = run.parent / f"darts_s{seed}.yaml"
         run.parent.mkdir(parents=True, exist_ok=True)
         pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
-        t0 = time.perf_counter()
         res = run_search(args.space, str(pfile), run, progress=False)
-        minutes = (time.perf_counter() - t0) / 60
+        minutes = res.seconds / 60  # the search's own time (across sessions), also when read back
         ctx_target = macs_target(space, preset["options"])
         key = arch_key(space, res.best_arch)
         if key not in means:
@@ -363,7 +377,13 @@ def main() -> None:
         default=["strategies", "oneshot", "darts", "e2e"],
         choices=["strategies", "oneshot", "darts", "e2e"],
     )
-    ap.add_argument("--strategies", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument(
+        "--strategies",
+        nargs="+",
+        default=list(PRESETS),
+        choices=list(PRESETS),
+        help="default: every built-in strategy, and NNI's tuners (nni:TPE ...) where NNI imports (.venv-nni)",
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--samplings", nargs="+", default=["uniform", "fair", "sandwich"])
