@@ -92,3 +92,57 @@ def test_dashboard_without_optuna_dashboard_is_one_line(run_dir: Path, monkeypat
         capsys.readouterr().err.strip()
         == "acla-nas dashboard: error: optuna-dashboard is not installed; pip install 'acla-nas[dashboard]'"
     )
+
+
+def test_dashboard_stops_while_requests_are_in_flight(run_dir: Path, tmp_path: Path) -> None:
+    """`kill PID` during a stream of requests stops the server: a stop raised inside a request
+    would be caught by wsgiref's handler (answered 500) and the server would serve on forever."""
+    pytest.importorskip(
+        "optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')"
+    )
+    import threading
+    import time
+
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    served, done = [0], threading.Event()
+
+    def hammer(url: str) -> None:
+        while not done.is_set():
+            try:
+                _get(url)
+                served[0] += 1
+            except OSError:
+                time.sleep(0.01)  # refused once the server is down
+
+    try:
+        m = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", proc.stdout.readline())
+        assert m, log.read_text()
+        clients = [threading.Thread(target=hammer, args=(f"{m.group(1)}/api/studies",)) for _ in range(3)]
+        for c in clients:
+            c.start()
+        t0 = time.monotonic()
+        while served[0] < 20 and time.monotonic() - t0 < 120:
+            time.sleep(0.01)
+        assert served[0] >= 20, log.read_text()
+        proc.send_signal(signal.SIGTERM)  # while requests keep arriving
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            done.set()
+            for c in clients:
+                c.join()
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+    finally:
+        done.set()
+    assert code == 0 and "dashboard stopped" in log.read_text(), log.read_text()

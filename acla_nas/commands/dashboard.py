@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import UserError
@@ -65,21 +66,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", field="--port") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.server_port}/dashboard/studies/{study._study_id}"
+    # The server runs in a thread and the main thread waits for Ctrl-C or `kill PID`: raising
+    # KeyboardInterrupt from a signal handler is not enough, since wsgiref's handler catches every
+    # exception of a request in progress (answering 500) and would serve on forever.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
     print(f"study {study.study_name!r} of {run_dir} ({spec.shown}) at {url}  (Ctrl-C stops)", flush=True)
-    previous = signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops it as cleanly as Ctrl-C
     try:
-        server.serve_forever()
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        server.shutdown()  # lets a request in progress finish
+        thread.join()
         server.server_close()
     print("dashboard stopped", file=sys.stderr)
     return 0
-
-
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _stored_storage(run_dir: Path) -> str | None:
