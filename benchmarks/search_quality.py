@@ -147,8 +147,9 @@ def plot_regret(med: pd.DataFrame, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for name, g in med.groupby("strategy", sort=False):
-        ax.plot(g.trial, g["median"], label=name, lw=1.8)
-        ax.fill_between(g.trial, g.q25, g.q75, alpha=0.15)
+        style = {"color": "black", "ls": "--"} if name == "random" else {}  # the baseline stands out
+        line = ax.plot(g.trial, g["median"], label=name, lw=1.8, **style)[0]
+        ax.fill_between(g.trial, g.q25, g.q75, alpha=0.15 if name != "random" else 0.08, color=line.get_color())
     ax.set_xlabel("trials")
     ax.set_ylabel("regret: table best - best found (dB)")
     ax.set_title(title, fontsize=10)
@@ -194,6 +195,49 @@ def bootstrap(x: list[float], y: list[float], tie: float, n_boot: int, seed: int
             taus.append(t)
     taus.sort()
     return taus[int(0.025 * len(taus))], taus[min(len(taus) - 1, int(0.975 * len(taus)))]
+
+
+def site_effects(values: dict[str, float]) -> tuple[dict[tuple[int, str], float], float]:
+    """An additive model of ``values`` over the architecture keys: PSNR ~ plain + one effect per
+    (site, choice), choice "0" (no module) the baseline of each site. Returns the effects and R^2.
+    Shows *what* a ranking rewards: a supernet that rewards every module alike ranks by count."""
+    import numpy as np
+
+    keys = [k for k in values if not k.startswith("_")]
+    parts = [k.split("-") for k in keys]
+    columns = sorted({(i, c) for p in parts for i, c in enumerate(p) if c != "0"})
+    x = np.zeros((len(keys), 1 + len(columns)))
+    x[:, 0] = 1.0
+    col = {c: j + 1 for j, c in enumerate(columns)}
+    for r, p in enumerate(parts):
+        for i, c in enumerate(p):
+            if c != "0":
+                x[r, col[(i, c)]] = 1.0
+    y = np.array([values[k] for k in keys])
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    r2 = 1.0 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+    return {c: float(beta[col[c]]) for c in columns}, r2
+
+
+def effects_lines(space: SearchSpace, columns: dict[str, dict[str, float]]) -> list[str]:
+    """A markdown table of the additive site effects (dB over the same architecture without that
+    module), one column per ranking (the table, each supernet)."""
+    fits = {name: site_effects(v) for name, v in columns.items()}
+    sites = list(space.sites)
+    rows = sorted({c for eff, _ in fits.values() for c in eff}, key=lambda c: (c[0], float(c[1].split("@")[0])))
+    lines = [
+        "| site, keys | " + " | ".join(fits) + " |",
+        "|---|" + "---|" * len(fits),
+    ]
+    for c in rows:
+        lines.append(
+            f"| {sites[c[0]]}, {c[1]} | "
+            + " | ".join(f"{eff.get(c, math.nan):+.3f}" for eff, _ in fits.values())
+            + " |"
+        )
+    lines.append("| R^2 of the additive model | " + " | ".join(f"{r2:.2f}" for _, r2 in fits.values()) + " |")
+    return lines
 
 
 def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) -> dict[str, float]:
@@ -248,6 +292,18 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
                 f"| {sampling} | {label} | {tau:.3f} [{lo:.3f}, {hi:.3f}] | {sparse:.3f} [{slo:.3f}, {shi:.3f}] | "
                 f"{scores.get('_seconds', math.nan):.0f} |"
             )
+    tabulated = set(means)
+    columns = {"stand-alone (table)": means}
+    for sampling in args.samplings:
+        scores = oneshot_scores(args, space, sampling)
+        columns[f"one-shot {sampling}"] = {k: v for k, v in scores.items() if k in tabulated}
+    lines += [
+        "",
+        "What each ranking rewards: an additive model over the tabulated architectures, PSNR = plain + "
+        "one effect per (site, keys), in dB (least squares; R^2 on its last row).",
+        "",
+        *effects_lines(space, columns),
+    ]
     return lines
 
 
@@ -283,18 +339,11 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
 
 
 # -- 4. end to end ----------------------------------------------------------------------------------
-def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
-    """The search as a user runs it (evolution on a fair-sampled one-shot supernet, no table),
-    then its child, the plain backbone and 5 random architectures of about the child's MACs,
-    each trained stand-alone with the table's recipe and seeds 0, 1, 2 (runs the table already
-    holds are read from it: same recipe, same seed)."""
-    from acla_nas.tabulate import RECIPE, run_one, run_spec
-
-    meta = table.path.with_suffix(".meta.yaml")
-    recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE
-
-    base = Path(args.out) / Path(args.search_space or args.space).stem / "e2e"
-    run = base / "search"
+def e2e_preset(args: argparse.Namespace, strategy: str) -> tuple[dict, str]:
+    """The search preset of the end-to-end part, and how the summary names it."""
+    if strategy == "darts":
+        preset = {"strategy": "darts", "seed": 0, "val": VAL, "options": {"steps": args.darts_steps}}
+        return preset, f"DARTS ({args.darts_steps} steps, seed 0)"
     preset = {
         "strategy": "evolution",
         "evaluator": "oneshot",
@@ -304,12 +353,28 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
         "options": {"population": 10, "sample_size": 4},
         "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"},
     }
+    return preset, f"evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling)"
+
+
+def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table, strategy: str = "evolution") -> list[str]:
+    """The search as a user runs it (``strategy``: evolution on a fair-sampled one-shot
+    supernet, or DARTS; no table), then its child, the plain backbone and 5 random architectures
+    of about the child's MACs, each trained stand-alone with the table's recipe and seeds 0, 1, 2
+    (runs the table already holds are read from it: same recipe, same seed)."""
+    from acla_nas.tabulate import RECIPE, run_one, run_spec
+
+    meta = table.path.with_suffix(".meta.yaml")
+    recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE
+
+    stem = Path(args.search_space or args.space).stem
+    base = Path(args.out) / stem / ("e2e" if strategy == "evolution" else f"e2e_{strategy}")
+    run = base / "search"
+    preset, described = e2e_preset(args, strategy)
     run.parent.mkdir(parents=True, exist_ok=True)
     pfile = run.parent / "search.yaml"
     pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
-    t0 = time.perf_counter()
-    child = run_search(args.search_space or args.space, str(pfile), run, progress=False).best_arch
-    search_min = (time.perf_counter() - t0) / 60
+    res = run_search(args.search_space or args.space, str(pfile), run, progress=False)
+    child, search_min = res.best_arch, res.seconds / 60  # the search's own clock, also when read back
     ckey = arch_key(space, child)
     cmacs = table.entries[ckey].macs
     in_space = {arch_key(space, a) for a in space.enumerate()}
@@ -336,8 +401,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
     d_plain = [c - p for c, p in zip(child_v, plain_v)]
     d_rand = [c - r for c, r in zip(child_v, rand_med)]
     lines = [
-        f"Search: evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling), "
-        f"{search_min:.1f} min; child {ckey} ({cmacs / 1e6:.1f}M MACs). Random archs of equal MACs "
+        f"Search: {described}, {search_min:.1f} min; child {ckey} ({cmacs / 1e6:.1f}M MACs). Random archs of equal MACs "
         f"(within {spread:.1f}%): {', '.join(randoms)}. Stand-alone, table recipe, seeds 0/1/2 (paired).",
         "",
         "| network | PSNR seed 0 / 1 / 2 | mean |",
@@ -356,6 +420,26 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table) -> li
         f"{'yes' if statistics.fmean(d_rand) >= 0.05 else 'NO'}).",
     ]
     return lines
+
+
+def replication_lines(table: Table, n_boot: int) -> list[str]:
+    """Does the table's order survive a second seed? Kendall tau of seed 1 against seed 0 over the
+    architectures with both, and each seed's additive site effects: the ceiling of any ranking
+    measured against one seed of the table."""
+    pairs = {k: e.psnr for k, e in table.entries.items() if 0 in e.psnr and 1 in e.psnr}
+    if len(pairs) < 3:
+        return []
+    x, y = [p[0] for p in pairs.values()], [p[1] for p in pairs.values()]
+    lo, hi = bootstrap(x, y, 0.0, n_boot)
+    e0, _ = site_effects({k: p[0] for k, p in pairs.items()})
+    e1, _ = site_effects({k: p[1] for k, p in pairs.items()})
+    top0 = max(e0, key=e0.get)
+    return [
+        f"Replication: Kendall tau of seed 1 against seed 0 over the {len(pairs)} architectures with both: "
+        f"{kendall(x, y):.3f} [{lo:.3f}, {hi:.3f}]. Seed 0's largest site effect (site {top0[0]}, keys {top0[1]}: "
+        f"{e0[top0]:+.3f} dB) is {e1.get(top0, math.nan):+.3f} dB with seed 1 (additive fits over these architectures).",
+        "",
+    ]
 
 
 def main() -> None:
@@ -393,6 +477,13 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--darts-seeds", type=int, default=3)
     ap.add_argument("--darts-steps", type=int, default=400)
+    ap.add_argument(
+        "--e2e-strategies",
+        nargs="+",
+        default=["evolution", "darts"],
+        choices=["evolution", "darts"],
+        help="the searches of the end-to-end part (evolution on a one-shot supernet; DARTS)",
+    )
     ap.add_argument("--out", default="runs/bench_search_quality")
     ap.add_argument("--results", default=str(ROOT / "results/search_quality"))
     args = ap.parse_args()
@@ -423,6 +514,7 @@ def main() -> None:
         f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
         "all architectures: compare within a seed). Values below: seed-0 PSNR.",
         "",
+        *replication_lines(table, args.boot),
     ]
     if "strategies" in args.parts:
         curves = strategy_curves(args, search_space, svalues)
@@ -437,7 +529,9 @@ def main() -> None:
     if "darts" in args.parts:
         out += ["## DARTS", ""] + summarize_darts(args, space, table) + [""]
     if "e2e" in args.parts:
-        out += ["## End to end", ""] + end_to_end(args, search_space, table) + [""]
+        out += ["## End to end", ""]
+        for strategy in args.e2e_strategies:
+            out += [f"### {strategy}", ""] + end_to_end(args, search_space, table, strategy) + [""]
     text = "\n".join(out)
     (res / "summary.md").write_text(text + "\n")
     print(text)
