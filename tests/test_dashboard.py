@@ -37,13 +37,10 @@ def _get(url: str) -> dict:
         return json.loads(response.read().decode())
 
 
-def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip(
-        "optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')"
-    )
-    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the server
+def _start(run_dir: Path, log: Path) -> subprocess.Popen:
+    """The dashboard verb on a free port; its stderr to ``log`` (a file: a full pipe would block it)."""
     with log.open("w") as err:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -51,6 +48,14 @@ def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Pat
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+def test_dashboard_serves_the_run_study_on_loopback(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip(
+        "optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'acla-nas[dashboard]')"
+    )
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the server
+    proc = _start(run_dir, log)
     try:
         line = proc.stdout.readline()
         m = re.search(r"at (http://127\.0\.0\.1:(\d+))/dashboard/studies/(\d+)", line)
@@ -104,15 +109,7 @@ def test_dashboard_stops_while_requests_are_in_flight(run_dir: Path, tmp_path: P
     import time
 
     log = tmp_path / "stderr.txt"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "acla_nas", "dashboard", str(run_dir), "--port", "0"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    proc = _start(run_dir, log)
     served, done = [0], threading.Event()
 
     def hammer(url: str) -> None:
