@@ -18,7 +18,6 @@ about ranks. The contract:
 from __future__ import annotations
 
 import contextlib
-import gc
 import multiprocessing as mp
 import os
 import socket
@@ -113,11 +112,9 @@ def leave(together: bool = True) -> None:
     ``together``: every rank waits at a barrier first, so no rank tears its connections down
     while a peer still works in the group (rank 0 writes files after the last collective); a
     rank that left early was seen to abort in gloo ("terminate called without an active
-    exception") under load. Objects that still hold the group (a DDP wrapper in a reference
-    cycle) are collected before it is destroyed, not at interpreter exit."""
+    exception") under load."""
     if not (dist.is_available() and dist.is_initialized()):
         return
-    gc.collect()
     if together and dist.get_world_size() > 1:
         dist.barrier()
     dist.destroy_process_group()

@@ -275,8 +275,10 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
         "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |",
         "|---|---|---|---|---|",
     ]
+    columns = {"stand-alone (table)": means}
     for sampling in args.samplings:
         scores = oneshot_scores(args, space, sampling)
+        columns[f"one-shot {sampling}"] = {k: v for k, v in scores.items() if k in means}
         sets = (
             (f"all {len(means)}", [k for k in means if k in scores], means),
             (f"{len(strat_keys)} stratified", strat_keys, means),
@@ -292,11 +294,6 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
                 f"| {sampling} | {label} | {tau:.3f} [{lo:.3f}, {hi:.3f}] | {sparse:.3f} [{slo:.3f}, {shi:.3f}] | "
                 f"{scores.get('_seconds', math.nan):.0f} |"
             )
-    tabulated = set(means)
-    columns = {"stand-alone (table)": means}
-    for sampling in args.samplings:
-        scores = oneshot_scores(args, space, sampling)
-        columns[f"one-shot {sampling}"] = {k: v for k, v in scores.items() if k in tabulated}
     lines += [
         "",
         "What each ranking rewards: an additive model over the tabulated architectures, PSNR = plain + "
@@ -308,6 +305,17 @@ def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table
 
 
 # -- 3. DARTS ---------------------------------------------------------------------------------------
+def darts_search(args: argparse.Namespace, seed: int, space_path: str, run: Path) -> tuple[object, dict]:
+    """The benchmark's DARTS search of ``space_path`` with ``seed`` in ``run`` (read back when
+    done), and its preset."""
+    run = run.resolve()  # absolute: the run records its preset's path
+    preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
+    pfile = run.parent / f"darts_s{seed}.yaml"
+    run.parent.mkdir(parents=True, exist_ok=True)
+    pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
+    return run_search(space_path, str(pfile), run, progress=False), preset
+
+
 def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
     means = table.values("seed0")
     lines = [
@@ -315,12 +323,7 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
         "|---|---|---|---|---|---|---|",
     ]
     for seed in range(args.darts_seeds):
-        run = Path(args.out).resolve() / "darts" / f"s{seed}"  # absolute: the run records its preset's path
-        preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
-        pfile = run.parent / f"darts_s{seed}.yaml"
-        run.parent.mkdir(parents=True, exist_ok=True)
-        pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
-        res = run_search(args.space, str(pfile), run, progress=False)
+        res, preset = darts_search(args, seed, args.space, Path(args.out) / "darts" / f"s{seed}")
         minutes = res.seconds / 60  # the search's own time (across sessions), also when read back
         ctx_target = macs_target(space, preset["options"])
         key = arch_key(space, res.best_arch)
@@ -339,11 +342,14 @@ def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) 
 
 
 # -- 4. end to end ----------------------------------------------------------------------------------
-def e2e_preset(args: argparse.Namespace, strategy: str) -> tuple[dict, str]:
-    """The search preset of the end-to-end part, and how the summary names it."""
+def e2e_search(args: argparse.Namespace, strategy: str, base: Path) -> tuple[object, str]:
+    """The end-to-end part's search (DARTS on the tabulated space is the DARTS part's seed-0
+    search, read back rather than run twice), and how the summary names it."""
+    space_path = args.search_space or args.space
     if strategy == "darts":
-        preset = {"strategy": "darts", "seed": 0, "val": VAL, "options": {"steps": args.darts_steps}}
-        return preset, f"DARTS ({args.darts_steps} steps, seed 0)"
+        same = Path(space_path).resolve() == Path(args.space).resolve()
+        run = Path(args.out) / "darts" / "s0" if same else base / "search"
+        return darts_search(args, 0, space_path, run)[0], f"DARTS ({args.darts_steps} steps, seed 0)"
     preset = {
         "strategy": "evolution",
         "evaluator": "oneshot",
@@ -353,7 +359,11 @@ def e2e_preset(args: argparse.Namespace, strategy: str) -> tuple[dict, str]:
         "options": {"population": 10, "sample_size": 4},
         "supernet": {"steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "sampling": "fair"},
     }
-    return preset, f"evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling)"
+    base.mkdir(parents=True, exist_ok=True)
+    pfile = base / "search.yaml"
+    pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
+    res = run_search(space_path, str(pfile), base / "search", progress=False)
+    return res, f"evolution, {args.trials} trials, one-shot supernet ({args.supernet_steps} steps, fair sampling)"
 
 
 def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table, strategy: str = "evolution") -> list[str]:
@@ -368,12 +378,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table, strat
 
     stem = Path(args.search_space or args.space).stem
     base = Path(args.out) / stem / ("e2e" if strategy == "evolution" else f"e2e_{strategy}")
-    run = base / "search"
-    preset, described = e2e_preset(args, strategy)
-    run.parent.mkdir(parents=True, exist_ok=True)
-    pfile = run.parent / "search.yaml"
-    pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
-    res = run_search(args.search_space or args.space, str(pfile), run, progress=False)
+    res, described = e2e_search(args, strategy, base)
     child, search_min = res.best_arch, res.seconds / 60  # the search's own clock, also when read back
     ckey = arch_key(space, child)
     cmacs = table.entries[ckey].macs
