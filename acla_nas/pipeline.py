@@ -24,13 +24,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .arch import Arch, load_arch_file
-from .atomic import atomic_path, write_text_atomic
-from .cost import count_macs, count_params
-from .errors import UserError
-from .network import build
-from .run_config import RunConfig
-from .run_dir import RunDir
+from acla_nas.core.atomic import atomic_path, write_text_atomic
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch, load_arch_file
+from acla_nas.nn.cost import count_macs, count_params
+from acla_nas.nn.network import build
+from acla_nas.runs.run_dir import RunDir
+from acla_nas.search.config import RunConfig
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "steps": 1500,
@@ -76,7 +76,7 @@ def retrain_variants(
     nproc: int = 1,
 ) -> dict[str, dict]:
     """Train each distinct variant once from scratch with the same recipe; returns name -> metrics."""
-    from .retrain import train_arch
+    from acla_nas.train.retrain import train_arch
 
     run = RunDir(run_dir)
     archs = _variant_archs(run, space)
@@ -158,7 +158,7 @@ def format_table(df: pd.DataFrame, input_size: tuple[int, int], test_name: str) 
 
 def check_recipe(retrain: dict | None) -> dict:
     """The retraining recipe: the defaults with the ``--retrain-*`` flags, checked."""
-    from .trainer import TrainConfig
+    from acla_nas.train.trainer import TrainConfig
 
     recipe = {**DEFAULT_RECIPE, **(retrain or {})}
     try:
@@ -173,7 +173,7 @@ def check_recipe(retrain: dict | None) -> dict:
 
 def refuse_torchrun() -> None:
     """The pipeline starts its own processes (--nproc); under torchrun every rank would run it all."""
-    from . import distributed
+    from acla_nas.runtime import distributed
 
     if distributed.from_env().enabled:
         raise UserError(
@@ -187,8 +187,8 @@ def pipeline(
     cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, progress: bool = True, log: Any = print
 ) -> PipelineResult:
     """The whole job on one checked run configuration (its space is the one every stage uses)."""
-    from .export import export_run
-    from .search import search
+    from acla_nas.export.exporter import export_run
+    from acla_nas.search.run import search
 
     refuse_torchrun()
     recipe = recipe or dict(DEFAULT_RECIPE)
@@ -226,8 +226,8 @@ def pipeline(
 
     t = time.perf_counter()
     try:
-        from .plots import plot_runs
-        from .report import write_report
+        from acla_nas.plots import plot_runs
+        from acla_nas.plots.report import write_report
 
         res_plots = plot_runs([run.path], run.plots, with_model=True)
         for note in res_plots.notes:

@@ -2,7 +2,7 @@
 
 Methods (C=32 channels, L=3 earlier layers of the query's size, K=8 keys, batch 2, training mode):
 
-  a   our module, ``acla_nas.acla.ACLA`` (adaptive gate on)
+  a   our module, ``acla_nas.nn.acla.ACLA`` (adaptive gate on)
   a0  our module with ``adaptive=False``
   ac  our module under ``torch.compile`` (only with ``--compile``; informative, not a target)
   b   per-key loop reference in the authors' style (written below): separate 1x1 key and value
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from acla_nas.acla import ACLA, initial_offsets  # noqa: E402
+from acla_nas.nn.acla import ACLA, initial_offsets  # noqa: E402
 
 C, L, K, BATCH = 32, 3, 8, 2
 METHODS = {
@@ -271,7 +271,7 @@ def time_worker(methods: list[str], size: int, repeats: dict[str, int], warmup: 
 def check_cores(device: str = "cpu", cores: tuple[str, ...] = ("node",)) -> list[str]:
     """Each attention core of our module against its plain formulation on ``device`` (same
     module, weights and Gumbel noise; the output and every gradient), one line per core."""
-    from acla_nas.acla_cuda import use_core
+    from acla_nas.nn.attention_core import use_core
 
     torch.manual_seed(0)
     m = ACLA(16, [16, 8, 12], 6).train().to(device)

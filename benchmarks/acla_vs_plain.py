@@ -1,6 +1,6 @@
 """Does ACLA help? The plain backbone vs children with ACLA modules, same recipe, several seeds.
 
-Trains each variant from scratch with the same recipe for each seed (``acla_nas.retrain``,
+Trains each variant from scratch with the same recipe for each seed (``acla_nas.train.retrain``,
 the code behind ``acla-nas train``), evaluates on the test split with the task's protocol, and
 prints mean +- std of test PSNR/SSIM per variant, the naive floor (bicubic input), the gain over
 the plain backbone per seed (paired), and the training throughput (steps/s) of each variant,
@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from acla_nas.arch import load_arch_file
-from acla_nas.retrain import train_arch
+from acla_nas.nn.arch import load_arch_file
 from acla_nas.space import SearchSpace
+from acla_nas.train.retrain import train_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 

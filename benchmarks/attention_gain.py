@@ -41,12 +41,14 @@ import pandas as pd
 import torch
 import yaml
 
-from acla_nas.data import _mix_seed, make_source, to_float
-from acla_nas.restore import load_model
-from acla_nas.retrain import train_arch
+from acla_nas.data.images import to_float
+from acla_nas.data.patches import _mix_seed
+from acla_nas.data.sources import make_source
+from acla_nas.data.synthetic import mean_period, parse_params
 from acla_nas.space import SearchSpace
-from acla_nas.synthetic import mean_period, parse_params
 from acla_nas.tasks import make_task
+from acla_nas.train.inference import load_model
+from acla_nas.train.retrain import train_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("plain", "paper", "fixed", "random")

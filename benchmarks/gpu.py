@@ -4,8 +4,8 @@ non-local block, and EDSR training throughput with and without modules.
 Module, training mode, the query map, the earlier maps and all weights requiring gradients;
 C=64 channels, L=4 earlier layers of the query's size, K=8 keys, batch 16; 64^2 ... 512^2:
 
-  a-triton, a-node, a-plain  our module, ``acla_nas.acla.ACLA``, with each attention core
-                             (``acla_nas.acla_cuda``: fused Triton kernels / one autograd node /
+  a-triton, a-node, a-plain  our module, ``acla_nas.nn.acla.ACLA``, with each attention core
+                             (``acla_nas.nn.attention_core``: fused Triton kernels / one autograd node /
                              the plain broadcasting formulation)
   b   per-key loop in the authors' style (``PerKeyLoopACLA`` of benchmarks/acla_module.py)
   c   embedded-Gaussian non-local block with its HW x HW affinity in memory (``NonLocalBlock`` of
@@ -50,9 +50,9 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 from acla_module import NonLocalBlock, PerKeyLoopACLA, check_cores  # noqa: E402
 
-from acla_nas.acla import ACLA  # noqa: E402
-from acla_nas.acla_cuda import select_core, triton_available, use_core  # noqa: E402
-from acla_nas.network import build as build_network  # noqa: E402
+from acla_nas.nn.acla import ACLA  # noqa: E402
+from acla_nas.nn.attention_core import select_core, triton_available, use_core  # noqa: E402
+from acla_nas.nn.network import build as build_network  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
 
 C, L, K, BATCH = 64, 4, 8, 16

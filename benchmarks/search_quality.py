@@ -1,6 +1,6 @@
 """Search quality against a tabulated space: regret of every strategy, one-shot ranking, DARTS.
 
-Needs a complete table (``python -m acla_nas.tabulate search_spaces/synthetic_table.yaml``).
+Needs a complete table (``python -m acla_nas.search.table.build search_spaces/synthetic_table.yaml``).
 Three parts, each resumable (runs live under ``--out`` and are read back, not redone):
 
 1. **Multi-trial strategies at equal budget** (``evaluator: table``: a candidate's score is its
@@ -45,12 +45,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acla_nas.evaluators import OneShotEvaluator  # noqa: E402
-from acla_nas.search import run_search, search_data  # noqa: E402
+from acla_nas.search.evaluators import OneShotEvaluator  # noqa: E402
+from acla_nas.search.run import run_search, search_data  # noqa: E402
+from acla_nas.search.strategies.darts import macs_target  # noqa: E402
+from acla_nas.search.table.build import arch_key, stratified  # noqa: E402
+from acla_nas.search.table.lookup import Table  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
-from acla_nas.strategies.darts import macs_target  # noqa: E402
-from acla_nas.table import Table  # noqa: E402
-from acla_nas.tabulate import arch_key, stratified  # noqa: E402
 
 PRESETS = {
     "random": {"strategy": "random"},
@@ -371,7 +371,7 @@ def end_to_end(args: argparse.Namespace, space: SearchSpace, table: Table, strat
     supernet, or DARTS; no table), then its child, the plain backbone and 5 random architectures
     of about the child's MACs, each trained stand-alone with the table's recipe and seeds 0, 1, 2
     (runs the table already holds are read from it: same recipe, same seed)."""
-    from acla_nas.tabulate import RECIPE, run_one, run_spec
+    from acla_nas.search.table.build import RECIPE, run_one, run_spec
 
     meta = table.path.with_suffix(".meta.yaml")
     recipe = (yaml.safe_load(meta.read_text()) or {}).get("recipe", RECIPE) if meta.is_file() else RECIPE

@@ -30,8 +30,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from acla_nas.evaluators import OneShotEvaluator, ProxyEvaluator
-from acla_nas.search import run_search, search_data
+from acla_nas.search.evaluators import OneShotEvaluator, ProxyEvaluator
+from acla_nas.search.run import run_search, search_data
 from acla_nas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def main() -> None:
         df = pd.read_csv(run_dir / "trajectory.csv")
         row = {"strategy": name, "wall_s": wall}
         if name != "darts":
-            from acla_nas.study import load_run_study
+            from acla_nas.search.storage.study import load_run_study
 
             study = load_run_study(run_dir)
             trials = [tr for tr in study.trials if tr.state.name == "COMPLETE"]

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from acla_nas.trust import ENV_VAR
+from acla_nas.core.trust import ENV_VAR
 
 # Without CUDA, Triton's kernels can only run in its interpreter, which must be chosen before
 # triton is first imported (it wraps Triton's own library then): tests/test_acla_triton.py checks

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from acla_nas.strategies.random_search import RandomStrategy
+from acla_nas.search.strategies.random_search import RandomStrategy
 
 
 class SlowRandom(RandomStrategy):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from acla_nas.acla import ACLA, check_acla_options, initial_offsets
-from acla_nas.errors import UserError
+from acla_nas.core.errors import UserError
+from acla_nas.nn.acla import ACLA, check_acla_options, initial_offsets
 
 
 def randomize(m: ACLA, seed: int = 0, gate_std: float = 1.0) -> ACLA:

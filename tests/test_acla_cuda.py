@@ -1,4 +1,4 @@
-"""Which attention core runs where (acla_nas/acla_cuda.py): defaults, fallbacks, overrides."""
+"""Which attention core runs where (acla_nas/nn/attention_core.py): defaults, fallbacks, overrides."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 from test_acla import make_inputs, randomize
 
-from acla_nas import acla_cuda, acla_triton
-from acla_nas.acla import ACLA
+from acla_nas.nn import acla_triton
+from acla_nas.nn import attention_core as acla_cuda
+from acla_nas.nn.acla import ACLA
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
@@ -56,7 +57,7 @@ def test_module_runs_the_selected_core(monkeypatch) -> None:
         def forward(ctx, *args):
             raise Called
 
-    monkeypatch.setattr("acla_nas.acla.core_function", lambda name: Probe)
+    monkeypatch.setattr("acla_nas.nn.acla.core_function", lambda name: Probe)
     with acla_cuda.use_core("node"), pytest.raises(Called):
         m(x, refs)
     with acla_cuda.use_core("plain"):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_acla import make_inputs, randomize, reference
 
-from acla_nas.acla import ACLA, check_acla_options, initial_offsets
-from acla_nas.errors import UserError
-from acla_nas.trainer import model_param_groups
+from acla_nas.core.errors import UserError
+from acla_nas.nn.acla import ACLA, check_acla_options, initial_offsets
+from acla_nas.train.trainer import model_param_groups
 
 
 def test_spiral_spans_one_to_radius_and_every_prefix_reaches_far() -> None:
@@ -77,8 +77,8 @@ def test_gradcheck_with_a_far_spiral_layout() -> None:
 
 
 def test_offset_lr_mult_gives_the_predictors_their_own_group() -> None:
-    from acla_nas.arch import Arch, ModuleChoice
-    from acla_nas.network import build
+    from acla_nas.nn.arch import Arch, ModuleChoice
+    from acla_nas.nn.network import build
 
     arch = Arch(
         backbone="edsr",

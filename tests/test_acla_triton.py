@@ -22,9 +22,9 @@ triton = pytest.importorskip(
 
 from test_acla import make_inputs, outputs_and_grads, randomize, reference, worst_relative  # noqa: E402
 
-from acla_nas import acla_triton  # noqa: E402
-from acla_nas.acla import ACLA  # noqa: E402
-from acla_nas.acla_cuda import use_core  # noqa: E402
+from acla_nas.nn import acla_triton  # noqa: E402
+from acla_nas.nn.acla import ACLA  # noqa: E402
+from acla_nas.nn.attention_core import use_core  # noqa: E402
 
 TRITON_VERSION = tuple(int(v) for v in triton.__version__.split(".")[:2])
 if not acla_triton.INTERPRETED:
@@ -114,7 +114,7 @@ def test_kernel_compiles_for_sm90_without_spills() -> None:
     least four programs per SM's 64K registers (<= 128 registers per thread at 4 warps)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    code = "import json; from acla_nas.acla_triton import compile_report as r; print(json.dumps({d: r(90, d) for d in ('fp32', 'bf16')}))"
+    code = "import json; from acla_nas.nn.acla_triton import compile_report as r; print(json.dumps({d: r(90, d) for d in ('fp32', 'bf16')}))"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

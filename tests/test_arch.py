@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from acla_nas.arch import Arch, ModuleChoice, load_arch_file, resolve_modules, resolve_refs
-from acla_nas.errors import UserError
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file, resolve_modules, resolve_refs
 
 BASE = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 4}}, "task": {"name": "sr", "scale": 2}}
 ORDER = ["head", "body.0", "body.1", "body.2", "body.3"]

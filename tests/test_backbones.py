@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from acla_nas.arch import Arch
-from acla_nas.backbones import create_backbone, list_backbones
-from acla_nas.errors import UserError
-from acla_nas.network import build
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch
+from acla_nas.nn.backbones import create_backbone, list_backbones
+from acla_nas.nn.network import build
 
 
 class TinyUserNet(nn.Module):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from acla_nas.cli import main
-from acla_nas.commands.spaces import shipped_dirs
+from acla_nas.cli.commands.spaces import shipped_dirs
+from acla_nas.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "search_spaces" / "edsr_x2_demo.yaml"

@@ -11,9 +11,9 @@ import torch
 import yaml
 from PIL import Image
 
-from acla_nas.cli import main
-from acla_nas.data import embedded_dir
-from acla_nas.restore import load_model
+from acla_nas.cli.main import main
+from acla_nas.data.images import embedded_dir
+from acla_nas.train.inference import load_model
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.owner import Owner
-from acla_nas.strategies.optuna_loop import counted
-from acla_nas.study import load_run_study
+from acla_nas.search.storage.owner import Owner
+from acla_nas.search.storage.study import load_run_study
+from acla_nas.search.strategies.optuna_loop import counted
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
 

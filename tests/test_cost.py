@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from acla_nas.acla import ACLA
-from acla_nas.arch import Arch
-from acla_nas.cost import count_macs, count_params
-from acla_nas.network import build
+from acla_nas.nn.acla import ACLA
+from acla_nas.nn.arch import Arch
+from acla_nas.nn.cost import count_macs, count_params
+from acla_nas.nn.network import build
 
 
 class OneModule(nn.Module):

@@ -23,11 +23,11 @@ from PIL import Image
 from test_acla import gradcheck_module, make_inputs, outputs_and_grads, randomize, reference, worst_relative
 from tiny_space import TINY_SPACE
 
-from acla_nas.acla import ACLA
-from acla_nas.acla_cuda import triton_available, use_core
-from acla_nas.arch import Arch
-from acla_nas.data import embedded_dir
-from acla_nas.network import build
+from acla_nas.data.images import embedded_dir
+from acla_nas.nn.acla import ACLA
+from acla_nas.nn.arch import Arch
+from acla_nas.nn.attention_core import triton_available, use_core
+from acla_nas.nn.network import build
 
 HAS_CUDA = torch.cuda.is_available()
 NO_CUDA = "no CUDA device here: the cuda tests run where one is present (pytest -m cuda)"
@@ -104,7 +104,7 @@ def on_device(state: dict, device: str) -> bool:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_retraining_steps_on_device(tmp_path: Path, device: str) -> None:
-    from acla_nas.retrain import train_arch
+    from acla_nas.train.retrain import train_arch
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -129,7 +129,7 @@ def test_retraining_steps_on_device(tmp_path: Path, device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_supernet_and_darts_steps_on_device(tmp_path: Path, device: str, strategy: str) -> None:
     """Supernet training (the one-shot evaluator behind random search) and DARTS, a few steps."""
-    from acla_nas.search import run_search
+    from acla_nas.search.run import run_search
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
     strat = (
@@ -200,7 +200,7 @@ def test_onnx_export_of_a_child_on_cuda(tmp_path: Path) -> None:
     """The exporter traces a child that lives on the GPU (the CPU case: tests/test_export_pipeline.py)."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from acla_nas.export import export_onnx
+    from acla_nas.export.exporter import export_onnx
 
     arch = Arch.from_dict(
         {**{k: SPACE[k] for k in ("backbone", "task")}, "modules": {"body.1": {"keys": 4, "scope": "all"}}}

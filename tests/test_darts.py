@@ -8,10 +8,10 @@ import pytest
 import torch
 from tiny_space import TINY_SPACE
 
-from acla_nas.search import search_data
+from acla_nas.search.run import search_data
+from acla_nas.search.strategies.base import SearchContext
+from acla_nas.search.strategies.darts import ArchParameters, DartsStrategy, macs_target
 from acla_nas.space import SearchSpace
-from acla_nas.strategies.base import SearchContext
-from acla_nas.strategies.darts import ArchParameters, DartsStrategy, macs_target
 
 FREE = {**TINY_SPACE, "constraints": {}, "keys": [0, 2, 4], "scopes": [1]}
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
-from acla_nas.search import run_search
+from acla_nas.cli.main import main
+from acla_nas.search.run import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"supernet": {"steps": 2, "batch": 2, "patch": 24}, "val": {"patches": 2, "patch": 24}}

@@ -9,22 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
-from acla_nas.data import (
+from acla_nas.core.errors import UserError
+from acla_nas.data.images import IMAGE_CACHE, load_image, load_image_u8
+from acla_nas.data.patches import PatchSampler, fixed_patches
+from acla_nas.data.sources import (
     EMBEDDED_SPLIT,
-    IMAGE_CACHE,
     ImageList,
     ImageRef,
-    PatchSampler,
     embedded_source,
     find_pairs,
-    fixed_patches,
-    load_image,
-    load_image_u8,
     make_source,
     source_for_dir,
     split_by_fraction,
 )
-from acla_nas.errors import UserError
 from acla_nas.tasks import make_task
 
 
@@ -189,7 +186,7 @@ def photos() -> list[torch.Tensor]:
 
 
 def _astronaut() -> Path:
-    from acla_nas.data import embedded_dir
+    from acla_nas.data.images import embedded_dir
 
     return embedded_dir() / "astronaut.png"
 

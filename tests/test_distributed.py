@@ -23,9 +23,9 @@ import yaml
 from PIL import Image
 from tiny_space import TINY_SPACE
 
-from acla_nas.data import embedded_dir
-from acla_nas.retrain import train_arch
-from acla_nas.search import run_search
+from acla_nas.data.images import embedded_dir
+from acla_nas.search.run import run_search
+from acla_nas.train.retrain import train_arch
 
 TOL = 1e-6
 STEPS = 16
@@ -174,8 +174,8 @@ def test_supernet_and_darts_under_ddp_equal_one_process(tmp_path: Path, strategy
 
 
 def test_launchers_do_not_nest_and_bad_counts_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
-    from acla_nas.cli import main
-    from acla_nas.errors import UserError
+    from acla_nas.cli.main import main
+    from acla_nas.core.errors import UserError
     from acla_nas.pipeline import run_pipeline
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))

@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from acla_nas.arch import load_arch_file
-from acla_nas.cli import main
-from acla_nas.export import export_run
-from acla_nas.network import build
+from acla_nas.cli.main import main
+from acla_nas.export.exporter import export_run
+from acla_nas.nn.arch import load_arch_file
+from acla_nas.nn.network import build
 from acla_nas.pipeline import run_pipeline
-from acla_nas.restore import load_model
-from acla_nas.search import run_search
+from acla_nas.search.run import run_search
 from acla_nas.space import SearchSpace
+from acla_nas.train.inference import load_model
 
 SPACE = {
     "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3, "image_skip": True}},
@@ -101,7 +101,7 @@ def test_torchscript_and_onnx_match_pytorch(run, tmp_path: Path) -> None:
             torch.nn.init.normal_(m.out.weight, std=0.05)
     arch, _ = load_arch_file(d / "arch.yaml")
     # re-export those weights through the same functions the exporter uses
-    from acla_nas.export import export_onnx, export_torchscript
+    from acla_nas.export.exporter import export_onnx, export_torchscript
 
     x = torch.rand(1, 3, 16, 16)
     export_onnx(model, d / "check.onnx", x)

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acla_nas.errors import UserError
-from acla_nas.search import parse_strategy
+from acla_nas.core.errors import UserError
+from acla_nas.search.run import parse_strategy
 from acla_nas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +69,8 @@ SCALARS = st.one_of(
             "proxy",
             "psnr",
             "flops",
-            "acla_nas.cli:main",
-            "acla_nas.backbones.edsr:edsr",
+            "acla_nas.cli.main:main",
+            "acla_nas.nn.backbones.edsr:edsr",
         ]
     ),
 )

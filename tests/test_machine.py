@@ -8,9 +8,9 @@ import torch
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
-from acla_nas.machine import describe, keep_first_machine, machine_info
-from acla_nas.run_config import RunConfig
+from acla_nas.cli.main import main
+from acla_nas.runtime.machine import describe, keep_first_machine, machine_info
+from acla_nas.search.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,11 @@ import torch
 import yaml
 from PIL import Image
 
-from acla_nas.arch import Arch
-from acla_nas.cli import main
-from acla_nas.data import IMAGE_CACHE, embedded_dir
-from acla_nas.network import build
-from acla_nas.restore import save_model_file
+from acla_nas.cli.main import main
+from acla_nas.data.images import IMAGE_CACHE, embedded_dir
+from acla_nas.nn.arch import Arch
+from acla_nas.nn.network import build
+from acla_nas.train.inference import save_model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_ARCH = {
@@ -118,7 +118,7 @@ YAML_FILES: dict[str, dict | str] = {
     "seed_neg": _with(RANDOM, seed=-1),
     "seed_huge": _with(RANDOM, seed=2**40),
     "strat_evil": _with(RANDOM, strategy="os:system"),
-    "strat_unregistered": _with(RANDOM, strategy="acla_nas.cli:main"),
+    "strat_unregistered": _with(RANDOM, strategy="acla_nas.cli.main:main"),
     "strat_unknown": _with(RANDOM, strategy="annealing"),
     "val_patches": _with(RANDOM, val__patches=10**9),
     "objectives": _with(RANDOM, objectives=["psnr", "ssim"]),
@@ -526,7 +526,7 @@ def test_exit_code_end_to_end(env: dict[str, Path], argv: list[str], needle: str
 def test_non_finite_loss_names_the_file(env: dict[str, Path], capsys, monkeypatch) -> None:
     """A loss that becomes NaN: the preset (search) or arch file (train) and its section, named.
     The L1 loss is made NaN so that the real training loops detect it at their first step."""
-    monkeypatch.setattr("acla_nas.trainer.F.l1_loss", lambda out, hr: (out - hr).abs().mean() * float("nan"))
+    monkeypatch.setattr("acla_nas.train.trainer.F.l1_loss", lambda out, hr: (out - hr).abs().mean() * float("nan"))
     strat = env["Y"] / "random_ok.yaml"
     assert (
         main(

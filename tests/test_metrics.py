@@ -10,9 +10,9 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from acla_nas.data import embedded_dir, load_image
-from acla_nas.metrics import psnr, quantize, ssim
+from acla_nas.data.images import embedded_dir, load_image
 from acla_nas.tasks import make_task
+from acla_nas.tasks.metrics import psnr, quantize, ssim
 
 
 @pytest.fixture(scope="module")

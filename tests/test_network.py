@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from acla_nas.arch import Arch, ModuleChoice
-from acla_nas.errors import UserError
-from acla_nas.network import SiteChoices, build, build_supernet, copy_child_weights
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch, ModuleChoice
+from acla_nas.nn.network import SiteChoices, build, build_supernet, copy_child_weights
 
 BASE = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 4}}, "task": {"name": "sr", "scale": 2}}
 CHOICES = {

@@ -20,12 +20,12 @@ pytest.importorskip(
 
 from tiny_space import TINY_SPACE  # noqa: E402
 
-from acla_nas.arch import load_arch_file  # noqa: E402
-from acla_nas.evaluators import OneShotEvaluator  # noqa: E402
-from acla_nas.search import run_search  # noqa: E402
+from acla_nas.nn.arch import load_arch_file  # noqa: E402
+from acla_nas.search.evaluators import OneShotEvaluator  # noqa: E402
+from acla_nas.search.run import run_search  # noqa: E402
+from acla_nas.search.storage.study import load_run_study  # noqa: E402
+from acla_nas.search.strategies.nni_tuner import NNI_ATTR, legacy_space, make_tuner, to_flat  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
-from acla_nas.strategies.nni_tuner import NNI_ATTR, legacy_space, make_tuner, to_flat  # noqa: E402
-from acla_nas.study import load_run_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -127,7 +127,7 @@ def test_nni_strategy_resumes_without_losing_or_repeating_trials(tmp_path: Path,
     before = pd.read_csv(out / "trajectory.csv")
     assert (before.state == "COMPLETE").sum() == 2
     imported: list[int] = []
-    from acla_nas.strategies import nni_tuner
+    from acla_nas.search.strategies import nni_tuner
 
     real = nni_tuner.NNISampler._import
     monkeypatch.setattr(
@@ -146,7 +146,7 @@ def test_nni_strategy_resumes_without_losing_or_repeating_trials(tmp_path: Path,
 
 
 def test_nni_strategy_refuses_two_objectives(tmp_path: Path) -> None:
-    from acla_nas.errors import UserError
+    from acla_nas.core.errors import UserError
 
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(TINY_SPACE))

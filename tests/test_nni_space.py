@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
+from acla_nas.cli.main import main
+from acla_nas.search.strategies.base import strategy_class
+from acla_nas.search.strategies.nni_tuner import NNI_STRATEGIES, NONE, legacy_space, to_flat, to_params, with_index
 from acla_nas.space import SearchSpace
-from acla_nas.strategies.base import strategy_class
-from acla_nas.strategies.nni_tuner import NNI_STRATEGIES, NONE, legacy_space, to_flat, to_params, with_index
 
 ROOT = Path(__file__).resolve().parents[1]
 

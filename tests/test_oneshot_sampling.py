@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.evaluators import OneShotEvaluator
-from acla_nas.search import run_search, search_data
+from acla_nas.search.evaluators import OneShotEvaluator
+from acla_nas.search.run import run_search, search_data
 from acla_nas.space import SearchSpace
 
 FREE = {**TINY_SPACE, "constraints": {}}  # no max_modules: every combination of choices is allowed
@@ -100,7 +100,7 @@ def test_every_sampling_searches_and_resumes(tmp_path: Path, sampling: str) -> N
 
 
 def test_unknown_sampling_is_one_line(tmp_path: Path, capsys) -> None:
-    from acla_nas.cli import main
+    from acla_nas.cli.main import main
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(TINY_SPACE))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from acla_nas.errors import UserError
+from acla_nas.core.errors import UserError
 from acla_nas.plots import data as D
 
 SITES = ["head"] + [f"body.{i}" for i in range(8)] + ["body_conv"]
@@ -227,7 +227,7 @@ def test_pick_matching(tmp_path: Path) -> None:
 
 def test_schema_reads_one_spelling() -> None:
     """Arch files, flat encodings and trajectory rows are read by the schema's strict readers."""
-    from acla_nas import trajectory as T
+    from acla_nas.runs import trajectory as T
 
     sites = ["body.1", "body.10"]
     assert T.doc_arch({"modules": {"body.10": {"keys": 8, "scope": "all"}, "body.1": {"keys": 0, "scope": 1}}}) == {
@@ -355,7 +355,7 @@ def test_plot_skips_darts_with_note(tmp_path: Path) -> None:
 
 def test_key_usage_figure_with_acla(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    acla = pytest.importorskip("acla_nas.acla")
+    acla = pytest.importorskip("acla_nas.nn.acla")
     from acla_nas.plots.key_usage import key_usage_figure
 
     class Tiny(torch.nn.Module):
@@ -390,10 +390,10 @@ def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> 
     pytest.importorskip("torch")
     import yaml
 
-    from acla_nas.arch import Arch, ModuleChoice
-    from acla_nas.network import build
+    from acla_nas.nn.arch import Arch, ModuleChoice
+    from acla_nas.nn.network import build
     from acla_nas.plots.key_usage import checkpoint_key_usage
-    from acla_nas.restore import save_model_file
+    from acla_nas.train.inference import save_model_file
 
     data = {
         "kind": "synthetic",

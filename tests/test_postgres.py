@@ -24,8 +24,8 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.strategies.optuna_loop import SURPLUS, counted
-from acla_nas.study import load_run_study
+from acla_nas.search.storage.study import load_run_study
+from acla_nas.search.strategies.optuna_loop import SURPLUS, counted
 
 TESTS = Path(__file__).resolve().parent
 TRIALS = 8

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from acla_nas.cli import main
-from acla_nas.progress import ENV_VAR, LogProgress, duration, interval, progress_bar
+from acla_nas.cli.main import main
+from acla_nas.runtime.progress import ENV_VAR, LogProgress, duration, interval, progress_bar
 
 
 class Clock:

@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from acla_nas.backbones import BACKBONES, Site, create_backbone, register_backbone
-from acla_nas.data import DATA_SOURCES, data_kind
-from acla_nas.errors import UserError
-from acla_nas.evaluators import EVALUATORS, Evaluator
+from acla_nas.core.errors import UserError
+from acla_nas.core.registry import Registry
+from acla_nas.data.sources import DATA_SOURCES, data_kind
+from acla_nas.nn.backbones import BACKBONES, Site, create_backbone, register_backbone
 from acla_nas.plots.figures import FIGURES, FigureSpec, render
-from acla_nas.registry import Registry
-from acla_nas.run_config import parse_strategy, preset_keys
-from acla_nas.strategies import STRATEGIES, Strategy, Training, register_strategy
-from acla_nas.strategies.random_search import RandomStrategy
+from acla_nas.search.config import parse_strategy, preset_keys
+from acla_nas.search.evaluators import EVALUATORS, Evaluator
+from acla_nas.search.strategies import STRATEGIES, Strategy, Training, register_strategy
+from acla_nas.search.strategies.random_search import RandomStrategy
 from acla_nas.tasks import TASKS, Task, make_task
 
 
@@ -157,10 +157,10 @@ def test_no_import_cycles_between_bases_and_their_implementations() -> None:
     factory from the registry instead of importing it."""
     assert not {
         m
-        for m in _imports("acla_nas.strategies.base")
-        if m.startswith("acla_nas.strategies.") and not m.startswith("acla_nas.strategies.options")
+        for m in _imports("acla_nas.search.strategies.base")
+        if m.startswith("acla_nas.search.strategies.") and not m.startswith("acla_nas.search.strategies.options")
     }
-    assert not {m for m in _imports("acla_nas.backbones.user") if "registry" in m}
+    assert not {m for m in _imports("acla_nas.nn.backbones.user") if "registry" in m}
     assert {"random", "tpe", "evolution", "darts", "conformance_random"} <= set(STRATEGIES.names())
 
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from test_plots import BEST, SITES, make_darts, make_trials, write_run
 
-from acla_nas.cli import main
-from acla_nas.errors import UserError
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
 
 EVIL = '<script>alert("x")</script>'
 
@@ -28,7 +28,7 @@ def _run(tmp_path: Path) -> Path:
 
 
 def test_report_self_contained_and_escaped(tmp_path: Path) -> None:
-    from acla_nas.report import write_report
+    from acla_nas.plots.report import write_report
 
     rd = _run(tmp_path)
     out = write_report(rd)
@@ -46,7 +46,7 @@ def test_report_self_contained_and_escaped(tmp_path: Path) -> None:
 def test_report_leads_with_results_and_folds_the_configuration(tmp_path: Path) -> None:
     """Results, best architecture and figures come before the top trials and the configuration,
     which sits inside a closed <details> element."""
-    from acla_nas.report import build_report
+    from acla_nas.plots.report import build_report
 
     text = build_report(_run(tmp_path))
     heads = re.findall(r"<h2>([^<]+)</h2>", text)
@@ -57,7 +57,7 @@ def test_report_leads_with_results_and_folds_the_configuration(tmp_path: Path) -
 
 
 def test_report_tolerates_bad_optional_files(tmp_path: Path) -> None:
-    from acla_nas.report import build_report
+    from acla_nas.plots.report import build_report
 
     rd = write_run(tmp_path / "d", make_darts(n_steps=8))
     (rd / "metrics.json").write_text("{not json")
@@ -94,7 +94,7 @@ def test_plot_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_report_missing_trajectory_is_user_error(tmp_path: Path) -> None:
-    from acla_nas.report import build_report
+    from acla_nas.plots.report import build_report
 
     with pytest.raises(UserError, match="trajectory.csv"):
         build_report(tmp_path)

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from acla_nas.arch import Arch, ModuleChoice
-from acla_nas.cost import count_macs, count_params
-from acla_nas.errors import UserError
-from acla_nas.network import build
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch, ModuleChoice
+from acla_nas.nn.cost import count_macs, count_params
+from acla_nas.nn.network import build
 from acla_nas.space import SearchSpace, approx
 from acla_nas.space.counting import ModuleCountSampler
 

@@ -8,8 +8,8 @@ import copy
 import pytest
 import yaml
 
-from acla_nas.cli import main
-from acla_nas.errors import UserError
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
 from acla_nas.space import SearchSpace, parse_spec
 
 VALID = {

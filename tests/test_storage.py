@@ -14,12 +14,12 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
-from acla_nas.errors import UserError
-from acla_nas.journal_lock import OwnerLock
-from acla_nas.owner import Owner, process_alive
-from acla_nas.storage import heartbeat_settings, open_storage, parse_storage
-from acla_nas.study import config_hash, open_run_study, study_name
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
+from acla_nas.search.storage.backend import heartbeat_settings, open_storage, parse_storage
+from acla_nas.search.storage.journal_lock import OwnerLock
+from acla_nas.search.storage.owner import Owner, process_alive
+from acla_nas.search.storage.study import config_hash, open_run_study, study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def test_a_new_sqlite_storage_opens_from_many_processes_at_once(tmp_path: Path) 
     go = tmp_path / "go"
     code = (
         "import sys, time, pathlib, optuna\n"
-        "from acla_nas.storage import open_storage, parse_storage\n"
+        "from acla_nas.search.storage.backend import open_storage, parse_storage\n"
         f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.005)\n"
         f"s = open_storage(parse_storage({url!r}, '.'))\n"
         "optuna.create_study(study_name='shared', storage=s, load_if_exists=True)\n"

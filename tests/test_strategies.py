@@ -13,19 +13,19 @@ import torch
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.arch import load_arch_file
-from acla_nas.cli import main
-from acla_nas.errors import UserError
-from acla_nas.evaluators import OneShotEvaluator
-from acla_nas.network import build
-from acla_nas.search import run_search
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import load_arch_file
+from acla_nas.nn.network import build
+from acla_nas.runs.trajectory import CORE_COLUMNS
+from acla_nas.search.evaluators import OneShotEvaluator
+from acla_nas.search.run import run_search
+from acla_nas.search.storage.study import load_run_study
+from acla_nas.search.strategies.base import Strategy
+from acla_nas.search.strategies.evolution import AgingEvolutionSampler
+from acla_nas.search.strategies.optuna_loop import OptunaStrategy, SpaceRandomSampler
 from acla_nas.space import SearchSpace
-from acla_nas.strategies.base import Strategy
-from acla_nas.strategies.evolution import AgingEvolutionSampler
-from acla_nas.strategies.optuna_loop import OptunaStrategy, SpaceRandomSampler
-from acla_nas.study import load_run_study
-from acla_nas.trainer import NonFiniteLossError
-from acla_nas.trajectory import CORE_COLUMNS
+from acla_nas.train.trainer import NonFiniteLossError
 
 FAST = {
     "supernet": {"steps": 3, "batch": 2, "patch": 24},
@@ -166,7 +166,7 @@ def test_multi_trial_resume_never_loses_or_repeats_trials(tmp_path: Path, space_
 def test_darts_resume_equals_uninterrupted_run(tmp_path: Path, space_file: str, monkeypatch) -> None:
     strat = strategy_file(tmp_path, "darts")
     run_search(space_file, strat, tmp_path / "straight", progress=False)
-    from acla_nas.strategies.darts import DartsStrategy
+    from acla_nas.search.strategies.darts import DartsStrategy
 
     original = DartsStrategy.log
 
@@ -179,7 +179,7 @@ def test_darts_resume_equals_uninterrupted_run(tmp_path: Path, space_file: str, 
     with pytest.raises(KeyboardInterrupt):
         run_search(space_file, strat, tmp_path / "resumed", progress=False)
     monkeypatch.setattr(DartsStrategy, "log", original)
-    from acla_nas.trainer import load_checkpoint
+    from acla_nas.train.trainer import load_checkpoint
 
     # DARTS trains its supernet with the shared Trainer: one checkpoint format, in RUN_DIR/supernet
     assert load_checkpoint(tmp_path / "resumed" / "supernet" / "checkpoints" / "last.pt")["step"] == 2
@@ -323,8 +323,8 @@ def test_bad_strategy_files_exit_2_with_one_line(
 
 
 def test_evaluators_cache_by_architecture_and_mark_repeats(space_file: str) -> None:
-    from acla_nas.evaluators import ProxyEvaluator
-    from acla_nas.search import search_data
+    from acla_nas.search.evaluators import ProxyEvaluator
+    from acla_nas.search.run import search_data
 
     space = SearchSpace.from_yaml(space_file)
     data = search_data(space, {"seed": 0, "val": FAST["val"]}, "cpu", progress=False)
@@ -345,7 +345,7 @@ def test_admission_keeps_the_trial_count_exact_when_workers_race() -> None:
     """Two workers both saw one slot left and both asked: only the lower trial number runs."""
     from types import SimpleNamespace
 
-    from acla_nas.strategies.optuna_loop import SURPLUS, counted, holds_slot
+    from acla_nas.search.strategies.optuna_loop import SURPLUS, counted, holds_slot
 
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"x": 0})

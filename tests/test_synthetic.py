@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from acla_nas.data import PatchSampler, make_source
-from acla_nas.errors import UserError
+from acla_nas.core.errors import UserError
+from acla_nas.data.patches import PatchSampler
+from acla_nas.data.sources import make_source
+from acla_nas.data.synthetic import mean_period, parse_params, render
 from acla_nas.space.schema import parse_spec
-from acla_nas.synthetic import mean_period, parse_params, render
 from acla_nas.tasks import make_task
 
 SMALL = {"kind": "synthetic", "size": 64, "n_train": 3, "n_val": 1, "n_test": 2, "supersample": 2, "periods": [12, 30]}

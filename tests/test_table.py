@@ -11,12 +11,12 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
-from acla_nas.errors import UserError
-from acla_nas.search import run_search
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
+from acla_nas.search.run import run_search
+from acla_nas.search.table.build import arch_key, build_table, plan, stratified
+from acla_nas.search.table.lookup import Table
 from acla_nas.space import SearchSpace
-from acla_nas.table import Table
-from acla_nas.tabulate import arch_key, build_table, plan, stratified
 
 # 2 sites x budgets {0, 2} x one scope: 4 architectures
 TABLE_SPACE = {**TINY_SPACE, "sites": ["body.0", "body.1"], "keys": [0, 2], "scopes": [1], "constraints": {}}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from acla_nas.errors import UserError
+from acla_nas.core.errors import UserError
 from acla_nas.tasks import make_task
 from acla_nas.tasks.deblur import gaussian_kernel, motion_kernel
 
@@ -58,7 +58,7 @@ def test_a_search_runs_on_the_deblur_task(tmp_path) -> None:
     import yaml
     from tiny_space import TINY_SPACE
 
-    from acla_nas.search import run_search
+    from acla_nas.search.run import run_search
 
     space = {**TINY_SPACE, "task": {"name": "deblur", "kernel": "motion"}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))

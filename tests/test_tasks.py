@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from acla_nas.data import embedded_dir, load_image
-from acla_nas.errors import UserError
-from acla_nas.metrics import psnr
+from acla_nas.core.errors import UserError
+from acla_nas.data.images import embedded_dir, load_image
 from acla_nas.tasks import bayer_masks, make_task, matlab_imresize
+from acla_nas.tasks.metrics import psnr
 
 SPECS = [
     {"name": "sr", "scale": 2},

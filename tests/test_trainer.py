@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acla_nas.data import PatchSampler, embedded_dir, fixed_patches, load_image_u8
-from acla_nas.errors import UserError
-from acla_nas.restore import restore_image
+from acla_nas.core.errors import UserError
+from acla_nas.data.images import embedded_dir, load_image_u8
+from acla_nas.data.patches import PatchSampler, fixed_patches
 from acla_nas.tasks import make_task
-from acla_nas.trainer import NonFiniteLossError, TrainConfig, Trainer, evaluate_model, load_checkpoint
+from acla_nas.train.inference import restore_image
+from acla_nas.train.trainer import NonFiniteLossError, TrainConfig, Trainer, evaluate_model, load_checkpoint
 
 TASK = make_task({"name": "sr", "scale": 2})
 
@@ -214,8 +215,8 @@ def test_trainer_adds_the_model_auxiliary_loss(photos):
 
 
 def test_evaluate_model_reports_keys_kept_by_acla_modules(photos):
-    from acla_nas.arch import Arch
-    from acla_nas.network import build
+    from acla_nas.nn.arch import Arch
+    from acla_nas.nn.network import build
 
     arch = Arch.from_dict(
         {

@@ -15,14 +15,14 @@ import pytest
 import torch
 import yaml
 
-from acla_nas.backbones import create_backbone, registry
-from acla_nas.cli import main
-from acla_nas.errors import UserError
-from acla_nas.restore import MODEL_FORMAT
+from acla_nas.cli.main import main
+from acla_nas.core.errors import UserError
+from acla_nas.core.trust import ENV_VAR, ImportRefused, allow_imports, import_object
+from acla_nas.nn.backbones import create_backbone, registry
+from acla_nas.search.strategies.base import strategy_class
+from acla_nas.search.strategies.random_search import RandomStrategy
 from acla_nas.space import SearchSpace
-from acla_nas.strategies.base import strategy_class
-from acla_nas.strategies.random_search import RandomStrategy
-from acla_nas.trust import ENV_VAR, ImportRefused, allow_imports, import_object
+from acla_nas.train.inference import MODEL_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_RUN = ROOT / "results" / "edsr_x2_demo_evolution"
@@ -193,7 +193,7 @@ def test_plot_and_report_of_a_malicious_run_stay_inert(tmp_path: Path, capsys) -
         ("posix:system", "standard library"),
         ("importlib:import_module", "standard library"),
         ("user_backbones:tiny_net", "--allow-import user_backbones"),
-        ("acla_nas.data:save_image", "--allow-import acla_nas.data"),
+        ("acla_nas.data.sources:save_image", "--allow-import acla_nas.data.sources"),
         ("user_backbones:torch.load", None),  # allowed module below, but no jumping into another module
         ("user_backbones:nn.Conv2d", None),
         ("user_backbones:TinyNet.__init__", "public names"),
@@ -233,7 +233,7 @@ def test_registered_factories_need_no_permission(capsys) -> None:
     """The shipped user-backbone example names a registered factory by import path: it loads as is."""
     assert main(["spaces", str(ROOT / "search_spaces" / "user_backbone_example.yaml")]) == 0
     assert import_object(
-        "acla_nas.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()
+        "acla_nas.nn.backbones.edsr:edsr", kind="f", field="f", trusted=registry.trusted_factories()
     ) is registry.BACKBONES.get("edsr")
 
 
@@ -291,10 +291,10 @@ def test_bad_allow_list_is_one_line(monkeypatch, capsys) -> None:
 
 
 def test_installed_plug_ins_load_by_name(monkeypatch) -> None:
-    """Entry points (acla_nas.backbones / acla_nas.strategies) are installed, hence trusted."""
+    """Entry points (acla_nas.nn.backbones / acla_nas.search.strategies) are installed, hence trusted."""
     eps = [
-        EntryPoint("plugnet", "acla_nas.backbones.unet:unet", "acla_nas.backbones"),
-        EntryPoint("plugrandom", "acla_nas.strategies.random_search:RandomStrategy", "acla_nas.strategies"),
+        EntryPoint("plugnet", "acla_nas.nn.backbones.unet:unet", "acla_nas.backbones"),
+        EntryPoint("plugrandom", "acla_nas.search.strategies.random_search:RandomStrategy", "acla_nas.strategies"),
     ]
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [e for e in eps if e.group == group])
     monkeypatch.setattr(registry.BACKBONES, "_items", dict(registry.BACKBONES.items()))

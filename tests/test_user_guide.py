@@ -91,7 +91,7 @@ def stand_in_set5(folder: Path) -> None:
     """Five crops of the embedded photographs as a stand-in for Set5 (no download here)."""
     from PIL import Image
 
-    from acla_nas.data import embedded_dir
+    from acla_nas.data.images import embedded_dir
 
     folder.mkdir()
     for i, (name, box) in enumerate(

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from tiny_space import TINY_SPACE
 
-from acla_nas.cli import main
-from acla_nas.strategies.base import Strategy, strategy_class
-from acla_nas.trust import ImportRefused, allow_imports
+from acla_nas.cli.main import main
+from acla_nas.core.trust import ImportRefused, allow_imports
+from acla_nas.search.strategies.base import Strategy, strategy_class
 
 NET = (
     "from torch import nn\n\n"
@@ -53,7 +53,7 @@ def test_strategy_class_next_to_its_preset(tmp_path: Path) -> None:
     folder = tmp_path / "presets"
     folder.mkdir()
     (folder / f"{mod}.py").write_text(
-        "from acla_nas.strategies.random_search import RandomStrategy\n\n"
+        "from acla_nas.search.strategies.random_search import RandomStrategy\n\n"
         "class Mine(RandomStrategy):\n    name = 'mine'\n"
     )
     preset = str(folder / "s.yaml")

@@ -3,13 +3,15 @@
 
 Importing this package loads no matplotlib; the drawing entry points below import it on first
 use, so library code and tests of the data side stay light.
+
+May import: every package below it (``core`` ... ``export``); the HTML report lives here too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .data import (
+from acla_nas.plots.data import (
     DartsInfo,
     DiagramInfo,
     FrequencyInfo,
@@ -38,19 +40,19 @@ _DRAW = {"plot_runs", "render", "save_figure", "key_usage_figure", "PlotResult"}
 def __getattr__(name: str) -> Any:
     """Lazy access to the drawing entry points (imports matplotlib only when asked)."""
     if name in ("plot_runs", "render", "PlotResult"):
-        from . import figures
+        from acla_nas.plots import figures
 
         return getattr(figures, name)
     if name == "key_usage_figure":
-        from .key_usage import key_usage_figure
+        from acla_nas.plots.key_usage import key_usage_figure
 
         return key_usage_figure
     if name == "save_figure":
-        from .draw import save_figure
+        from acla_nas.plots.draw import save_figure
 
         return save_figure
     if name == "arch_figure":
-        from .diagram import arch_figure
+        from acla_nas.plots.diagram import arch_figure
 
         return arch_figure
     raise AttributeError(name)

@@ -16,18 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import trajectory as T
-from ..errors import UserError
-from ..pareto import pareto_mask
-from ..run_dir import RunDir
-from ..trajectory import OK_STATE, Canonical, Site, row_arch, site_names
+from acla_nas.core.errors import UserError
+from acla_nas.nn.backbones import Site
+from acla_nas.runs import trajectory as T
+from acla_nas.runs.pareto import pareto_mask
+from acla_nas.runs.run_dir import RunDir
+from acla_nas.runs.trajectory import OK_STATE, Canonical, row_arch, site_names
 
 # --------------------------------------------------------------------------------------------
 # loading
 
 
 def load_trajectory(run_dir: str | Path) -> pd.DataFrame:
-    """``RUN_DIR/trajectory.csv`` read through the schema (:func:`acla_nas.trajectory.load_trajectory`),
+    """``RUN_DIR/trajectory.csv`` read through the schema (:func:`acla_nas.runs.trajectory.load_trajectory`),
     plus ``label`` ("run (strategy)") and ``run_dir`` for overlaying runs."""
     df = T.load_trajectory(run_dir)
     df["label"] = df["run"] + " (" + df["strategy"] + ")"
@@ -74,7 +75,7 @@ def backbone_sites(arch: dict) -> list[Site] | None:
     first module attends, so the backbone itself is the better source when it can be built.
     """
     try:
-        from ..backbones import create_backbone
+        from acla_nas.nn.backbones import create_backbone
 
         bb = arch.get("backbone") or {}
         task = arch.get("task") or {}

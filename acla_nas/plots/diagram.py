@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from . import data as D
+from acla_nas.plots import data as D
 
 BLOCK_W, BLOCK_H = 0.62, 1.0
 MOD_Y, MOD_H = 1.35, 0.55

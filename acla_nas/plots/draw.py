@@ -27,7 +27,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from . import data as D
+from acla_nas.plots import data as D
 
 FORMATS = ("png", "svg")
 DPI = 130

@@ -1,7 +1,7 @@
 """Key-usage data of a trained child: which image, then one recorded run of the model.
 
 The data side of the ``key_usage`` figure (the checkpoint is the run's trained child,
-:meth:`acla_nas.run_dir.RunDir.trained_child`, unless the user names one); drawing is in
+:meth:`acla_nas.runs.run_dir.RunDir.trained_child`, unless the user names one); drawing is in
 :mod:`acla_nas.plots.draw`.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from .data import KeyUsageInfo, image_hwc, key_usage_info
+from acla_nas.core.errors import UserError
+from acla_nas.plots.data import KeyUsageInfo, image_hwc, key_usage_info
 
 
 def load_input_image(path: str | None) -> Any:
@@ -21,7 +21,7 @@ def load_input_image(path: str | None) -> Any:
     import torch
 
     if path:
-        from ..data import load_image  # one decoder for every image acla-nas reads (16-bit, float TIFF)
+        from acla_nas.data.images import load_image  # one decoder for every image acla-nas reads (16-bit, float TIFF)
 
         try:
             return load_image(path)
@@ -46,9 +46,11 @@ def run_test_input(ckpt: Path, task_spec: dict) -> tuple[Any, str] | None:
     the run's data cannot be found or read."""
     import torch
 
-    from ..arch import read_yaml
-    from ..data import _mix_seed, make_source, to_float
-    from ..tasks import make_task
+    from acla_nas.data.images import to_float
+    from acla_nas.data.patches import _mix_seed
+    from acla_nas.data.sources import make_source
+    from acla_nas.nn.arch import read_yaml
+    from acla_nas.tasks import make_task
 
     cfg = ckpt.parent / "config.yaml"
     try:
@@ -72,7 +74,7 @@ def run_test_input(ckpt: Path, task_spec: dict) -> tuple[Any, str] | None:
     )
     note = " ".join(note.replace("( ", "(").split())
     if spec.get("kind") == "synthetic":
-        from ..synthetic import parse_params, render
+        from acla_nas.data.synthetic import parse_params, render
 
         _, lattices = render(parse_params(spec), "test", 0)
         periods = [q / task.scale for lat in lattices for q in lat["periods"]]
@@ -87,7 +89,7 @@ def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = Fa
 
     Without ``image`` the input is the first test image of the child's own data, degraded by
     its task (see :func:`run_test_input`), else a crop of a bundled photograph."""
-    from ..restore import load_model
+    from acla_nas.train.inference import load_model
 
     try:
         model, _arch, payload = load_model(ckpt, "cpu")
@@ -105,11 +107,11 @@ def key_usage_infos(model: Any, image: Any, n_queries: int = 4, note: str = "") 
     """Run ``model`` once on ``image`` with recording on; one info per ACLA module (with the
     median distance, in image px, from every query to the keys it kept, and ``note``).
 
-    Raises ImportError when :mod:`acla_nas.acla` is not available.
+    Raises ImportError when :mod:`acla_nas.nn.acla` is not available.
     """
     import torch
 
-    from ..acla import ACLA  # lazy: the plots must work without torch models
+    from acla_nas.nn.acla import ACLA  # lazy: the plots must work without torch models
 
     x = (
         image
@@ -166,17 +168,17 @@ def key_usage_figure(model: Any, image: Any, out: str | Path, n_queries: int = 4
     """Draw the key usage of every ACLA module of ``model`` on ``image`` into ``out``.
 
     ``out`` is a file (format from its suffix, PNG when none). Returns (paths, note); the note
-    says why nothing was drawn (no ACLA module, or :mod:`acla_nas.acla` unavailable).
+    says why nothing was drawn (no ACLA module, or :mod:`acla_nas.nn.acla` unavailable).
     """
     try:
         infos = key_usage_infos(model, image, n_queries)
     except ImportError as exc:
-        return [], f"key usage skipped: acla_nas.acla unavailable ({exc})"
+        return [], f"key usage skipped: acla_nas.nn.acla unavailable ({exc})"
     if not infos:
         return [], "key usage skipped: the model has no ACLA module"
     out = Path(out)
     fmt = out.suffix.lstrip(".") or "png"
-    from .draw import draw_key_usage, save_figure
+    from acla_nas.plots.draw import draw_key_usage, save_figure
 
     fig = draw_key_usage(infos)
     return save_figure(fig, out.parent, out.stem if out.suffix else out.name, [fmt]), None

@@ -3,7 +3,7 @@
 Inserting an ACLA module does not change what the backbone computes (the hooks replace a site's
 output by one of the same shape), so a child's MACs and parameters are exactly the plain
 backbone's plus each module's own. The plain backbone is measured once, with
-:func:`acla_nas.cost.count_macs` on the ``meta`` device (shapes only, no arithmetic). Each module
+:func:`acla_nas.nn.cost.count_macs` on the ``meta`` device (shapes only, no arithmetic). Each module
 option is measured once, on its own, with the same function on CPU at a 1x1 query and scaled by
 the site's H*W: every term of the module (1x1 and kxk convolutions per output pixel, bilinear
 taps per sampled point, attention arithmetic per query) is proportional to the number of query
@@ -18,8 +18,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..acla import ACLA
-from ..cost import count_macs, count_params
+from acla_nas.nn.acla import ACLA
+from acla_nas.nn.cost import count_macs, count_params
 
 META = torch.device("meta")
 

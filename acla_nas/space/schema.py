@@ -2,7 +2,7 @@
 
 Only the structure is checked here (keys, types, value ranges); checks that need the backbone's
 sites (site names, scopes, constraint satisfiability) happen in :mod:`acla_nas.space.space`.
-Every error is a one-line :class:`~acla_nas.errors.UserError` naming the file and the field.
+Every error is a one-line :class:`~acla_nas.core.errors.UserError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..acla import check_acla_options
-from ..arch import MAX_KEYS, Scope, parse_keys, parse_scope
-from ..data import DATA_SOURCES  # the keys each data kind accepts; paths are checked on use
-from ..errors import UserError
-from ..tasks import make_task
+from acla_nas.core.errors import UserError
+from acla_nas.data.sources import DATA_SOURCES  # the keys each data kind accepts; paths are checked on use
+from acla_nas.nn.acla import check_acla_options
+from acla_nas.nn.arch import MAX_KEYS, Scope, parse_keys, parse_scope
+from acla_nas.tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")
 BACKBONE_KEYS = ("name", "kwargs", "sites")

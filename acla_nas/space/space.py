@@ -26,16 +26,16 @@ from typing import Any
 
 import torch
 
-from ..acla import check_acla_options
-from ..arch import Arch, ModuleChoice, Scope, read_yaml, resolve_refs, task_scale
-from ..backbones import Site, create_backbone
-from ..backbones.user import site_pattern_regex
-from ..errors import UserError
-from ..trajectory import scope_text
-from ..trust import ImportRefused
-from .costs import CostTable
-from .counting import ModuleCountSampler, count_at_most, count_with_costs
-from .schema import SpaceSpec, parse_spec, scope_to_yaml, spec_to_dict
+from acla_nas.core.errors import UserError
+from acla_nas.core.trust import ImportRefused
+from acla_nas.nn.acla import check_acla_options
+from acla_nas.nn.arch import Arch, ModuleChoice, Scope, read_yaml, resolve_refs, task_scale
+from acla_nas.nn.backbones import Site, create_backbone
+from acla_nas.nn.backbones.user import site_pattern_regex
+from acla_nas.runs.trajectory import scope_text
+from acla_nas.space.costs import CostTable
+from acla_nas.space.counting import ModuleCountSampler, count_at_most, count_with_costs
+from acla_nas.space.schema import SpaceSpec, parse_spec, scope_to_yaml, spec_to_dict
 
 SAMPLE_TRIES = 10_000
 ENUMERATE_LIMIT = 100_000
@@ -76,7 +76,7 @@ class SiteSpace:
 
 
 def scope_label(scope: Scope) -> str:
-    """The categorical value of a scope: the one file spelling (:func:`acla_nas.trajectory.scope_text`)."""
+    """The categorical value of a scope: the one file spelling (:func:`acla_nas.runs.trajectory.scope_text`)."""
     return scope_text(scope)
 
 
@@ -523,7 +523,7 @@ class SearchSpace:
 
     def supernet(self):
         """The weight-sharing supernet over every site's budgets and scopes."""
-        from ..network import SiteChoices, build_supernet
+        from acla_nas.nn.network import SiteChoices, build_supernet
 
         return build_supernet(
             self.template(), {n: SiteChoices(s.budgets, s.scopes) for n, s in self.sites.items()}, file=self.file

@@ -26,15 +26,17 @@
 
 Each task is one module of this package, registered with :func:`register_task` (the registry
 imports every module here); :func:`make_task` looks the name up.
+
+Metrics (PSNR/SSIM, the BasicSR protocol) live here too. May import: ``core``, ``runtime``.
 """
 
 from __future__ import annotations
 
-from .base import TASKS, Task, make_task, register_task
-from .demosaic import BAYER_PATTERN, DemosaicTask, bayer_masks, bilinear_demosaic, mosaic
-from .denoise import DenoiseTask
-from .jpeg import JpegTask, jpeg_compress
-from .sr import SRTask, matlab_imresize
+from acla_nas.tasks.base import TASKS, Task, make_task, register_task
+from acla_nas.tasks.demosaic import BAYER_PATTERN, DemosaicTask, bayer_masks, bilinear_demosaic, mosaic
+from acla_nas.tasks.denoise import DenoiseTask
+from acla_nas.tasks.jpeg import JpegTask, jpeg_compress
+from acla_nas.tasks.sr import SRTask, matlab_imresize
 
 __all__ = [
     "BAYER_PATTERN",

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import UserError
-from ..metrics import SSIM_WINDOW
-from ..registry import Registry
+from acla_nas.core.errors import UserError
+from acla_nas.core.registry import Registry
+from acla_nas.tasks.metrics import SSIM_WINDOW
 
 # --------------------------------------------------------------------------- spec checking
 

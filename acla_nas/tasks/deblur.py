@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-from .base import Task, _number, register_task
+from acla_nas.core.errors import UserError
+from acla_nas.tasks.base import Task, _number, register_task
 
 KERNELS = ("gaussian", "motion")
 LINE_SAMPLES = 64  # points along a motion line (rasterised into the kernel grid)

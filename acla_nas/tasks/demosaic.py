@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import Task, register_task
+from acla_nas.tasks.base import Task, register_task
 
 BAYER_PATTERN = "RGGB"
 

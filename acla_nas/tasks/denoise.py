@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import Task, _number, register_task
+from acla_nas.tasks.base import Task, _number, register_task
 
 
 @register_task("denoise")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import Task, _number, register_task
+from acla_nas.tasks.base import Task, _number, register_task
 
 
 def jpeg_compress(img: torch.Tensor, quality: int) -> torch.Tensor:

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-from .base import Task, _int_choice, register_task
+from acla_nas.core.errors import UserError
+from acla_nas.tasks.base import Task, _int_choice, register_task
 
 # --------------------------------------------------------------------------- MATLAB imresize
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from ...registry import Registry
-from ...run_dir import RunDir
-from .. import data as D
+from acla_nas.core.registry import Registry
+from acla_nas.plots import data as D
+from acla_nas.runs.run_dir import RunDir
 
 DataResult = tuple[list[tuple[str, Any]], list[str]]
 
@@ -127,7 +127,7 @@ def plot_runs(
 ) -> PlotResult:
     """Write every figure of :func:`render` to ``out_dir`` in each format (``model``: the
     keyword arguments of :func:`render` for figures that need a trained model)."""
-    from ..draw import save_figure
+    from acla_nas.plots.draw import save_figure
 
     figs, notes = render(run_dirs, top_k, **model)
     res = PlotResult(notes=notes)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import data as D
-from .. import draw
-from ..diagram import draw_arch
-from . import DataResult, FigureInput, FigureSpec, register_figure
+from acla_nas.plots import data as D
+from acla_nas.plots import draw
+from acla_nas.plots.diagram import draw_arch
+from acla_nas.plots.figures import DataResult, FigureInput, FigureSpec, register_figure
 
 
 def _score(inp: FigureInput) -> DataResult:
@@ -64,7 +64,7 @@ def _diagram(inp: FigureInput) -> DataResult:
 
 
 def _key_usage(inp: FigureInput) -> DataResult:
-    from ..key_usage import checkpoint_key_usage
+    from acla_nas.plots.key_usage import checkpoint_key_usage
 
     if inp.checkpoint is None:
         return [], ["key usage skipped: no --checkpoint given and no model.pt in the run"] if inp.image else []

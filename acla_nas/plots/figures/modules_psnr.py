@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .. import data as D
-from . import DataResult, FigureInput, FigureSpec, register_figure
+from acla_nas.plots import data as D
+from acla_nas.plots.figures import DataResult, FigureInput, FigureSpec, register_figure
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""Which attention core the ACLA module runs, per device.
+
+=======  ===================================================================================
+node     ``attention_node.AttentionNode``: one autograd node, samples kept once (the CPU default)
+triton   ``acla_triton.TritonAttentionCore``: fused kernels, no sample buffers (the CUDA default
+         when Triton is installed; on CPU tensors it runs in Triton's interpreter, for tests)
+plain    the broadcasting formulation in ``ACLA.forward`` (every other device, and CUDA without
+         Triton; always under tracing, scripting, compiling and export)
+=======  ===================================================================================
+
+All three compute the same function. ``ACLA_NAS_CORE=node|triton|plain`` (environment) or
+:func:`use_core` (code) overrides the choice, e.g. to compare them or to step around a GPU where
+Triton cannot compile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+CORES = ("node", "triton", "plain")
+ENV = "ACLA_NAS_CORE"
+_forced: str | None = None
+
+
+def _check(name: str, where: str) -> str:
+    if name not in ("auto", *CORES):
+        raise ValueError(f"{where}: unknown ACLA core {name!r} (expected auto, {', '.join(CORES)})")
+    return name
+
+
+#: The fused Triton kernel has been checked in Triton's interpreter and compiled for sm_90, but
+#: has not yet run on a GPU: until ``pytest -m cuda`` and ``benchmarks/gpu.py`` have run on one,
+#: CUDA defaults to the plain formulation and the kernel is opt-in (``ACLA_NAS_CORE=triton``).
+TRITON_DEFAULT_ON_CUDA = False
+
+
+def select_core(device: torch.device) -> str:
+    """The core for tensors on ``device``: the forced one, else node on CPU, plain elsewhere
+    (triton on CUDA where Triton is importable once ``TRITON_DEFAULT_ON_CUDA`` is set)."""
+    name = _forced or _check(os.environ.get(ENV, "auto") or "auto", ENV)
+    if name != "auto":
+        return name
+    if device.type == "cpu":
+        return "node"
+    if device.type == "cuda" and TRITON_DEFAULT_ON_CUDA and triton_available():
+        return "triton"
+    return "plain"
+
+
+def triton_available() -> bool:
+    """Triton can be imported (the ``gpu`` extra; CUDA builds of torch usually bring it)."""
+    from acla_nas.nn import acla_triton
+
+    return acla_triton.available()
+
+
+@contextmanager
+def use_core(name: str) -> Iterator[None]:
+    """Force the core ``name`` (or ``auto``) inside the block, whatever the device."""
+    global _forced
+    saved = _forced
+    _forced = None if _check(name, "use_core") == "auto" else name
+    try:
+        yield
+    finally:
+        _forced = saved
+
+
+def core_function(name: str) -> type[torch.autograd.Function]:
+    """The autograd function behind a core name (not for ``plain``)."""
+    if name == "node":
+        from acla_nas.nn.attention_node import AttentionNode
+
+        return AttentionNode
+    if name == "triton":
+        from acla_nas.nn.acla_triton import TritonAttentionCore, available
+
+        if not available():
+            raise RuntimeError(
+                "the triton ACLA core needs Triton: pip install 'acla-nas[gpu]' (or set ACLA_NAS_CORE=plain)"
+            )
+        return TritonAttentionCore
+    raise ValueError(f"no autograd function for the {name!r} core")

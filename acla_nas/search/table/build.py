@@ -1,0 +1,242 @@
+"""Tabulate a small search space: train every architecture stand-alone, one CSV row per run.
+
+A fully tabulated space gives exact regret and lets any strategy be benchmarked in seconds
+(``evaluator: table`` answers from the CSV, :mod:`acla_nas.search.table.lookup`). Every run uses one short
+recipe (:data:`RECIPE`); seed 0 for every architecture, plus seed 1 on ``--second-seed``
+architectures stratified by MACs (the extremes included) to measure the seed noise. Runs with
+the same seed are paired: same initial backbone weights, same batches.
+
+Resumable: a row is appended (and flushed) as each run ends, finished rows are skipped on the next
+start, and an interrupted run resumes from its checkpoint in ``--work``.
+
+    python -m acla_nas.search.table.build search_spaces/synthetic_table.yaml [--out results/table/synthetic_table.csv]
+        [--jobs 2] [--second-seed 32] [--work runs/table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from acla_nas.core.errors import UserError
+from acla_nas.nn.arch import Arch
+from acla_nas.space import SearchSpace
+
+#: the stand-alone recipe of a table (short: the whole table in about 90 min on 2 cores)
+RECIPE: dict[str, Any] = {"steps": 200, "batch": 8, "patch": 48, "lr": 2e-3, "val_every": 0, "ckpt_every": 50}
+COLUMNS = ("arch", "seed", "psnr", "ssim", "val_psnr", "macs", "params", "seconds", "steps")
+
+
+def arch_key(space: SearchSpace, arch: Arch) -> str:
+    """A compact, canonical name of ``arch`` in ``space``: the key budget of each site in the
+    space's site order, joined by '-' (with '@scope' where a site has several scopes)."""
+    flat = space.encode(arch)
+    parts = []
+    for name, s in space.sites.items():
+        k = flat[f"{name}.keys"]
+        parts.append(f"{k}@{flat[f'{name}.scope']}" if k and len(s.labels()) > 1 else str(k))
+    return "-".join(parts)
+
+
+def stratified(space: SearchSpace, archs: list[Arch], n: int) -> list[Arch]:
+    """``n`` architectures evenly spread over the MACs order (first and last included)."""
+    if n <= 0:
+        return []
+    ordered = sorted(archs, key=lambda a: (space.cost(a)["macs"], arch_key(space, a)))
+    if n >= len(ordered):
+        return ordered
+    idx = sorted({round(i * (len(ordered) - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
+    return [ordered[i] for i in idx]
+
+
+def plan(space: SearchSpace, second_seed: int, order_seed: int = 0) -> list[tuple[Arch, int]]:
+    """Every (arch, seed) run of the table, in build order: seed-0 runs shuffled (a partial table
+    is a uniform sample of the space), then the second-seed runs (the noise)."""
+    archs = space.enumerate()
+    first = list(archs)
+    random.Random(order_seed).shuffle(first)
+    second = stratified(space, archs, second_seed)
+    random.Random(order_seed + 1).shuffle(second)
+    return [(a, 0) for a in first] + [(a, 1) for a in second]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The table's rows so far (an absent file is an empty table)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_spec(space: SearchSpace, arch: Arch, seed: int, recipe: dict, work: Path, threads: int = 1) -> dict:
+    """What :func:`run_one` needs to train (or resume) one (arch, seed) run of a table in ``work``."""
+    key = arch_key(space, arch)
+    doc = arch.to_dict()
+    doc["data"] = dict(space.spec.data)
+    doc["train"] = {**recipe, "progress": False, "seed": seed}
+    cost = space.cost(arch)
+    return {
+        "arch": key,
+        "seed": seed,
+        "doc": doc,
+        "dir": str(Path(work) / f"{key}_s{seed}"),
+        "threads": threads,
+        "macs": cost["macs"],
+        "params": cost["params"],
+    }
+
+
+def run_one(job: dict) -> dict:
+    """Train one (arch, seed) in a worker process; returns its CSV row."""
+    import torch
+
+    from acla_nas.train.retrain import train_arch
+
+    torch.set_num_threads(job["threads"])
+    d = Path(job["dir"])
+    d.mkdir(parents=True, exist_ok=True)
+    arch_file = d / "arch.yaml"
+    if not arch_file.is_file():
+        arch_file.write_text(yaml.safe_dump(job["doc"], sort_keys=False))
+    result, _model, _task = train_arch(arch_file, d, {}, progress=False)
+    test = result.get("test") or {}
+    return {
+        "arch": job["arch"],
+        "seed": job["seed"],
+        "psnr": test.get("psnr"),
+        "ssim": test.get("ssim"),
+        "val_psnr": result.get("val_psnr"),
+        "macs": job["macs"],
+        "params": job["params"],
+        "seconds": round(float(result.get("seconds", 0.0)), 2),
+        "steps": result.get("steps"),
+    }
+
+
+def build_table(
+    space_file: str | Path,
+    out: str | Path,
+    work: str | Path,
+    jobs: int = 2,
+    second_seed: int = 32,
+    limit: int | None = None,
+    recipe: dict | None = None,
+    first: str | Path | None = None,
+) -> Path:
+    """Train the missing runs of the table of ``space_file`` into ``out`` (CSV); returns ``out``.
+    ``first``: a sub-space file whose architectures' seed-0 runs are trained before the others
+    (so that sub-space is complete, and searchable with ``evaluator: table``, early)."""
+    space = SearchSpace.from_yaml(space_file)
+    recipe = {**RECIPE, **(recipe or {})}
+    out, work = Path(out), Path(work)
+    done = {(r["arch"], int(r["seed"])) for r in read_rows(out)}
+    todo = [(a, s) for a, s in plan(space, second_seed) if (arch_key(space, a), s) not in done]
+    if first is not None:
+        sub = {a.key() for a in SearchSpace.from_yaml(first).enumerate()}
+        todo.sort(key=lambda job: not (job[1] == 0 and job[0].key() in sub))  # stable: the plan's order otherwise
+    if limit is not None:
+        todo = todo[:limit]
+    total = len(space.enumerate()) + min(second_seed, len(space.enumerate()))
+    print(f"table {out}: {len(done)} of {total} runs done, {len(todo)} to train with {jobs} process(es)", flush=True)
+    if not todo:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = out.with_suffix(".meta.yaml")
+    if meta.is_file():
+        stored = (yaml.safe_load(meta.read_text()) or {}).get("recipe")
+        if stored != recipe:
+            raise UserError(
+                f"the table was built with recipe {stored}, not {recipe}; use another --out",
+                file=str(meta),
+                field="recipe",
+            )
+    else:
+        meta.write_text(
+            yaml.safe_dump(
+                {
+                    "space": str(space_file),
+                    "sites": list(space.sites),
+                    "recipe": recipe,
+                    "command": f"python -m acla_nas.search.table.build {space_file} --out {out} --second-seed {second_seed}",
+                    "arch": "key budget per site, in the order of `sites`, joined by '-'",
+                    "psnr": "test split PSNR (dB) after the recipe; val_psnr on the validation patches",
+                },
+                sort_keys=False,
+            )
+        )
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    specs = [run_spec(space, arch, seed, recipe, work / out.stem, threads) for arch, seed in todo]
+    new_file = not out.is_file() or out.stat().st_size == 0
+    t0, n = time.perf_counter(), 0
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new_file:
+            writer.writeheader()
+
+        def record(row: dict) -> None:
+            nonlocal n
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+            n += 1
+            el = time.perf_counter() - t0
+            print(
+                f"[{len(done) + n}/{total}] {row['arch']} seed {row['seed']}: {row['psnr']:.3f} dB "
+                f"({row['seconds']:.0f} s; ETA {el / n * (len(specs) - n) / 60:.0f} min)",
+                flush=True,
+            )
+
+        if jobs == 1:  # in this process (tests, debugging)
+            for spec in specs:
+                record(run_one(spec))
+            return out
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            pending = {pool.submit(run_one, s) for s in specs}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    record(fut.result())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m acla_nas.search.table.build", description=__doc__.splitlines()[0])
+    ap.add_argument("space", help="search-space YAML (small: every architecture is trained)")
+    ap.add_argument("--out", help="CSV (default results/table/<space>.csv)")
+    ap.add_argument("--work", default="runs/table", help="run directories (checkpoints; resumable)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (processes)")
+    ap.add_argument("--second-seed", type=int, default=32, help="architectures also trained with seed 1")
+    ap.add_argument("--limit", type=int, help="train at most this many runs now")
+    ap.add_argument("--first", help="a sub-space YAML whose architectures are trained first")
+    ap.add_argument("--steps", type=int, help=f"recipe steps (default {RECIPE['steps']})")
+    args = ap.parse_args(argv)
+    out = args.out or f"results/table/{Path(args.space).stem}.csv"
+    try:
+        build_table(
+            args.space,
+            out,
+            args.work,
+            args.jobs,
+            args.second_seed,
+            args.limit,
+            {"steps": args.steps} if args.steps else None,
+            args.first,
+        )
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
