@@ -133,7 +133,9 @@ def test_every_file_kind_has_numeric_fields_to_fuzz():
     assert len(FIELDS) >= 30 and {k for k, _ in FIELDS} == set(KINDS)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(field=st.sampled_from(FIELDS), raw=_hostile())
 def test_a_hostile_value_in_any_numeric_field_is_read_or_refused_in_one_line(tmp_path: Path, field, raw: str):
     kind, path = field
@@ -178,14 +180,16 @@ def _tensors() -> st.SearchStrategy[Any]:
         if kind == "dtype":
             return t.to(draw(st.sampled_from(dtypes)))
         if kind == "strided_view" and t.dim() >= 2:
-            return t.t()
+            return t.transpose(0, 1)
         return t
 
     junk = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3))
     return st.one_of(tensor(), junk)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     replace=st.dictionaries(st.sampled_from(["backbone.head.weight", "backbone.head.bias", "extra"]), _tensors()),
     top=st.dictionaries(
