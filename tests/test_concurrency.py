@@ -135,12 +135,10 @@ def test_kill_9_then_rerun_without_a_stall(tmp_path: Path, files) -> None:
     # as if killed inside an append: the journal's lock is left behind, naming the dead process
     me = Owner.me()
     os.symlink(f"{Owner(me.host, me.boot, a.pid, '').text()} left-behind", str(out / "study.journal.lock"))
-    t0 = time.monotonic()
     b = start(files, out)
-    out_b, err_b = b.communicate(timeout=180)
-    took = time.monotonic() - t0
+    out_b, err_b = b.communicate(timeout=600)  # a hang guard only: how fast the dead owner's lock is
+    # broken is tested as a mechanism in test_storage.py (test_a_lock_left_by_a_killed_process_is_taken_over_at_once)
     assert b.returncode == 0, err_b
-    assert took < 30, f"the rerun took {took:.0f} s"  # Optuna's own lock waits 30 s before breaking a stale one
     assert "lock" not in err_b
     check_run(out)
     study = load_run_study(out)

@@ -136,7 +136,40 @@ YAML_FILES: dict[str, dict | str] = {
     "arch_tiny_img": _arch(data={"kind": "folder", "path": "{tmp}/mixed", "val_fraction": 0.3, "test_fraction": 0.2}),
     "arch_site": _arch(modules={"body.7": {"keys": 2}}),
     "arch_tag": "backbone: !!python/object/new:subprocess.Popen [['touch', '{marker}']]\n",
+    # issue 23: hostile numbers, keys and nesting (raw text: PyYAML's dumper cannot write some of them)
+    "space_flops_exp": _space(constraints={"max_flops": "1e999999999"}),
+    "space_flops_bigint": yaml.safe_dump(TINY_SPACE) + "constraints: {max_flops: " + "9" * 400 + "}\n",
+    "space_int_5000": yaml.safe_dump(TINY_SPACE).replace("n_resblocks: 2", "n_resblocks: " + "7" * 5000),
+    "space_tau_bigint": yaml.safe_dump(TINY_SPACE) + "acla: {tau: " + "1" * 31 + "}\n",
+    "space_tau_1e400": yaml.safe_dump(TINY_SPACE) + "acla: {tau: 1.0e+400}\n",
+    "space_dup_keys": yaml.safe_dump(TINY_SPACE) + "keys: [0, 4]\n",
+    "space_nested": "backbone: " + "[" * 5000 + "]" * 5000 + "\n",
+    "space_nested_map": "backbone: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+    "space_aliases": "a: &a [x, x]\nb: &b [*a, *a]\n" + "".join(f"c{i}: [*b, *b]\n" for i in range(200)),
+    "space_scope_unicode": _space(scopes=["previous\u00b2"]),
+    "space_long_site": _space(sites=["body." + "x" * 3000]),
+    "space_mids": _space(backbone={"name": "mynets:net", "sites": "body.*, mids.*, tail"}),
+    "arch_lr_bigint": yaml.safe_dump(_arch()).replace("steps: 2", "steps: " + "9" * 40),
+    "arch_steps_huge": _arch(train__steps=10**15),
+    "arch_scope_unicode": _arch(modules={"body.0": {"keys": 2, "scope": "previous\u00b9"}}),
+    "darts_w_lr_bigint": yaml.safe_dump(DARTS).replace("steps: 400", "steps: 400, w_lr: " + "3" * 29),
 }
+MYNETS = """
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 4, 3, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1))
+        self.tail = nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.tail(self.body(self.head(x)))
+
+def net():
+    return Net()
+"""
 
 # (id, argv with {placeholders}, substrings of the one stderr line)
 CASES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -364,6 +397,67 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("plot --top-k 0", "plot {search_done} --out {fresh} --top-k 0", ("--top-k",)),
     ("plot missing run", "plot {tmp}/none --out {fresh}", ("none", "not found")),
     ("report --top-k 0", "report {search_done} --out {fresh}/r.html --top-k 0", ("--top-k",)),
+    # -- issue 23: hostile numbers, YAML structure, output paths, exotic tensors, never overwrite
+    ("spaces max_flops 1e999999999", "spaces {Y}/space_flops_exp.yaml", ("space_flops_exp.yaml", "max_flops")),
+    ("spaces max_flops 400 digits", "spaces {Y}/space_flops_bigint.yaml", ("space_flops_bigint.yaml", "digits")),
+    ("spaces int of 5000 digits", "spaces {Y}/space_int_5000.yaml", ("space_int_5000.yaml", "digits")),
+    ("spaces tau 31-digit int", "spaces {Y}/space_tau_bigint.yaml", ("space_tau_bigint.yaml", "digits")),
+    ("spaces tau 1e400", "spaces {Y}/space_tau_1e400.yaml", ("space_tau_1e400.yaml", "acla.tau")),
+    ("spaces duplicate key", "spaces {Y}/space_dup_keys.yaml", ("space_dup_keys.yaml", "duplicate key 'keys'")),
+    ("spaces nested 5000 deep", "spaces {Y}/space_nested.yaml", ("space_nested.yaml", "nested")),
+    ("spaces nested maps", "spaces {Y}/space_nested_map.yaml", ("space_nested_map.yaml", "nested")),
+    ("spaces alias bomb", "spaces {Y}/space_aliases.yaml", ("space_aliases.yaml", "aliases")),
+    ("spaces scope previous\u00b2", "spaces {Y}/space_scope_unicode.yaml", ("space_scope_unicode.yaml", "scopes")),
+    ("spaces 3000-char site", "spaces {Y}/space_long_site.yaml", ("space_long_site.yaml", "sites")),
+    (
+        "spaces pattern part matches nothing",
+        "spaces {Y}/space_mids.yaml --allow-import mynets",
+        ("space_mids.yaml", "backbone.sites", "'mids.*'", "closest"),
+    ),
+    ("train steps 40 digits", "train {Y}/arch_lr_bigint.yaml --out {fresh}", ("arch_lr_bigint.yaml", "digits")),
+    ("train steps 1e15", "train {Y}/arch_steps_huge.yaml --out {fresh}", ("arch_steps_huge.yaml", "train.steps")),
+    ("train scope previous\u00b9", "train {Y}/arch_scope_unicode.yaml --out {fresh}", ("arch_scope_unicode.yaml",)),
+    (
+        "search w_lr 29-digit int",
+        "search {Y}/space_ok.yaml --strategy {Y}/darts_w_lr_bigint.yaml --out {fresh}",
+        ("darts_w_lr_bigint.yaml", "w_lr"),
+    ),
+    (
+        "search --workers 100000",
+        "search {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {fresh} --workers 100000",
+        ("--workers", "at most"),
+    ),
+    (
+        "search --out is a file",
+        "search {Y}/space_ok.yaml --strategy {Y}/random_ok.yaml --out {tmp}/photo.png",
+        ("photo.png", "cannot write"),
+    ),
+    ("train --out is a file", "train {Y}/arch_ok.yaml --out {tmp}/photo.png", ("photo.png", "is a file")),
+    ("train --out below a file", "train {Y}/arch_ok.yaml --out {tmp}/photo.png/run", ("photo.png", "below the file")),
+    (
+        "train --out holds inherited weights",
+        "train {Y}/arch_ok.yaml --out {tmp}/exported",
+        ("exported", "model.pt", "--overwrite"),
+    ),
+    ("export over another export", "export {search_done} --out {tmp}/other_export", ("best", "--overwrite")),
+    ("restore OUT exists", "restore {M}/good.pt {tmp}/photo.png {tmp}/existing.png", ("existing.png", "--overwrite")),
+    ("restore OUT is a folder", "restore {M}/good.pt {tmp}/photo.png {tmp}/photos", ("photos", "folder")),
+    ("plot over foreign figures", "plot {search_done} --out {tmp}/figs", ("figs", "fig.png", "--overwrite")),
+    ("report --out exists", "report {search_done} --out {tmp}/existing.html", ("existing.html", "--overwrite")),
+    ("report --out a folder", "report {search_done} --out {tmp}/photos", ("photos", "folder")),
+    ("evaluate --out exists", "evaluate {M}/good.pt --out {tmp}/existing.csv", ("existing.csv", "--overwrite")),
+    *[
+        (f"evaluate {n}", f"evaluate {{M}}/{n}.pt", (f"{n}.pt", *need))
+        for n, need in [
+            ("meta_weights", ("state_dict", "meta")),
+            ("sparse_weights", ("state_dict", "sparse")),
+            ("complex_weights", ("state_dict", "complex")),
+            ("quantized_weights", ()),
+            ("legacy_pickle_nan", ("state_dict", "NaN")),
+        ]
+    ],
+    ("restore meta weights", "restore {M}/meta_weights.pt {tmp}/photo.png {tmp}/out.png", ("meta",)),
+    ("plot --checkpoint sparse", "plot {search_done} --out {fresh} --checkpoint {M}/sparse_weights.pt", ("sparse",)),
     # -- export
     ("export --input-size 0 0", "export {search_done} --out {fresh} --input-size 0 0", ("--input-size",)),
     ("export --input-size 5000 5000", "export {search_done} --out {fresh} --input-size 5000 5000", ("--input-size",)),
@@ -415,6 +509,14 @@ def _models(folder: Path) -> None:
     variant(
         "overflowing", state_dict={k: v * 1e30 if v.is_floating_point() and v.ndim > 1 else v for k, v in sd.items()}
     )
+    # exotic tensors (issue 23): each loads with weights_only=True and must be refused in one line
+    key = "backbone.head.weight"
+    variant("meta_weights", state_dict={**sd, key: torch.empty_like(sd[key], device="meta")})
+    variant("sparse_weights", state_dict={**sd, "backbone.head.bias": sd["backbone.head.bias"].to_sparse()})
+    variant("complex_weights", state_dict={**sd, key: sd[key].to(torch.complex64)})
+    variant("quantized_weights", state_dict={**sd, key: torch.quantize_per_tensor(sd[key], 0.1, 0, torch.qint8)})
+    nan_sd = {k: v * float("nan") if v.is_floating_point() else v for k, v in sd.items()}
+    torch.save({**good, "state_dict": nan_sd}, folder / "legacy_pickle_nan.pt", _use_new_zipfile_serialization=False)
     torch.save(["not", "a", "model"], folder / "a_list.pt")
     (folder / "garbage.pt").write_bytes(b"\x00garbage" * 50)
 
@@ -469,6 +571,20 @@ def env(tmp_path_factory) -> dict[str, Path]:
     search_done.mkdir()
     for name in ("config.yaml", "trajectory.csv", "best_arch.yaml", "sites.csv"):
         shutil.copy(ROOT / "results" / "edsr_x2_demo_evolution" / name, search_done / name)
+    (ydir / "mynets.py").write_text(MYNETS)
+    exported = root / "exported"  # an export folder: inherited weights, no config.yaml
+    exported.mkdir()
+    shutil.copy(models / "good.pt", exported / "model.pt")
+    (exported / "arch.yaml").write_text(yaml.safe_dump(TINY_ARCH))
+    other = root / "other_export" / "best"  # written by an export of another run
+    other.mkdir(parents=True)
+    (other / "arch.yaml").write_text(yaml.safe_dump({**TINY_ARCH, "provenance": {"run": "runs/another"}}))
+    shutil.copy(models / "good.pt", other / "model.pt")
+    (root / "figs").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "figs" / "fig.png")
+    shutil.copy(root / "photo.png", root / "existing.png")
+    (root / "existing.html").write_text("<html>someone's report</html>")
+    (root / "existing.csv").write_text("dataset,psnr\nmine,30.0\n")
     return {
         "tmp": root,
         "Y": ydir,
@@ -490,6 +606,7 @@ def test_malformed_input_is_one_line_exit_2(env: dict[str, Path], capsys, argv: 
     assert code == 2, (out, err)
     assert len(lines) == 1, err
     assert "Traceback" not in err and lines[0].startswith("acla-nas ")
+    assert len(lines[0]) <= 700, f"a {len(lines[0])}-character line"
     for text in expected:
         assert text in lines[0], lines[0]
     assert _snapshot(env["tmp"]) == before  # nothing written, nothing overwritten

@@ -63,7 +63,7 @@ def test_report_tolerates_bad_optional_files(tmp_path: Path) -> None:
     (rd / "metrics.json").write_text("{not json")
     (rd / "config.yaml").write_text("a: [1, 2\n")
     text = build_report(rd, top_k=3)
-    assert "malformed JSON" in text and "malformed YAML" in text
+    assert "malformed JSON" in text and "invalid YAML" in text
     assert "No best_arch.yaml" in text and "Top 3" in text
     assert text.count("data:image/png;base64,") >= 3  # score, DARTS probs, expected keys
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from acla_nas.cli import commands
 from acla_nas.core.errors import ReplicatedError, UserError
+from acla_nas.core.outputs import os_error_line
+from acla_nas.core.quiet import show_file_warnings
 from acla_nas.core.trust import ENV_VAR, FLAG, allow_imports, parse_prefixes
 from acla_nas.core.version import __version__
 
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
             dest="allow_import",
             help=f"let files name code from these modules (package.module:factory / :Class); also {ENV_VAR}",
         )
+        if not any("--verbose" in a.option_strings for a in p._actions):
+            p.add_argument(
+                "--verbose", action="store_true", help="also show the warnings raised while reading your files"
+            )
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -73,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    show_file_warnings(bool(getattr(args, "verbose", False)))
     try:
         granted = [p for text in args.allow_import for p in parse_prefixes(text, FLAG)]
         with allow_imports(granted):
@@ -80,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if not isinstance(exc, ReplicatedError):  # under torchrun, rank 0 prints the shared error
             print(f"acla-nas {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output path nothing caught earlier (full disk, read-only folder, ...)
+        print(f"acla-nas {args.verb}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):

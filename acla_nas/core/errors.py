@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 
+#: a longer message is cut (a 3000-character site pattern must not become a 3 KB "line")
+MAX_LINE = 500
+
 
 class UserError(Exception):
     """Bad input from the user (file, option, YAML field). Never a bug in acla-nas."""
@@ -22,7 +25,8 @@ class UserError(Exception):
         parts = [p for p in (self.file, self.field) if p]
         prefix = ": ".join(parts)
         text = f"{prefix}: {self.message}" if prefix else self.message
-        return " ".join(text.split())  # always one line
+        text = " ".join(text.split())  # always one line
+        return text if len(text) <= MAX_LINE else text[: MAX_LINE - 5] + " ..."
 
     def at(self, *, file: str | None = None, field: str | None = None) -> UserError:
         """The same error (same class) with a file and/or an outer field path prepended."""

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.outputs import writing
+from acla_nas.core.quiet import captured_warnings
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 EMBEDDED_MAX_SIDE = 512
@@ -86,7 +88,7 @@ def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
 
 def _decode(path: Path, max_side: int | None) -> torch.Tensor:
     try:
-        with Image.open(path) as im:
+        with captured_warnings(str(path)), Image.open(path) as im:  # e.g. a corrupt EXIF block
             im.load()
             if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16/32-bit PNG/TIFF -> 8 bit
                 im = _to_8bit(im, path)
@@ -122,7 +124,7 @@ def image_size(path: str | Path, max_side: int | None = None) -> tuple[int, int]
     """(height, width) of an image file from its header (nothing decoded), after ``max_side``."""
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with captured_warnings(str(p)), Image.open(p) as im:
             w, h = _scaled(im.size, max_side)
     except FileNotFoundError:
         raise UserError("image file not found", file=str(p)) from None
@@ -162,7 +164,8 @@ def save_image(img: torch.Tensor, path: str | Path, format: str | None = None) -
     if t.ndim == 4:
         t = t[0]
     arr = t.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-    Image.fromarray(arr, "RGB").save(path, format=format)
+    with writing(path):  # a full disk or read-only folder: PATH: cannot write (reason)
+        Image.fromarray(arr, "RGB").save(path, format=format)
 
 
 def embedded_dir() -> Path:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from acla_nas.core.checks import real_number, shown
 from acla_nas.core.errors import UserError
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -92,14 +93,15 @@ class SyntheticParams:
 def _int(spec: dict, key: str, lo: int, hi: int) -> int:
     value = spec.get(key, SYNTHETIC_DEFAULTS[key])
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise UserError(f"got {value!r}, expected an integer in [{lo}, {hi}]", field=f"data.{key}")
+        raise UserError(f"got {shown(value)}, expected an integer in [{lo}, {hi}]", field=f"data.{key}")
     return value
 
 
 def _number(spec: dict, key: str, lo: float, hi: float) -> float:
     value = spec.get(key, SYNTHETIC_DEFAULTS[key])
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise UserError(f"got {value!r}, expected a number in [{lo}, {hi}]", field=f"data.{key}")
+    number = real_number(value) if isinstance(value, (int, float)) else None
+    if number is None or not lo <= number <= hi:
+        raise UserError(f"got {shown(value)}, expected a number in [{lo}, {hi}]", field=f"data.{key}")
     return float(value)
 
 

@@ -22,6 +22,8 @@ import yaml
 
 from acla_nas.core.atomic import atomic_path, write_text_atomic
 from acla_nas.core.errors import UserError
+from acla_nas.core.outputs import output_dir, refuse_foreign_results
+from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.arch import Arch
 from acla_nas.nn.cost import count_macs, count_params
 from acla_nas.nn.network import build, copy_child_weights
@@ -176,6 +178,16 @@ def export_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor
         torch.jit.save(traced, str(tmp))
 
 
+def _exported_from(folder: Path) -> str | None:
+    """The run an export folder's arch.yaml names (None when there is none or it is unreadable)."""
+    try:
+        doc = read_yaml(folder / "arch.yaml")
+    except UserError:
+        return None
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    return str(prov.get("run")) if isinstance(prov, dict) and prov.get("run") is not None else None
+
+
 def export_run(
     run_dir: str | Path,
     out: str | Path,
@@ -187,8 +199,11 @@ def export_run(
     onnx: bool = False,
     input_size: tuple[int, int] | None = None,
     config: RunConfig | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write each pick to ``out/<name>/``; returns the pick directories."""
+    """Write each pick to ``out/<name>/``; returns the pick directories. A pick folder that holds
+    files of another export (another run) is refused unless ``overwrite``; re-exporting the same
+    run refreshes its own files."""
     from acla_nas.train.inference import save_model_file
 
     run_dir, out = Path(run_dir), Path(out)
@@ -214,6 +229,11 @@ def export_run(
         supernet = space.supernet()
         supernet.load_state_dict(supernet_state)
     plain_cost = space.cost(space.template())
+    output_dir(out)
+    for pick in picks:  # every folder checked before anything is written
+        refuse_foreign_results(
+            out / pick.name, overwrite, ours=lambda d: _exported_from(d) == str(run_dir), what=f"an export of {run_dir}"
+        )
     written = []
     rows = []
     for pick in picks:

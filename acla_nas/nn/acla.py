@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acla_nas.core.checks import real_number, shown
 from acla_nas.core.errors import UserError
 from acla_nas.nn.attention_core import core_function, select_core
 
@@ -81,10 +82,8 @@ def check_acla_options(options: dict | None, *, file: str | None = None) -> dict
         typ = ACLA_OPTIONS[key]
         if typ is bool and not isinstance(value, bool):
             raise UserError(f"expected true or false, got {value!r}", file=file, field=f"acla.{key}")
-        if typ in (int, float) and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-        ):
-            raise UserError(f"expected a finite number, got {value!r}", file=file, field=f"acla.{key}")
+        if typ in (int, float) and (not isinstance(value, (int, float)) or real_number(value) is None):
+            raise UserError(f"expected a finite number, got {shown(value)}", file=file, field=f"acla.{key}")
         if typ is int and value != int(value):
             raise UserError(f"expected an integer, got {value!r}", file=file, field=f"acla.{key}")
         if typ is str and value not in ACLA_CHOICES[key]:

@@ -14,7 +14,9 @@ from typing import Any, Union
 
 import yaml
 
+from acla_nas.core.checks import ascii_digits
 from acla_nas.core.errors import UserError
+from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.acla import check_acla_options
 
 Scope = Union[int, str, tuple[str, ...]]
@@ -49,7 +51,7 @@ def parse_scope(value: Any, field_name: str, file: str | None = None) -> Scope:
         return "all"
     if isinstance(value, str) and value.startswith("previous"):
         rest = value[len("previous") :].strip(" _-")
-        if rest.isdigit() and int(rest) >= 1:
+        if ascii_digits(rest) and len(rest) < 10 and int(rest) >= 1:
             return int(rest)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         if len(set(value)) != len(value):
@@ -180,27 +182,6 @@ class Arch:
             self.sites,
             dict(self.acla),
         )
-
-
-def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` a file with one-line errors naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError("no such file", file=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read: {exc}", file=str(p)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"invalid YAML: {where}{problem}", file=str(p)) from exc
-    if data is None:
-        raise UserError("the file is empty (expected a YAML mapping)", file=str(p))
-    return data
 
 
 def write_text_atomic(path: Path, text: str) -> None:

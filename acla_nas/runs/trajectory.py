@@ -29,7 +29,9 @@ import yaml
 
 from acla_nas.core.atomic import atomic_path, write_text_atomic
 from acla_nas.nn.backbones.base import Site
+from acla_nas.core.checks import ascii_digits
 from acla_nas.core.errors import UserError
+from acla_nas.core.yaml_io import read_yaml
 from acla_nas.runs.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ def scope_value(text: Any) -> Any:
         return None
     if s == "all":
         return "all"
-    if s.isdigit():
+    if ascii_digits(s):
         return int(s)
     return tuple(s.split(SCOPE_SEPARATOR))
 
@@ -328,15 +330,8 @@ def doc_arch(doc: Any) -> Canonical | None:
 
 
 def read_yaml_file(path: str | Path) -> Any:
-    """A YAML file, or a UserError naming it when it cannot be read or does not parse."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read ({exc.__class__.__name__})", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        raise UserError(f"malformed YAML ({first})", file=str(path)) from None
+    """A run file's YAML (may be empty: None), through the one reader (:mod:`acla_nas.core.yaml_io`)."""
+    return read_yaml(path, allow_empty=True)
 
 
 def load_best_arch(run_dir: str | Path) -> dict | None:

@@ -10,6 +10,7 @@ directory holding another configuration is refused rather than mixed in. ``confi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,11 @@ def _parse_strategy(data: Any, f: str | None) -> tuple[dict, type]:
     return data, cls
 
 
+def max_workers() -> int:
+    """The most ``--workers`` one machine takes: its CPU count (at least 2)."""
+    return max(2, os.cpu_count() or 1)
+
+
 def check_flags(
     *, trials: int | None, steps: int | None, seed: int | None, device: str | None, workers: int, nproc: int = 1
 ) -> None:
@@ -110,6 +116,12 @@ def check_flags(
         check_int(steps, "--steps", 1)
     if seed is not None:
         check_seed(seed)
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers > max_workers():
+        raise UserError(
+            f"got {workers}, expected at most {max_workers()} (the CPU count: each worker is a Python process "
+            "with its own torch; to use more machines, start the same command on each with --storage)",
+            field="--workers",
+        )
     check_int(workers, "--workers", 1)
     check_int(nproc, "--nproc", 1)
     resolve_device(device)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from acla_nas.core.checks import real_number, shown
 from acla_nas.core.errors import UserError
 from acla_nas.data.sources import DATA_SOURCES  # the keys each data kind accepts; paths are checked on use
 from acla_nas.nn.acla import check_acla_options
@@ -118,12 +119,16 @@ def parse_limit(value: Any, file: str | None, fld: str) -> Limit:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _err(f"{LIMIT_HELP}, got {value!r}", file, fld)
     if isinstance(value, (int, float)):
-        if not value > 0 or value != value or value == float("inf"):
-            raise _err(f"expected a positive limit, got {value!r}", file, fld)
+        number = real_number(value)
+        if number is None or not number > 0:
+            raise _err(f"expected a positive finite limit, got {shown(value)}", file, fld)
         if value < ABSOLUTE_MIN:
             return Limit(Fraction(str(value)), None, value)
         return Limit(None, int(value), value)
     text = value.strip().replace("_", "")
+    if len(text) > 40 or real_number(re.sub(r"\s*[%xXKMGT]$", "", text.lstrip("+-"))) is None:
+        # bounded before any Fraction is built from it: "1e999999999" would build 10**999999999
+        raise _err(f"{LIMIT_HELP}, got {shown(value)} (a number below 1e300)", file, fld)
     m = re.fullmatch(r"([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*%", text)
     if m:
         pct = Fraction(m.group(2)) * (-1 if m.group(1) == "-" else 1)

@@ -11,6 +11,7 @@ equals whole-image inference exactly whenever the network's receptive-field radi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.payload import check_weights
+from acla_nas.core.quiet import captured_warnings
 
 MODEL_FORMAT = "acla-nas-model"
 SUPPORTED_VERSIONS = (1,)  # model-file layouts this code reads (``save_model_file`` writes the last)
@@ -44,40 +47,59 @@ def _axis_weights(n: int, ramp_start: bool, ramp_end: bool, overlap: int, device
 
 
 @torch.no_grad()
-def restore_image(
+def restore_rows(
     model: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = 256, overlap: int = 16
-) -> torch.Tensor:
-    """Run ``model`` on a (1,3,h,w) image tile by tile; returns (1,3,h*scale,w*scale).
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Run ``model`` on a (1,3,h,w) image tile by tile, row of tiles after row of tiles, and yield
+    ``(first_row, rows)`` blocks of the finished output (1,C,r,w*scale) top to bottom as soon as no
+    later tile overlaps them: the float accumulators span one row of tiles, not the whole output,
+    so a caller that writes each block into an 8-bit image needs memory bounded by the tile.
 
     ``tile=None`` (or an image that fits in one tile) runs the whole image at once."""
     if lq.ndim != 4:
         raise ValueError(f"expected a (B,C,H,W) tensor, got shape {tuple(lq.shape)}")
     _, _, h, w = lq.shape
     if tile is None or (h <= tile and w <= tile):
-        return model(lq)
+        yield 0, model(lq)
+        return
     if tile < 8 or not 0 <= overlap < tile:
         raise UserError(
             f"tile {tile} with overlap {overlap}: expected tile >= 8 and 0 <= overlap < tile", field="--tile"
         )
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    out: torch.Tensor | None = None
-    weight = torch.zeros(1, 1, h * scale, w * scale, device=lq.device)
-    for y in ys:
+    th, tw = min(tile, h), min(tile, w)
+    acc: torch.Tensor | None = None  # output rows [top, top + acc rows) not yet finished
+    weight = torch.zeros(1, 1, 0, w * scale, device=lq.device)
+    top = 0
+    for i, y in enumerate(ys):
+        bottom = (y + th) * scale
         for x in xs:
-            th, tw = min(tile, h), min(tile, w)
             piece = model(lq[..., y : y + th, x : x + tw])
-            if out is None:
-                out = torch.zeros(
-                    lq.shape[0], piece.shape[1], h * scale, w * scale, device=lq.device, dtype=piece.dtype
-                )
+            if acc is None:
+                acc = torch.zeros(lq.shape[0], piece.shape[1], 0, w * scale, device=lq.device, dtype=piece.dtype)
+            grow = bottom - top - acc.shape[2]
+            if grow > 0:  # extend the accumulators down to this row of tiles' last output row
+                acc = torch.cat([acc, acc.new_zeros(*acc.shape[:2], grow, acc.shape[3])], 2)
+                weight = torch.cat([weight, weight.new_zeros(1, 1, grow, weight.shape[3])], 2)
             wy = _axis_weights(th * scale, y > 0, y + th < h, overlap * scale, lq.device)
             wx = _axis_weights(tw * scale, x > 0, x + tw < w, overlap * scale, lq.device)
             m = (wy[:, None] * wx[None, :])[None, None]
-            ys_, xs_ = slice(y * scale, (y + th) * scale), slice(x * scale, (x + tw) * scale)
-            out[..., ys_, xs_] += piece * m
+            ys_, xs_ = slice(y * scale - top, bottom - top), slice(x * scale, (x + tw) * scale)
+            acc[..., ys_, xs_] += piece * m
             weight[..., ys_, xs_] += m
-    assert out is not None
-    return out / weight
+        assert acc is not None
+        done = (ys[i + 1] * scale if i + 1 < len(ys) else bottom) - top  # rows no later tile touches
+        yield top, acc[..., :done, :] / weight[..., :done, :]
+        acc, weight, top = acc[..., done:, :], weight[..., done:, :], top + done
+
+
+@torch.no_grad()
+def restore_image(
+    model: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = 256, overlap: int = 16
+) -> torch.Tensor:
+    """Run ``model`` on a (1,3,h,w) image tile by tile; returns (1,3,h*scale,w*scale) (the blocks
+    of :func:`restore_rows` joined; use that to write a large output as it is made)."""
+    return torch.cat([rows for _, rows in restore_rows(model, lq, scale, tile, overlap)], 2)
 
 
 def _model_file(path: str | Path) -> Path:
@@ -96,7 +118,8 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
     file and the entry."""
     p = _model_file(path)
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        with captured_warnings(str(p)):  # e.g. torch's legacy-pickle warning: --verbose shows it
+            payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad user file
         raise UserError(
             f"cannot load the model file ({type(exc).__name__}); expected model.pt written by `acla-nas train`",
@@ -133,20 +156,7 @@ def check_payload(payload: dict[str, Any], file: str) -> None:
             )
     if not isinstance(payload.get("metrics", {}), dict):
         raise UserError(f"expected a mapping, got a {type(payload['metrics']).__name__}", file=file, field="metrics")
-    for name, tensor in payload["state_dict"].items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise UserError(
-                f"expected parameter names mapped to tensors, got {name!r}: {type(tensor).__name__}",
-                file=file,
-                field="state_dict",
-            )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(
-                f"weight {name!r} holds NaN or infinite values; the model would restore nothing but NaN "
-                "(retrain it, e.g. with a lower train.lr)",
-                file=file,
-                field="state_dict",
-            )
+    check_weights(payload["state_dict"], file)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acla_nas.core.atomic import torch_save_atomic, write_text_atomic
-from acla_nas.core.checks import MAX_SEED
+from acla_nas.core.checks import MAX_SEED, real_number, shown
 from acla_nas.core.errors import UserError
 from acla_nas.data.images import Item, to_float
 from acla_nas.data.patches import PatchSampler, _mix_seed
@@ -111,9 +111,13 @@ class TrainConfig:
         return cls(**kwargs)
 
 
+#: steps, patch sizes, batches, intervals: a billion of any is beyond any run (and beyond a float's exact ints)
+MAX_COUNT = 10**9
+
+
 def _check_field(key: str, value: Any, file: str | None) -> Any:
     def bad(expected: str) -> UserError:
-        return UserError(f"got {value!r}, expected {expected}", file=file, field=f"train.{key}")
+        return UserError(f"got {shown(value)}, expected {expected}", file=file, field=f"train.{key}")
 
     ints_pos = {"steps", "patch", "batch", "val_patches", "ckpt_every"}
     if key == "seed":
@@ -122,22 +126,12 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         return value
     if key in ints_pos | {"val_every"}:
         lo = 1 if key in ints_pos else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise bad(f"an integer >= {lo}")
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_COUNT:
+            raise bad(f"an integer in {lo}..{MAX_COUNT:,}")
         return value
     if key in ("lr", "gamma", "min_lr") or (key == "grad_clip" and value is not None):
-        if isinstance(value, str):  # YAML 1.1 reads `2e-4` (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise bad("a positive number") from None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value < 0
-            or (key in ("lr", "grad_clip") and value == 0)
-        ):
+        value = real_number(value)  # also YAML 1.1's `2e-4` (no dot), read as a string
+        if value is None or value < 0 or (key in ("lr", "grad_clip") and value == 0):
             raise bad("a positive number" + (" (or null)" if key == "grad_clip" else ""))
         if key in ("lr", "min_lr") and value > MAX_LR:
             raise bad(f"a learning rate <= {MAX_LR:g} (Adam's steps overflow float32 long before 1e38)")

@@ -12,6 +12,8 @@ import csv
 import io
 from pathlib import Path
 
+from acla_nas.core.outputs import add_overwrite_flag
+
 NAME = "evaluate"
 HELP = "PSNR/SSIM of a trained model (model.pt) per data set, with the input's floor"
 
@@ -35,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)"
     )
+    add_overwrite_flag(parser)
 
 
 def _table(rows: list[dict]) -> str:
@@ -64,6 +67,7 @@ def _write_csv(path: Path, per_set: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from acla_nas.core.checks import check_seed
     from acla_nas.core.errors import UserError
+    from acla_nas.core.outputs import output_file, writing
     from acla_nas.data.sources import check_min_side, embedded_source, source_for_dir
     from acla_nas.nn.footprint import check_inference
     from acla_nas.runtime.device import resolve_device
@@ -75,6 +79,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"got {args.tile}, expected 0 (off) or a tile size >= 8", field="--tile")
     if args.out and Path(args.out).suffix.lower() != ".csv":
         raise UserError(f"expected a .csv file name, got {args.out}", field="--out")
+    ckpt = Path(args.checkpoint)
+    # the default CSV beside the model is evaluate's own (re-running refreshes it); a path the
+    # user names is checked, and an existing file there kept, before anything is evaluated
+    out = (
+        output_file(args.out, "--out", args.overwrite)
+        if args.out
+        else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluation.csv"
+    )
     check_seed(args.seed)
     device = resolve_device(args.device)
     model, arch, payload = load_model(args.checkpoint, device)
@@ -112,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
         results.append({"dataset": name, **res})
     print(f"{task.describe()}")
     print(_table(results))
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluation.csv"
-    _write_csv(out, results)
+    with writing(out):
+        _write_csv(out, results)
     print(f"wrote {out}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from acla_nas.core.outputs import add_overwrite_flag
+
 NAME = "export"
 HELP = "export the best (or top-K / Pareto) architecture of a search run as a child network"
 
@@ -20,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for the FLOPs in the model card"
     )
+    add_overwrite_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         torchscript=args.torchscript,
         onnx=args.onnx,
         input_size=tuple(args.input_size) if args.input_size else None,
+        overwrite=args.overwrite,
     )
     for d in dirs:
         print(f"exported {d} ({', '.join(sorted(p.name for p in d.iterdir()))})")

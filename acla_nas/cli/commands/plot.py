@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.outputs import add_overwrite_flag, output_dir, refuse_foreign_results
 
 NAME = "plot"
 HELP = "draw search figures (score, DARTS probabilities, Pareto front, top-k choices, architecture)"
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", metavar="FILE", default=None, help="trained child (model.pt) for the key-usage figure"
     )
     parser.add_argument("--image", metavar="FILE", default=None, help="image for the key-usage figure")
+    add_overwrite_flag(parser)
 
 
 def parse_formats(text: str) -> list[str]:
@@ -42,6 +44,32 @@ def parse_formats(text: str) -> list[str]:
             f"expected a comma-separated list of {', '.join(ALLOWED_FORMATS)}, got {text!r}", field="--format"
         )
     return list(dict.fromkeys(formats))
+
+
+SOURCES = ".acla-nas-plot.yaml"  # which runs a folder's figures were drawn from
+
+
+def _sources(run_dirs: list[Path]) -> list[str]:
+    return [str(rd.resolve()) for rd in run_dirs]
+
+
+def _plotted(folder: Path) -> list[str] | None:
+    from acla_nas.core.yaml_io import read_yaml
+
+    f = folder / SOURCES
+    try:
+        doc = read_yaml(f, allow_empty=True) if f.is_file() else None
+    except UserError:
+        return None
+    return doc.get("runs") if isinstance(doc, dict) else None
+
+
+def _record_sources(folder: Path, run_dirs: list[Path]) -> None:
+    import yaml
+
+    from acla_nas.core.atomic import write_text_atomic
+
+    write_text_atomic(folder / SOURCES, yaml.safe_dump({"runs": _sources(run_dirs)}))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,12 +84,21 @@ def run(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     if ckpt is not None and not ckpt.exists():
         raise UserError("checkpoint not found", file=str(ckpt), field="--checkpoint")
+    refuse_foreign_results(  # checked before anything is drawn; the folder is made by plot_runs
+        output_dir(out, create=False),
+        args.overwrite,
+        ours=lambda d: not args.out or _plotted(d) == _sources(run_dirs),
+        what="acla-nas plot of these runs",
+        names=(),
+        suffixes=(".png", ".pdf", ".svg"),
+    )
     from acla_nas.plots.figures import plot_runs  # lazy: matplotlib only for this verb
 
     # a checkpoint the user named is loaded (and refused, if bad) before any figure is written
     res = plot_runs(
         run_dirs, out, formats, args.top_k, with_model=True, checkpoint=ckpt, image=args.image, strict=ckpt is not None
     )
+    _record_sources(out, run_dirs)
     for p in res.files:
         print(p)
     for n in res.notes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from acla_nas.core.outputs import add_overwrite_flag
+
 NAME = "train"
 HELP = "train a child architecture (arch YAML) from scratch; re-running resumes"
 
@@ -32,13 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "global batch, split across them. Or start the command under torchrun instead",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from acla_nas.core.outputs import output_dir, refuse_foreign_results
     from acla_nas.runtime.distributed import is_main
     from acla_nas.train.retrain import OVERRIDES, report, train_arch
 
     overrides = {name: getattr(args, name) for name in OVERRIDES}
+    out = output_dir(args.out, create=False)  # created by train_arch once its inputs are valid
+    # a folder with results but no config.yaml was not written by train (e.g. an export holding
+    # inherited weights): refused, so its model.pt is not replaced; a train run resumes as before
+    refuse_foreign_results(out, args.overwrite, ours=lambda d: (d / "config.yaml").is_file(), what="acla-nas train")
     result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet, nproc=args.nproc)
     if is_main():  # under torchrun, rank 0 reports
         report(result, task, model_path)

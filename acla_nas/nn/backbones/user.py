@@ -8,6 +8,7 @@ strides found, by one probing forward pass with hooks; the backbone's code is ne
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 
@@ -18,6 +19,21 @@ from acla_nas.core.errors import UserError
 from acla_nas.nn.backbones.base import Site, call_factory
 
 PROBE_SIZE = 48  # divisible by 2, 3, 4, 6, 8, 12, 16
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _closest(pattern: str, names: list[str]) -> str:
+    """``' (closest: a, b, c)'``: the module names nearest to a pattern that matched nothing."""
+    close = difflib.get_close_matches(pattern[:200], names, n=3, cutoff=0.4)
+    if not close:  # compare the pattern's literal head (before a wildcard) with the names' heads
+        head = pattern.split("*")[0].split("?")[0].rstrip(".")
+        close = [n for n in names if head and n.startswith(head[: max(1, len(head) - 1)])][:3]
+    if not close:
+        close = [n for n in names if "." not in n][:3]
+    return f" (closest module names: {', '.join(close)})" if close else ""
 
 
 def site_pattern_regex(patterns: list[str]) -> re.Pattern[str]:
@@ -110,10 +126,15 @@ def user_backbone(
         raise UserError(
             f"factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module", field="backbone.name"
         )
+    all_names = [n for n, _ in model.named_modules() if n]
+    for pat in patterns:  # every part must match: a typo is not silently dropped
+        if not any(site_pattern_regex([pat]).match(n) for n in all_names):
+            raise UserError(
+                f"site pattern part {_shorten(pat)!r} matches no module of {spec!r}{_closest(pat, all_names)}",
+                field="backbone.sites",
+            )
     rx = site_pattern_regex(patterns)
-    names = [n for n, _ in model.named_modules() if n and rx.match(n)]
-    if not names:
-        raise UserError(f"site pattern {sites!r} matches no module name of {spec!r}", field="backbone.sites")
+    names = [n for n in all_names if rx.match(n)]
     site_list, found_scale = probe_sites(model, names)
     if found_scale != scale:
         raise UserError(

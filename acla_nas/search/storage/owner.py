@@ -93,7 +93,7 @@ class Owner:
         if not isinstance(text, str):
             return None
         parts = text.split()
-        if len(parts) < 5 or parts[0] != PREFIX or not parts[3].isdigit():
+        if len(parts) < 5 or parts[0] != PREFIX or not (parts[3].isascii() and parts[3].isdigit()):
             return None
         return cls(parts[1], "" if parts[2] == "-" else parts[2], int(parts[3]), "" if parts[4] == "-" else parts[4])
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.arch import Arch
 from acla_nas.space import SearchSpace
 
@@ -153,7 +154,7 @@ def build_table(
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = out.with_suffix(".meta.yaml")
     if meta.is_file():
-        stored = (yaml.safe_load(meta.read_text()) or {}).get("recipe")
+        stored = (read_yaml(meta, allow_empty=True) or {}).get("recipe")
         if stored != recipe:
             raise UserError(
                 f"the table was built with recipe {stored}, not {recipe}; use another --out",
