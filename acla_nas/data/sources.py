@@ -439,6 +439,7 @@ register_source(
         "jitter",
         "brightness",
         "supersample",
+        "geometry",
     ),
     check=_check_synthetic,
 )(lambda spec, scale: synthetic_source(spec))

@@ -14,7 +14,11 @@ so this module renders images that do, from a seed and nothing else (no files ar
 * per repeat: a brightness gain ``1 + N(0, brightness)`` and a position jitter ``N(0, jitter)``
   (final-image pixels);
 * everything is rendered at ``supersample`` times the final size and box-filtered down, so a
-  period is a non-integer number of pixels and each repeat lands at another sub-pixel phase.
+  period is a non-integer number of pixels and each repeat lands at another sub-pixel phase;
+* ``geometry: square`` instead draws square, axis-aligned lattices whose period is a whole number
+  of final pixels (``periods`` rounded) with their origin on the final pixel grid: with
+  ``jitter: 0`` and ``brightness: 0`` every repeat of a motif is then exactly the same pixels
+  (the lattice benchmark family: attention to a repeat one period away is exact copying).
 
 An image is a pure function of (``seed``, split, index, parameters): the same spec gives the
 same pixels in any process, which is what makes train/val/test splits "by seed".
@@ -36,6 +40,7 @@ from acla_nas.core.errors import UserError
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 MOTIF_KINDS = ("photo", "procedural", "mixed")
+GEOMETRIES = ("oblique", "square")
 #: photographs motifs and backgrounds are cut from (every embedded photograph, test ones too: the
 #: motifs are a distribution of content, not the benchmark's test images)
 MOTIF_PHOTOS = (
@@ -66,6 +71,7 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "jitter": 0.3,  # std of the per-repeat position jitter (final px)
     "brightness": 0.05,  # std of the per-repeat brightness gain
     "supersample": 4,
+    "geometry": "oblique",  # oblique (random angles, real periods) | square (axis-aligned, whole-pixel periods)
 }
 SYNTHETIC_KEYS = {"kind", *SYNTHETIC_DEFAULTS}
 
@@ -85,6 +91,7 @@ class SyntheticParams:
     jitter: float
     brightness: float
     supersample: int
+    geometry: str = "oblique"
 
     def count(self, split: str) -> int:
         return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
@@ -133,6 +140,9 @@ def parse_params(spec: dict) -> SyntheticParams:
     motifs = spec.get("motifs", SYNTHETIC_DEFAULTS["motifs"])
     if motifs not in MOTIF_KINDS:
         raise UserError(f"got {motifs!r}, expected one of {', '.join(MOTIF_KINDS)}", field="data.motifs")
+    geometry = spec.get("geometry", SYNTHETIC_DEFAULTS["geometry"])
+    if geometry not in GEOMETRIES:
+        raise UserError(f"got {geometry!r}, expected one of {', '.join(GEOMETRIES)}", field="data.geometry")
     size = _int(spec, "size", 32, 4096)
     periods = _range(spec, "periods", 2.0, size / 2, integer=False)
     return SyntheticParams(
@@ -147,6 +157,7 @@ def parse_params(spec: dict) -> SyntheticParams:
         jitter=_number(spec, "jitter", 0.0, 10.0),
         brightness=_number(spec, "brightness", 0.0, 1.0),
         supersample=_int(spec, "supersample", 1, 8),
+        geometry=geometry,
     )
 
 
@@ -263,11 +274,16 @@ def _lattice(rng: np.random.Generator, p: SyntheticParams, canvas: np.ndarray, o
     u, n = p.supersample, canvas.shape[0]
     p1, p2 = rng.uniform(*p.periods, size=2)
     theta, phi = rng.uniform(0, math.pi), rng.uniform(math.pi / 3, 2 * math.pi / 3)
+    if p.geometry == "square":  # axis-aligned, one whole-pixel period: exact repeats on the pixel grid
+        p1 = p2 = float(max(1, round(p1)))
+        theta, phi = 0.0, math.pi / 2
     a1 = u * p1 * np.array([math.cos(theta), math.sin(theta)])
     a2 = u * p2 * np.array([math.cos(theta + phi), math.sin(theta + phi)])
     m = max(4, int(round(u * rng.uniform(0.45, 0.85) * min(p1, p2))))
     rgb, alpha = _motif(rng, m, p.motifs)
     origin = np.round(rng.uniform(0, n, 2))  # a supersampled pixel: motif centres land on lattice points
+    if p.geometry == "square":  # on the final pixel grid: every repeat at the same sub-pixel phase
+        origin = np.floor(origin / u) * u
     # lattice coordinates of the canvas corners bound the indices that can land on it
     inv = np.linalg.inv(np.stack([a1, a2], 1))
     corners = np.array([[0, 0], [n, 0], [0, n], [n, n]], dtype=float) - origin

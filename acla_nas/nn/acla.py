@@ -50,12 +50,14 @@ ACLA_OPTIONS = {
     "offset_kernel": int,  # kernel size of the offset/gate predictors (1 or 3)
     "init_radius": float,  # rings: spacing of the initial key rings; spiral/random: their largest radius (query px)
     "key_penalty": float,  # training loss weight on the fraction of keys kept (0: no pressure to drop keys)
-    "key_layout": str,  # initial key positions: rings | spiral (log-spaced radii up to init_radius)
+    "key_layout": str,  # initial key positions: rings | spiral | lattice (neighbours of a square lattice of period init_radius)
     "offsets": str,  # learned | fixed (frozen at the initial layout) | random (frozen at random positions)
     "offset_lr_mult": float,  # learning-rate multiplier of the offset and gate predictors
+    "offset_context": str,  # what the predictors see: local (their kernel) | dilated (+ a 29 px dilated context)
 }
 ACLA_CHOICES: dict[str, tuple[str, ...]] = {
-    "key_layout": ("rings", "spiral"),
+    "key_layout": ("rings", "spiral", "lattice"),
+    "offset_context": ("local", "dilated"),
     "offsets": ("learned", "fixed", "random"),
 }
 ACLA_DEFAULTS: dict[str, object] = {
@@ -66,6 +68,7 @@ ACLA_DEFAULTS: dict[str, object] = {
     "init_radius": 1.0,
     "key_penalty": 0.0,
     "key_layout": "rings",
+    "offset_context": "local",
     "offsets": "learned",
     "offset_lr_mult": 1.0,
 }
@@ -117,6 +120,10 @@ def _van_der_corput(n: int) -> list[float]:
     return out
 
 
+#: lattice neighbours in key order: every prefix spans both axes before the diagonals
+_LATTICE_ORDER = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
 def initial_offsets(
     k_max: int, radius: float, layout: str = "rings", generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -127,7 +134,10 @@ def initial_offsets(
       farthest, the others follow in van der Corput order, so every prefix of keys (a smaller
       budget) spans far and near;
     * ``random``: uniform over the disc of ``radius`` (drawn from ``generator`` or torch's RNG):
-      the random-position control of the benchmarks.
+      the random-position control of the benchmarks;
+    * ``lattice``: the neighbours of a square, axis-aligned lattice of period ``radius``: the four
+      axis neighbours first (right, left, down, up), then the four diagonals, then the same at
+      twice the period, ...: where an exact repeat of the query's content lies on such a lattice.
 
     Ordered so that every prefix of keys (a smaller budget) covers the neighbourhood evenly.
     """
@@ -148,6 +158,12 @@ def initial_offsets(
             r = lo * (radius / lo) ** ((n - 1 - i) / (n - 1)) if n > 1 else radius
             angle = (key + 1) * math.pi * (3 - math.sqrt(5))
             out[key + 1, 0], out[key + 1, 1] = r * math.cos(angle), r * math.sin(angle)
+        return out
+    if layout == "lattice":
+        for j in range(1, k_max):
+            ring, pos = divmod(j - 1, 8)
+            dx, dy = _LATTICE_ORDER[pos]
+            out[j, 0], out[j, 1] = radius * (ring + 1) * dx, radius * (ring + 1) * dy
         return out
     for j in range(1, k_max):
         ring, pos = divmod(j - 1, 8)
@@ -217,6 +233,7 @@ class ACLA(nn.Module):
         key_layout: str = "rings",
         offsets: str = "learned",
         offset_lr_mult: float = 1.0,
+        offset_context: str = "local",
     ) -> None:
         super().__init__()
         if k_max < 1:
@@ -235,9 +252,23 @@ class ACLA(nn.Module):
         total = sum(self.ref_channels)
         # Query projected into each reference layer's channel space (folded key projection).
         self.query = nn.Conv2d(channels, total, 1, bias=False)
+        # What the offset and gate predictors see: the query's kernel alone (the paper: 3x3), or
+        # also a dilated context (dilations 2, 4, 8: 29 px) wide enough to span a period.
+        self.context = (
+            nn.Sequential(
+                nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, padding=4, dilation=4),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, padding=8, dilation=8),
+            )
+            if offset_context == "dilated"
+            else None
+        )
+        pred_in = channels * (2 if self.context is not None else 1)
         # Offsets (x, y) in query pixels per layer and key: zero weights, ring-pattern bias.
         pad = offset_kernel // 2
-        self.offset = nn.Conv2d(channels, n_layers * self.k_max * 2, offset_kernel, padding=pad)
+        self.offset = nn.Conv2d(pred_in, n_layers * self.k_max * 2, offset_kernel, padding=pad)
         nn.init.zeros_(self.offset.weight)
         with torch.no_grad():
             if offsets == "random":  # each layer its own random pattern
@@ -247,8 +278,10 @@ class ACLA(nn.Module):
             self.offset.bias.copy_(start.reshape(-1))
         if offsets != "learned":  # controls: key positions relative to the query stay where they start
             self.offset.requires_grad_(False)
+            if self.context is not None:
+                self.context.requires_grad_(False)
         # Per-query gate over the K keys (shared by the layers: key j of every layer).
-        self.gate = nn.Conv2d(channels, self.k_max, offset_kernel, padding=pad) if self.adaptive else None
+        self.gate = nn.Conv2d(pred_in, self.k_max, offset_kernel, padding=pad) if self.adaptive else None
         if self.gate is not None:
             nn.init.normal_(self.gate.weight, std=1e-3)
             nn.init.constant_(self.gate.bias, gate_init)
@@ -267,7 +300,7 @@ class ACLA(nn.Module):
     # -- helpers -------------------------------------------------------------------------------
     def predictor_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters of the offset and gate predictors (``offset_lr_mult`` applies)."""
-        mods = [self.offset] + ([self.gate] if self.gate is not None else [])
+        mods = [self.offset] + [m for m in (self.gate, self.context) if m is not None]
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def _channel_index(self, layers: Sequence[int]) -> torch.Tensor | None:
@@ -332,8 +365,9 @@ class ACLA(nn.Module):
         chan_idx = self._channel_index(layers)
         q_weight = self.query.weight if chan_idx is None else self.query.weight[chan_idx.to(x.device)]
         q_all = F.conv2d(x, q_weight)
-        offsets = self.offset(x).view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
-        gate_logits = self.gate(x)[:, :k] if self.gate is not None else None
+        feat = x if self.context is None else torch.cat([x, self.context(x)], 1)
+        offsets = self.offset(feat).view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
+        gate_logits = self.gate(feat)[:, :k] if self.gate is not None else None
 
         # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
         # from the sizes with tensor ops so an exported graph stays valid at other input sizes.

@@ -92,6 +92,8 @@ class Arch:
     backbone_kwargs: dict = field(default_factory=dict)
     sites: str | list[str] | None = None
     acla: dict = field(default_factory=dict)
+    weights: str | None = None  # pretrained backbone (absolute path), see nn/backbones/weights.py
+    weights_sha256: str | None = None
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -100,6 +102,9 @@ class Arch:
             bb["kwargs"] = dict(self.backbone_kwargs)
         if self.sites is not None:
             bb["sites"] = self.sites
+        if self.weights is not None:
+            bb["weights"] = self.weights
+            bb["weights_sha256"] = self.weights_sha256
         out: dict[str, Any] = {"backbone": bb, "task": dict(self.task)}
         out["modules"] = {s: c.to_dict() for s, c in self.modules.items() if c.keys > 0}
         if self.acla:
@@ -119,8 +124,15 @@ class Arch:
         if not isinstance(bb, dict) or not isinstance(bb.get("name"), str):
             raise UserError("expected a mapping with a name", file=file, field="backbone")
         for key in bb:
-            if key not in ("name", "kwargs", "sites"):
-                raise UserError("unknown key (expected name, kwargs, sites)", file=file, field=f"backbone.{key}")
+            if key not in ("name", "kwargs", "sites", "weights", "weights_sha256"):
+                raise UserError(
+                    "unknown key (expected name, kwargs, sites, weights)", file=file, field=f"backbone.{key}"
+                )
+        weights = digest = None
+        if bb.get("weights") is not None:
+            from acla_nas.nn.backbones.weights import resolve
+
+            weights, digest = resolve(bb["weights"], file, bb.get("weights_sha256"))
         kwargs = bb.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise UserError("expected a mapping", file=file, field="backbone.kwargs")
@@ -151,7 +163,7 @@ class Arch:
         if not isinstance(acla, dict):
             raise UserError("expected a mapping", file=file, field="acla")
         check_acla_options(acla, file=file)
-        return cls(bb["name"], dict(task), modules, dict(kwargs), bb.get("sites"), dict(acla))
+        return cls(bb["name"], dict(task), modules, dict(kwargs), bb.get("sites"), dict(acla), weights, digest)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -181,6 +193,8 @@ class Arch:
             dict(self.backbone_kwargs),
             self.sites,
             dict(self.acla),
+            self.weights,
+            self.weights_sha256,
         )
 
 

@@ -23,6 +23,8 @@ from acla_nas.core.errors import UserError
 from acla_nas.nn.acla import ACLA, check_acla_options
 from acla_nas.nn.arch import Arch, ModuleChoice, Scope, resolve_modules, resolve_refs, task_scale
 from acla_nas.nn.backbones import Site, create_backbone
+from acla_nas.nn.backbones.weights import load_into as load_backbone_weights
+from acla_nas.runtime.memory import on_meta
 
 
 def _key(site: str) -> str:
@@ -127,6 +129,8 @@ class ACLANetwork(nn.Module):
 def _backbone_for(arch: Arch, file: str | None = None) -> tuple[nn.Module, list[Site]]:
     scale = task_scale(arch.task, file)
     bb = create_backbone(arch.backbone, scale=scale, kwargs=arch.backbone_kwargs, sites=arch.sites, file=file)
+    if arch.weights is not None and not on_meta():  # shapes only on meta: nothing to load
+        load_backbone_weights(bb, arch.weights, file)
     return bb, list(bb.acla_sites)
 
 
@@ -251,3 +255,5 @@ def copy_child_weights(supernet: Supernet, child: ACLANetwork) -> None:
             if mod.gate is not None and src.gate is not None:
                 mod.gate.weight.copy_(src.gate.weight[:k])
                 mod.gate.bias.copy_(src.gate.bias[:k])
+            if mod.context is not None and src.context is not None:
+                mod.context.load_state_dict(src.context.state_dict())

@@ -20,7 +20,7 @@ from acla_nas.nn.arch import MAX_KEYS, Scope, parse_keys, parse_scope
 from acla_nas.tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")
-BACKBONE_KEYS = ("name", "kwargs", "sites")
+BACKBONE_KEYS = ("name", "kwargs", "sites", "weights", "weights_sha256")
 CONSTRAINT_KEYS = ("max_modules", "max_flops", "max_params")
 OVERRIDE_KEYS = ("keys", "scopes")
 DEFAULT_INPUT_SIZE = (64, 64)
@@ -69,6 +69,8 @@ class SpaceSpec:
     max_flops: Limit | None = None
     max_params: Limit | None = None
     k_max: int | None = None
+    weights: str | None = None  # pretrained backbone (absolute path) and its sha256
+    weights_sha256: str | None = None
 
 
 def _err(msg: str, file: str | None, fld: str) -> UserError:
@@ -146,6 +148,15 @@ def parse_limit(value: Any, file: str | None, fld: str) -> Limit:
             return Limit(count, None, value)
         return Limit(None, int(count), value)
     raise _err(f"{LIMIT_HELP}, got {value!r}", file, fld)
+
+
+def _parse_weights(value: Any, file: str | None) -> tuple[str | None, str | None]:
+    bb = value if isinstance(value, dict) else {}
+    if bb.get("weights") is None:
+        return None, None
+    from acla_nas.nn.backbones.weights import resolve
+
+    return resolve(bb["weights"], file, bb.get("weights_sha256"))
 
 
 def _parse_backbone(value: Any, file: str | None) -> tuple[str, dict, Any]:
@@ -275,6 +286,7 @@ def parse_spec(data: Any, file: str | None = None) -> SpaceSpec:
         if data.get(required) is None:
             raise _err("missing (required: backbone, task, keys)", file, required)
     backbone, kwargs, bb_sites = _parse_backbone(data["backbone"], file)
+    weights, digest = _parse_weights(data["backbone"], file)
     try:
         make_task(data["task"])
     except UserError as exc:
@@ -303,6 +315,8 @@ def parse_spec(data: Any, file: str | None = None) -> SpaceSpec:
         max_flops=max_flops,
         max_params=max_params,
         k_max=k_max,
+        weights=weights,
+        weights_sha256=digest,
     )
 
 
@@ -317,6 +331,9 @@ def spec_to_dict(spec: SpaceSpec) -> dict:
         bb["kwargs"] = dict(spec.kwargs)
     if spec.backbone_sites is not None:
         bb["sites"] = spec.backbone_sites
+    if spec.weights is not None:
+        bb["weights"] = spec.weights
+        bb["weights_sha256"] = spec.weights_sha256
     out: dict[str, Any] = {"backbone": bb, "task": dict(spec.task), "data": dict(spec.data)}
     if spec.acla:
         out["acla"] = dict(spec.acla)

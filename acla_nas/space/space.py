@@ -327,7 +327,9 @@ class SearchSpace:
     def template(self) -> Arch:
         """The plain backbone as an Arch (no modules): the space's backbone, task and options."""
         s = self.spec
-        return Arch(s.backbone, dict(s.task), {}, dict(s.kwargs), s.backbone_sites, dict(s.acla))
+        return Arch(
+            s.backbone, dict(s.task), {}, dict(s.kwargs), s.backbone_sites, dict(s.acla), s.weights, s.weights_sha256
+        )
 
     def _same_network(self, arch: Arch) -> str:
         t = self.template()
@@ -335,6 +337,7 @@ class SearchSpace:
             ("backbone", t.backbone, arch.backbone),
             ("backbone kwargs", t.backbone_kwargs, arch.backbone_kwargs),
             ("backbone site pattern", t.sites, arch.sites),
+            ("backbone weights", t.weights_sha256, arch.weights_sha256),
             ("task", t.task, arch.task),
         ):
             if mine != theirs:

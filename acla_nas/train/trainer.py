@@ -62,6 +62,7 @@ CHECKPOINT_FORMAT = "acla-nas-checkpoint"
 SCHEDULES = ("cosine", "step", "constant")
 MAX_LR = 10.0  # far above any useful Adam rate; bounds what reaches the optimiser
 # fields that change the trained weights; the others (device, progress, ...) may differ on resume
+OPTIONAL_RESULT_FIELDS = {"freeze_backbone": False, "backbone_lr_mult": 1.0, "clip_groups": False}
 RESULT_FIELDS = ("steps", "patch", "batch", "lr", "schedule", "milestones", "gamma", "min_lr", "grad_clip", "seed")
 
 
@@ -88,6 +89,12 @@ class TrainConfig:
     device: str = "auto"
     ckpt_every: int = 200
     progress: bool = True
+    # On a pretrained backbone (``backbone.weights``): train the ACLA modules only, or give the
+    # backbone its own learning rate; clip the gradient norms of backbone and modules apart, so a
+    # module's large early gradients never rescale the backbone's update (the table recipe does).
+    freeze_backbone: bool = False
+    backbone_lr_mult: float = 1.0
+    clip_groups: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -96,7 +103,10 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         d = self.to_dict()
-        return {k: d[k] for k in RESULT_FIELDS}
+        out = {k: d[k] for k in RESULT_FIELDS}
+        # fields added later count only when set: checkpoints written before them still resume
+        out.update({k: d[k] for k, default in OPTIONAL_RESULT_FIELDS.items() if d[k] != default})
+        return out
 
     @classmethod
     def from_dict(cls, data: dict | None, file: str | None = None) -> TrainConfig:
@@ -129,6 +139,15 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_COUNT:
             raise bad(f"an integer in {lo}..{MAX_COUNT:,}")
         return value
+    if key in ("freeze_backbone", "clip_groups"):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if key == "backbone_lr_mult":
+        number = real_number(value)
+        if number is None or not 0 < number <= 1000:
+            raise bad("a positive multiplier of train.lr (at most 1000)")
+        return float(number)
     if key in ("lr", "gamma", "min_lr") or (key == "grad_clip" and value is not None):
         value = real_number(value)  # also YAML 1.1's `2e-4` (no dot), read as a string
         if value is None or value < 0 or (key in ("lr", "grad_clip") and value == 0):
@@ -293,6 +312,12 @@ class Trainer:
         distributed.check_batch(config.batch, f"{section}.batch")
         self.device = distributed.device_for(resolve_device(config.device))
         self.model = model.to(self.device)
+        backbone = getattr(model, "backbone", None)
+        self.backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+        if config.freeze_backbone:
+            if not self.backbone_ids:
+                raise UserError("this network has no separate backbone to freeze", field=f"{section}.freeze_backbone")
+            backbone.requires_grad_(False)  # before DDP wraps it: only the modules' gradients are reduced
         # under DDP the step runs through the wrapper; ``model`` stays the plain module
         self.net = distributed.wrap(self.model, self.device, find_unused=ddp_find_unused)
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -308,7 +333,32 @@ class Trainer:
             )
         extra = [dict(g) for g in (param_groups or [])]
         groups = model_param_groups(model, config.lr, exclude={id(p) for g in extra for p in g["params"]}) + extra
+        if config.backbone_lr_mult != 1.0 and self.backbone_ids:  # the backbone's own learning rate
+            base = groups[0]["params"]
+            groups[0]["params"] = [p for p in base if id(p) not in self.backbone_ids]
+            groups.append(
+                {"params": [p for p in base if id(p) in self.backbone_ids], "lr": config.lr * config.backbone_lr_mult}
+            )
+            groups = [g for g in groups if g["params"]]
+        groups = [g for g in groups if g["params"]]
         self.params = [p for g in groups for p in g["params"]]
+        if not self.params:
+            raise UserError(
+                "nothing to train: the backbone is frozen and the network has no ACLA module",
+                field=f"{section}.freeze_backbone",
+            )
+        # gradient clipping: one global norm, or backbone and modules apart (``clip_groups``)
+        if config.clip_groups and self.backbone_ids:
+            self.clip_sets = [
+                ps
+                for ps in (
+                    [p for p in self.params if id(p) in self.backbone_ids],
+                    [p for p in self.params if id(p) not in self.backbone_ids],
+                )
+                if ps
+            ]
+        else:
+            self.clip_sets = [self.params]
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_factor(config))
         self.history: list[dict[str, Any]] = []
@@ -445,9 +495,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
-            if not math.isfinite(norm):
-                raise self._non_finite("gradient norm", norm, step)
+            for params in self.clip_sets:
+                norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip))
+                if not math.isfinite(norm):
+                    raise self._non_finite("gradient norm", norm, step)
         self._updating = True
         self.optimizer.step()
         self.scheduler.step()
