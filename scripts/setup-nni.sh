@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || bash scripts/setup.sh
+if [ ! -x .venv/bin/python ]; then
+  echo "setup-nni: .venv is missing; setting it up first (scripts/setup.sh: torch, acla-nas and its test extra)"
+  bash scripts/setup.sh
+fi
 [ -x .venv-nni/bin/python ] || "$PY" -m venv .venv-nni
 purelib() { "$1" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"; }
 printf '%s\n%s\n' "$(purelib .venv/bin/python)" "$PWD" > "$(purelib .venv-nni/bin/python)/acla_main_venv.pth"

@@ -297,6 +297,34 @@ def test_evolution_mutates_one_site_within_constraints(space_file: str) -> None:
         assert len(changed) == 1
 
 
+def test_evolution_proposes_distinct_architectures_until_the_space_is_exhausted(space_file: str) -> None:
+    """--trials counts distinct architectures: no repeat while unseen ones remain (issue 24)."""
+    import optuna
+
+    from acla_nas.search.strategies.optuna_loop import distributions
+
+    space = SearchSpace.from_yaml(space_file)
+    size = space.size(constrained=True)
+    dists = distributions(space)
+    sampler = AgingEvolutionSampler(space, 0, population=3, sample_size=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    keys: list[str] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: trial.suggest_categorical(name, d.choices) for name, d in dists.items()}
+        arch = space.decode(params)
+        keys.append(arch.key())
+        return float(sum(c.keys for c in arch.modules.values()))
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    n = min(size, 25)
+    study.optimize(objective, n_trials=n)
+    assert len(set(keys)) == n, f"{n - len(set(keys))} repeats in {n} trials of a space of {size}"
+    if size <= 25:  # exhausted: the search goes on, now with repeats
+        study.optimize(objective, n_trials=2)
+        assert len(keys) == size + 2
+
+
 @pytest.mark.parametrize(
     "content,field",
     [

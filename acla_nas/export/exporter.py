@@ -10,8 +10,11 @@ so a child can be used or fine-tuned without retraining from scratch.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +150,19 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def _quiet_torch_onnx_log() -> Iterator[None]:
+    """torch's ONNX exporter logs a warning per torchvision operator it cannot register when
+    torchvision is absent (12 lines that concern no acla-nas model): raised to ERROR meanwhile."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
     """ONNX (opset 18) with dynamic height and width, through torch.export."""
     try:
@@ -155,7 +171,7 @@ def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> No
         raise UserError("ONNX export needs the onnx extra: pip install 'acla-nas[onnx]'", field="--onnx") from exc
     h = torch.export.Dim("height", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
     w = torch.export.Dim("width", min=INPUT_SIDE[0], max=INPUT_SIDE[1])
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
+    with warnings.catch_warnings(), _quiet_torch_onnx_log(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,

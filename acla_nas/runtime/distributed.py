@@ -128,11 +128,24 @@ def device_for(device: torch.device) -> torch.device:
     return device
 
 
-def wrap(model: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
-    """``model`` in DistributedDataParallel (parameters broadcast from rank 0), or as is."""
+#: ``ACLA_NAS_SYNC_BN=0`` turns the global-batch BatchNorm statistics off (to measure what they change)
+SYNC_BN_ENV = "ACLA_NAS_SYNC_BN"
+
+
+def wrap(model: nn.Module, device: torch.device, find_unused: bool = False, sync_bn: bool | None = None) -> nn.Module:
+    """``model`` in DistributedDataParallel (parameters broadcast from rank 0), or as is. Its
+    BatchNorm layers first compute global-batch statistics (``sync_bn``; see
+    :mod:`acla_nas.runtime.sync_bn`), so the processes train what one process would."""
     if not current().enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
+
+    if sync_bn is None:
+        sync_bn = os.environ.get(SYNC_BN_ENV, "1").strip() not in ("0", "false", "no", "off")
+    if sync_bn:
+        from acla_nas.runtime.sync_bn import sync_batchnorm
+
+        model, _ = sync_batchnorm(model, device)
 
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)

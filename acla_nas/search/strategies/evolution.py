@@ -3,8 +3,11 @@
 The population is the ``population`` most recently completed trials (the oldest die first).
 A child is the best of a random tournament of ``sample_size`` members, mutated at one site:
 its key budget or its reference scope changes to another choice. Proposals are re-drawn until
-they satisfy the space's constraints and differ from the parent. Before the population is full,
-candidates are uniform samples of the space. In multi-objective mode the tournament winner is
+they satisfy the space's constraints and differ from every architecture the study already holds
+(any state), so ``--trials N`` evaluates N distinct architectures while the space has that many;
+once every architecture of the space has been proposed, repeats are allowed (the evaluators answer
+them from their cache). Before the population is full, candidates are uniform samples of the
+space, also distinct. In multi-objective mode the tournament winner is
 the member dominated by the fewest others (PSNR up, FLOPs down), ties broken by PSNR.
 """
 
@@ -37,12 +40,16 @@ class AgingEvolutionSampler(SpaceRandomSampler):
         super().__init__(space, seed)
         self.population = population
         self.sample_size = sample_size
+        self._size: int | None = None  # feasible architectures of the space (counted once)
 
     def parent(self, members: list[FrozenTrial], rng: random.Random) -> FrozenTrial:
         contestants = rng.sample(members, min(self.sample_size, len(members)))
         return min(contestants, key=lambda t: (dominated_count(t, members), -t.values[0], t.number))
 
-    def mutate(self, params: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
+    def mutate(
+        self, params: dict[str, Any], rng: random.Random, seen: frozenset[str] = frozenset()
+    ) -> dict[str, Any] | None:
+        """A one-site mutation that meets the constraints and is neither the parent nor in ``seen``."""
         choices = {k: list(v) for k, v in self.space.choices().items() if len(v) > 1}
         params = self.space.encode(
             self.space.decode(params)
@@ -53,20 +60,46 @@ class AgingEvolutionSampler(SpaceRandomSampler):
             child = dict(params)
             child[name] = rng.choice([c for c in choices[name] if c != params.get(name)])
             arch = self.space.decode(child)
-            if arch.key() != parent_key and self.space.satisfies(arch)[0]:
+            key = arch.key()
+            if key != parent_key and key not in seen and self.space.satisfies(arch)[0]:
+                return self.space.encode(arch)
+        return None
+
+    def _seen(self, study: optuna.Study, trial: FrozenTrial) -> frozenset[str]:
+        """Architectures the study already holds, in any state (another worker's running trial too)."""
+        out = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.number != trial.number and t.params:
+                try:
+                    out.add(self.space.decode(t.params).key())
+                except Exception:  # noqa: BLE001 - a trial of another layout: not a repeat of ours
+                    continue
+        return frozenset(out)
+
+    def _fresh_uniform(self, rng: random.Random, seen: frozenset[str]) -> dict[str, Any] | None:
+        for _ in range(MAX_TRIES):
+            arch = self.space.sample(rng)
+            if arch.key() not in seen:
                 return self.space.encode(arch)
         return None
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         if not search_space:
             return {}
+        seen = self._seen(study, trial)
+        if self._size is None:
+            self._size = self.space.size(constrained=True)
+        if len(seen) >= self._size:  # every architecture proposed: repeats allowed
+            seen = frozenset()
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        if len(done) < self.population:
-            return super().sample_relative(study, trial, search_space)
-        members = sorted(done, key=lambda t: t.number)[-self.population :]
         rng = self.rng(trial)
-        child = self.mutate(dict(self.parent(members, rng).params), rng)
-        if child is None:  # a parent with no feasible neighbour: fall back to a uniform sample
+        child = None
+        if len(done) >= self.population:
+            members = sorted(done, key=lambda t: t.number)[-self.population :]
+            child = self.mutate(dict(self.parent(members, rng).params), rng, seen)
+        if child is None:  # population not full, or a parent with no fresh feasible neighbour
+            child = self._fresh_uniform(rng, seen)
+        if child is None:  # only repeats left within the tries: a uniform sample as before
             return super().sample_relative(study, trial, search_space)
         return {k: v for k, v in child.items() if k in search_space}
 
