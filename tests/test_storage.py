@@ -126,6 +126,8 @@ def test_the_store_claims_beats_and_sweeps_back_a_dead_workers_trial(tmp_path: P
     again = [t for t in trials.values() if t.state == optuna.trial.TrialState.WAITING]
     assert [t.params for t in again] == [{"x": 1}] and OWNER not in again[0].system_attrs  # queued with its params
     assert store.sweep() == [] and not store.abandon(mine)  # finished already: nothing to give back
+    store.set_system_attr(store.frozen(alive), "note", 7)  # a FrozenTrial too (what a sampler holds)
+    assert store.frozen(alive).system_attrs["note"] == 7
     assert store.abandon(alive) and store.frozen(alive).state == optuna.trial.TrialState.FAIL
 
 
