@@ -373,6 +373,7 @@ def test_admission_keeps_the_trial_count_exact_when_workers_race() -> None:
     """Two workers both saw one slot left and both asked: only the lower trial number runs."""
     from types import SimpleNamespace
 
+    from acla_nas.search.storage.store import TrialStore
     from acla_nas.search.strategies.optuna_loop import SURPLUS, counted, holds_slot
 
     study = optuna.create_study(direction="maximize")
@@ -382,7 +383,7 @@ def test_admission_keeps_the_trial_count_exact_when_workers_race() -> None:
     me = SimpleNamespace(ctx=SimpleNamespace(trials=2))
     a, b = study.ask(), study.ask()  # the race: both passed the "one slot left" check
     assert OptunaStrategy._admitted(me, study, a.number) and not OptunaStrategy._admitted(me, study, b.number)
-    study._storage.set_trial_system_attr(b._trial_id, SURPLUS, True)
+    TrialStore(study).set_system_attr(b, SURPLUS, True)
     study.tell(b, state=optuna.trial.TrialState.FAIL)
     states = {t.number: t for t in study.get_trials()}
     assert holds_slot(states[a.number]) and not holds_slot(states[b.number]) and not counted(states[b.number])

@@ -46,15 +46,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(INSTALL) from None
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    from acla_nas.search.storage.backend import open_storage, parse_storage
+    from acla_nas.search.storage.backend import parse_storage
+    from acla_nas.search.storage.store import TrialStore
     from acla_nas.search.storage.study import load_run_study
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError("not a search run directory (no config.yaml)", file=str(run_dir))
-    study = load_run_study(run_dir, args.storage)  # checks that the storage holds this run's study
+    store = TrialStore(load_run_study(run_dir, args.storage))  # checks that the storage holds this run's study
     spec = parse_storage(args.storage if args.storage is not None else _stored_storage(run_dir), run_dir)
-    app = optuna_dashboard.wsgi(open_storage(spec))
+    app = optuna_dashboard.wsgi(store.storage)
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *a: object) -> None:  # noqa: A002 - wsgiref's signature
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", field="--port") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{server.server_port}/dashboard/studies/{study._study_id}"
+    url = f"http://{host}:{server.server_port}/dashboard/studies/{store.study_id}"
     # The server runs in a thread and the main thread waits for Ctrl-C or `kill PID`: raising
     # KeyboardInterrupt from a signal handler is not enough, since wsgiref's handler catches every
     # exception of a request in progress (answering 500) and would serve on forever.
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
-    print(f"study {study.study_name!r} of {run_dir} ({spec.shown}) at {url}  (Ctrl-C stops)", flush=True)
+    print(f"study {store.study.study_name!r} of {run_dir} ({spec.shown}) at {url}  (Ctrl-C stops)", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -35,6 +35,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from acla_nas.core.errors import UserError
+from acla_nas.search.storage.store import TrialStore
 from acla_nas.search.strategies.base import register_strategy
 from acla_nas.search.strategies.options import integer
 from acla_nas.search.strategies.optuna_loop import OptunaStrategy, distributions
@@ -262,11 +263,11 @@ class NNISampler(optuna.samplers.BaseSampler):
             # instead; the tuner learns its result by import once it completes (after_trial)
             rng = random.Random(self.seed * 7919 + trial.number * 104729 + 17)
             params = to_params(self.space, self.space.encode(self.space.sample(rng)))
-            study._storage.set_trial_system_attr(trial._trial_id, NNI_ATTR, params)
+            TrialStore(study).set_system_attr(trial, NNI_ATTR, params)
             return {k: v for k, v in to_flat(self.space, params).items() if k in search_space}
         self.known.add(trial.number)
         self.proposed[trial.number] = params
-        study._storage.set_trial_system_attr(trial._trial_id, NNI_ATTR, params)
+        TrialStore(study).set_system_attr(trial, NNI_ATTR, params)
         return {k: v for k, v in to_flat(self.space, params).items() if k in search_space}
 
     def sample_independent(

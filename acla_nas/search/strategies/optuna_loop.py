@@ -10,7 +10,7 @@ the trajectory table is regenerated from it.
 
 Many workers (threads of ``--workers``, processes on other machines) share the study safely:
 
-* every worker sweeps trials whose worker is gone before it asks (:mod:`acla_nas.search.storage.liveness`): they
+* every worker sweeps trials whose worker is gone before it asks (:class:`acla_nas.search.storage.store.TrialStore`): they
   are failed and queued again with their parameters, so no completed trial is lost or repeated;
 * the trial budget is exact: after ``ask`` a trial is *admitted* only while fewer trials than
   the budget hold a slot below its number (completed or failed by evaluation, running, queued);
@@ -26,7 +26,6 @@ import json
 import math
 import random
 import sys
-import warnings
 from abc import abstractmethod
 from typing import Any
 
@@ -39,7 +38,7 @@ from acla_nas.core.errors import UserError
 from acla_nas.nn.arch import Arch
 from acla_nas.runs.run_dir import RunDir
 from acla_nas.runs.trajectory import make_row, outputs_lock, write_trajectory
-from acla_nas.search.storage import liveness
+from acla_nas.search.storage.store import TrialStore
 from acla_nas.search.strategies.base import Strategy
 
 INFEASIBLE_FACTOR = 50  # give up after this many infeasible proposals per trial of budget
@@ -94,11 +93,11 @@ class OptunaStrategy(Strategy):
         """The Optuna sampler that proposes this strategy's candidates."""
 
     # -- study ---------------------------------------------------------------------------------
-    def study(self) -> optuna.Study:
+    def store(self) -> TrialStore:
         ctx = self.ctx
         if ctx.run_study is None:
             raise UserError("the search's study was not opened (run strategies through acla_nas.search.run.run_search)")
-        return ctx.run_study.load(self.make_sampler())
+        return TrialStore.open(ctx.run_study, self.make_sampler())
 
     def session_offset(self, study: optuna.Study) -> float:
         return session_offset(study, self.ctx.started)
@@ -117,7 +116,8 @@ class OptunaStrategy(Strategy):
 
     def run(self) -> None:
         ctx = self.ctx
-        study = self.study()
+        store = self.store()
+        study = store.study
         if ctx.elapsed_offset is None:
             ctx.elapsed_offset = self.session_offset(study)
         self._seed_cache(study)
@@ -126,7 +126,7 @@ class OptunaStrategy(Strategy):
         if ctx.on_loop_start is not None:
             ctx.on_loop_start()
         while True:
-            liveness.sweep(study)
+            store.sweep()
             done, running, infeasible = self._counts(study)
             if done + running >= ctx.trials:
                 break
@@ -135,7 +135,7 @@ class OptunaStrategy(Strategy):
                     f"{infeasible} proposals violated the space's constraints; the strategy cannot find feasible architectures",
                     field="constraints",
                 )
-            self.run_trial(study)
+            self.run_trial(store)
         if not ctx.worker:
             self.write(study)
 
@@ -172,27 +172,24 @@ class OptunaStrategy(Strategy):
                 flat[f"{site}.scope"] = trial.suggest_categorical(f"{site}.scope", choices[f"{site}.scope"])
         return flat
 
-    def run_trial(self, study: optuna.Study) -> None:
-        ctx = self.ctx
-        with warnings.catch_warnings():  # heartbeats are kept by liveness.heartbeat, not Study.optimize
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
-        liveness.claim(study, trial._trial_id)
+    def run_trial(self, store: TrialStore) -> None:
+        ctx, study = self.ctx, store.study
+        trial = store.claim()
         if not self._admitted(study, trial.number):  # other workers filled the budget meanwhile
-            study._storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
-            self._tell(study, trial, {}, TrialState.FAIL)
+            store.set_system_attr(trial, SURPLUS, True)
+            self._tell(store, trial, {}, TrialState.FAIL)
             return
         try:
-            with liveness.heartbeat(study, trial._trial_id):
+            with store.heartbeat(trial):
                 arch = ctx.space.decode(self.suggest(trial))
                 ok, why = ctx.space.satisfies(arch)
                 attrs: dict[str, Any] = {"arch_key": arch.key()}
                 if not ok:
-                    self._tell(study, trial, {**attrs, "infeasible": why, "seconds": ctx.elapsed()}, TrialState.PRUNED)
+                    self._tell(store, trial, {**attrs, "infeasible": why, "seconds": ctx.elapsed()}, TrialState.PRUNED)
                     return
                 result = ctx.evaluator.evaluate(arch)
         except BaseException:  # Ctrl-C, a crash: give the trial back now rather than at the next sweep
-            liveness.abandon(study, trial._trial_id)
+            store.abandon(trial)
             raise
         attrs.update(
             macs=result.macs,
@@ -205,25 +202,25 @@ class OptunaStrategy(Strategy):
             attrs["ssim"] = result.ssim
         if result.state != "COMPLETE":
             attrs["error"] = result.error[:500]
-            recorded = self._tell(study, trial, attrs, TrialState.FAIL)
+            recorded = self._tell(store, trial, attrs, TrialState.FAIL)
         else:
             values = [result.psnr] + ([float(result.macs)] if len(study.directions) > 1 else [])
-            recorded = self._tell(study, trial, attrs, TrialState.COMPLETE, values)
+            recorded = self._tell(store, trial, attrs, TrialState.COMPLETE, values)
         if recorded and not ctx.worker:
             self.write(study)
 
     @staticmethod
     def _tell(
-        study: optuna.Study, trial: Trial, attrs: dict[str, Any], state: TrialState, values: list[float] | None = None
+        store: TrialStore, trial: Trial, attrs: dict[str, Any], state: TrialState, values: list[float] | None = None
     ) -> bool:
         """Record and finish the trial, unless another worker took it over (then drop, say so)."""
         try:
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
-            study.tell(trial, values, state=state, skip_if_finished=True)
+            store.study.tell(trial, values, state=state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = store.frozen(trial)
         mine = frozen.state == state and all(frozen.user_attrs.get(k) == v for k, v in attrs.items())
         if not mine:
             print(
@@ -284,7 +281,7 @@ class OptunaStrategy(Strategy):
                 pd.DataFrame(front).to_csv(tmp, index=False)
 
     def best(self) -> tuple[Arch, dict] | None:
-        study = self.study()
+        study = self.store().study
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         if not complete:
             return None
