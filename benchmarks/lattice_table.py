@@ -114,9 +114,11 @@ def make_job(
     acla: dict | None = None,
 ) -> dict:
     doc = arch.to_dict()
-    if weights is not None:
+    doc["backbone"].pop("weights_sha256", None)
+    if weights is not None:  # fine-tuned from this seed's plain backbone
         doc["backbone"]["weights"] = weights
-        doc["backbone"].pop("weights_sha256", None)
+    else:  # trained from scratch, whatever the space names
+        doc["backbone"].pop("weights", None)
     if acla:
         doc["acla"] = {**doc.get("acla", {}), **acla}
     doc["data"] = dict(space.spec.data, **(SMOKE_DATA if args.smoke else {}))

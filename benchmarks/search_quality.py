@@ -59,6 +59,12 @@ PRESETS = {
 }
 NNI_TUNERS = ("TPE", "Evolution", "Anneal", "Random")  # NNI's in-process tuners (strategy nni:NAME)
 VAL = {"patches": 16, "patch": 48}
+VALUE_WORDS = {"seed0": "seed-0 PSNR", "mean": "PSNR averaged over the seeds every architecture has"}
+
+
+def val(args: argparse.Namespace) -> dict:
+    """The validation patches one-shot scores and DARTS use (``--val-patches``, ``--patch``)."""
+    return {"patches": args.val_patches, "patch": args.patch}
 
 
 def nni_available() -> bool:
@@ -88,7 +94,7 @@ def strategy_curves(args: argparse.Namespace, space: SearchSpace, values: dict[s
                 "trials": args.trials,
                 "seed": seed,
                 "val": {"patches": 2, "patch": 48},
-                "table": {"path": str(Path(args.table).resolve()), "value": "seed0"},
+                "table": {"path": str(Path(args.table).resolve()), "value": args.value},
             }
             run.parent.mkdir(parents=True, exist_ok=True)
             pfile = run.parent / f"{tag}_s{seed}.yaml"
@@ -248,11 +254,19 @@ def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) 
     if cache.is_file():
         return json.loads(cache.read_text())
     run.mkdir(parents=True, exist_ok=True)
-    data = search_data(space, {"seed": 0, "val": VAL}, "cpu", progress=False)
+    data = search_data(space, {"seed": 0, "val": val(args)}, args.device, progress=False)
     ev = OneShotEvaluator(
         space,
         data,
-        {"sampling": sampling, "steps": args.supernet_steps, "batch": 8, "patch": 48, "lr": 5e-4, "ckpt_every": 100},
+        {
+            "sampling": sampling,
+            "steps": args.supernet_steps,
+            "batch": 8,
+            "patch": args.patch,
+            "lr": args.supernet_lr,
+            "ckpt_every": 100,
+            **yaml.safe_load(args.supernet_extra or "{}"),
+        },
         run,
     )
     t0 = time.perf_counter()
@@ -264,13 +278,14 @@ def oneshot_scores(args: argparse.Namespace, space: SearchSpace, sampling: str) 
 
 
 def summarize_oneshot(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
-    means = table.values("seed0")
+    means = table.values(args.value)
     two = {k: e.value("mean")[0] for k, e in table.entries.items() if len(e.psnr) > 1}
     tabulated = [a for a in space.enumerate() if arch_key(space, a) in means]
     strat_keys = [arch_key(space, a) for a in stratified(space, tabulated, args.n_strat)]
     lines = [
-        f"Supernets: {args.supernet_steps} steps, batch 8, patch 48, lr 5e-4, seed 0; scores on 16 validation "
-        f"patches. Table: stand-alone seed-0 PSNR (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.",
+        f"Supernets: {args.supernet_steps} steps, batch 8, patch {args.patch}, lr {args.supernet_lr:g}, seed 0"
+        f"{' (' + args.supernet_extra + ')' if args.supernet_extra else ''}; scores on {args.val_patches} validation "
+        f"patches. Table: stand-alone {VALUE_WORDS[args.value]} (two-seed means on the last row). Sparse tau: table differences below {args.tie} dB are ties.",
         "",
         "| sampling | architectures | tau [95% CI] | sparse tau [95% CI] | supernet training (s) |",
         "|---|---|---|---|---|",
@@ -309,7 +324,12 @@ def darts_search(args: argparse.Namespace, seed: int, space_path: str, run: Path
     """The benchmark's DARTS search of ``space_path`` with ``seed`` in ``run`` (read back when
     done), and its preset."""
     run = run.resolve()  # absolute: the run records its preset's path
-    preset = {"strategy": "darts", "seed": seed, "val": VAL, "options": {"steps": args.darts_steps}}
+    preset = {
+        "strategy": "darts",
+        "seed": seed,
+        "val": val(args),
+        "options": {"steps": args.darts_steps, **yaml.safe_load(args.darts_options or "{}")},
+    }
     pfile = run.parent / f"darts_s{seed}.yaml"
     run.parent.mkdir(parents=True, exist_ok=True)
     pfile.write_text(yaml.safe_dump(preset, sort_keys=False))
@@ -317,7 +337,7 @@ def darts_search(args: argparse.Namespace, seed: int, space_path: str, run: Path
 
 
 def summarize_darts(args: argparse.Namespace, space: SearchSpace, table: Table) -> list[str]:
-    means = table.values("seed0")
+    means = table.values(args.value)
     lines = [
         "| seed | derived child | MACs / target | table PSNR | rank among archs within the target | top 10%? | minutes |",
         "|---|---|---|---|---|---|---|",
@@ -473,10 +493,25 @@ def main() -> None:
         choices=list(PRESETS),
         help="default: every built-in strategy, and NNI's tuners (nni:TPE ...) where NNI imports (.venv-nni)",
     )
+    ap.add_argument(
+        "--value",
+        choices=("seed0", "mean"),
+        default="seed0",
+        help="what the table answers: seed 0's run, or the mean over the seeds every architecture has",
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--samplings", nargs="+", default=["uniform", "fair", "sandwich"])
     ap.add_argument("--supernet-steps", type=int, default=1000)
+    ap.add_argument("--supernet-lr", type=float, default=5e-4)
+    ap.add_argument(
+        "--supernet-extra",
+        help="more supernet training options as YAML, e.g. '{clip_groups: true, freeze_backbone: true}'",
+    )
+    ap.add_argument("--darts-options", help="more DARTS options as YAML, e.g. '{patch: 64, lr: 0.001}'")
+    ap.add_argument("--patch", type=int, default=48, help="supernet training and validation patch (HR px)")
+    ap.add_argument("--val-patches", type=int, default=16, help="validation patches the one-shot scores use")
+    ap.add_argument("--device", default="cpu", help="where supernets train and score (DARTS: its own device rule)")
     ap.add_argument("--n-strat", type=int, default=24)
     ap.add_argument("--tie", type=float, default=0.02)
     ap.add_argument("--boot", type=int, default=1000)
@@ -503,7 +538,7 @@ def main() -> None:
         )
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
-    values = {k: v for k, v in table.values("seed0").items()}  # seed-0 runs: one seed, paired differences
+    values = {k: v for k, v in table.values(args.value).items()}  # seed-0 runs: one seed, paired differences
     in_search = {arch_key(search_space, a) for a in search_space.enumerate()}
     svalues = {k: v for k, v in values.items() if k in in_search}
     best_key = max(svalues, key=svalues.get)
@@ -517,7 +552,7 @@ def main() -> None:
         f"spread (max - min) {max(svalues.values()) - min(svalues.values()):.3f} dB; seed noise from "
         f"{noise['pairs']} paired archs: std of (seed 1 - seed 0) {noise['diff_std']:.3f} dB, per run "
         f"{noise['run_std']:.3f} dB; mean (seed 1 - seed 0) {noise['diff_mean']:+.3f} dB (a seed offset shared by "
-        "all architectures: compare within a seed). Values below: seed-0 PSNR.",
+        f"all architectures: compare within a seed). Values below: {VALUE_WORDS[args.value]}.",
         "",
         *replication_lines(table, args.boot),
     ]

@@ -54,6 +54,9 @@ def test_frozen_offsets_do_not_train_but_the_rest_does(mode: str) -> None:
         {"key_layout": "spiral", "init_radius": 5.0},
         {"offsets": "random", "init_radius": 4.0},
         {"offsets": "fixed", "key_layout": "spiral", "init_radius": 2.5},
+        {"key_layout": "lattice", "init_radius": 3.0},
+        {"key_layout": "lattice", "init_radius": 2.0, "offset_context": "dilated"},
+        {"offsets": "fixed", "offset_context": "dilated"},
     ],
 )
 def test_every_layout_still_equals_the_per_key_loop(opts: dict) -> None:
@@ -130,8 +133,33 @@ def test_key_distances_leave_out_dropped_keys() -> None:
         {"offset_lr_mult": float("inf")},
         {"init_radius": -1.0},
         {"key_layout": 3},
+        {"offset_context": "global"},
     ],
 )
 def test_new_options_are_validated(bad: dict) -> None:
     with pytest.raises(UserError, match=f"acla.{next(iter(bad))}"):
         check_acla_options(bad, file="space.yaml")
+
+
+def test_lattice_layout_puts_keys_on_the_neighbours_of_a_square_lattice() -> None:
+    off = initial_offsets(10, 24.0, "lattice")
+    assert off[0].tolist() == [0.0, 0.0]
+    assert [tuple(v) for v in off[1:5].tolist()] == [(24.0, 0.0), (-24.0, 0.0), (0.0, 24.0), (0.0, -24.0)]
+    assert [tuple(v) for v in off[5:9].tolist()] == [(24.0, 24.0), (-24.0, -24.0), (24.0, -24.0), (-24.0, 24.0)]
+    assert tuple(off[9].tolist()) == (48.0, 0.0)  # the next ring: twice the period
+    m = ACLA(4, [4], 5, key_layout="lattice", init_radius=24.0)
+    assert torch.equal(m.offset.bias.view(5, 2), off[:5])  # the start layout is the predictor's bias
+
+
+def test_dilated_context_trains_with_the_predictors_and_starts_at_the_layout() -> None:
+    torch.manual_seed(0)
+    m = ACLA(6, [6, 3], 4, key_layout="lattice", init_radius=2.0, offset_context="dilated")
+    ids = {id(p) for p in m.predictor_parameters()}
+    assert all(id(p) in ids for p in m.context.parameters())  # offset_lr_mult applies to it too
+    x, refs = make_inputs()
+    assert torch.equal(m(x, refs), x)  # a new module is the identity, context or not
+    randomize(m)
+    m(x, refs).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.context.parameters())
+    frozen = ACLA(6, [6, 3], 4, offset_context="dilated", offsets="fixed")
+    assert not any(p.requires_grad for p in frozen.context.parameters())

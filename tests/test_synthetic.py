@@ -112,3 +112,31 @@ def test_texture_set_quadrants_are_disjoint() -> None:
     assert img.shape == (3, 256, 256)
     with pytest.raises(UserError, match="data.set"):
         make_source({"kind": "embedded", "set": "cats"})
+
+
+def test_square_geometry_repeats_exactly_on_the_pixel_grid() -> None:
+    """geometry: square, whole-pixel period, no jitter or brightness change: the pixels of a
+    motif one period away are the same pixels (the lattice benchmark's exact repeats)."""
+    p = parse_params(
+        {
+            "geometry": "square",
+            "periods": [24, 24],
+            "jitter": 0,
+            "brightness": 0,
+            "motifs": "procedural",
+            "lattices": [1, 1],
+        }
+    )
+    img, info = render(p, "train", 0)
+    assert info[0]["periods"] == (24.0, 24.0) and abs(info[0]["angle_deg"]) < 1e-9
+    a = img.astype(int)
+    same_x = (a[:, :-24] == a[:, 24:]).all(-1).mean()
+    oblique = render(parse_params({"jitter": 0, "brightness": 0, "lattices": [1, 1]}), "train", 0)[0].astype(int)
+    assert same_x > 0.1 and same_x > 10 * (oblique[:, :-24] == oblique[:, 24:]).all(-1).mean()
+    # a variable period is still a whole number of pixels per lattice
+    q = parse_params({"geometry": "square", "periods": [16, 32], "jitter": 0, "brightness": 0})
+    for i in range(3):
+        for lat in render(q, "train", i)[1]:
+            assert lat["periods"][0] == lat["periods"][1] == round(lat["periods"][0]) and 16 <= lat["periods"][0] <= 32
+    with pytest.raises(UserError, match="data.geometry"):
+        parse_params({"geometry": "hexagonal"})

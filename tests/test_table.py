@@ -86,9 +86,16 @@ def test_table_reader_means_and_noise(tmp_path: Path, table: Path) -> None:
     assert len(t) == 4
     twice = df.groupby("arch").filter(lambda g: len(g) == 2)
     key = twice.arch.iloc[0]
-    assert t.values("mean")[key] == pytest.approx(twice[twice.arch == key].psnr.mean())
-    assert t.values("seed0")[key] == pytest.approx(float(df[(df.arch == key) & (df.seed == 0)].psnr.iloc[0]))
+    seed0 = float(df[(df.arch == key) & (df.seed == 0)].psnr.iloc[0])
+    assert t.values("seed0")[key] == pytest.approx(seed0)
+    # ``mean`` averages the seeds every architecture has: here seed 0 alone (two archs lack seed 1)
+    assert t.common_seeds() == {0} and t.values("mean")[key] == pytest.approx(seed0)
     assert t.noise()["pairs"] == 2
+    both = df[df.arch.isin(twice.arch)]  # a table whose architectures all have seeds 0 and 1
+    both.to_csv(tmp_path / "both.csv", index=False)
+    t2 = Table(tmp_path / "both.csv")
+    assert t2.common_seeds() == {0, 1}
+    assert t2.values("mean")[key] == pytest.approx(twice[twice.arch == key].psnr.mean())
 
 
 @pytest.mark.parametrize("strategy", ["random", "tpe", "evolution"])

@@ -37,6 +37,7 @@ class TableEvaluator(Evaluator):
         super().__init__(space, data, parse_table_section(dict(options or {})), run_dir)
         self.table = Table(self.options["path"])
         self.how = self.options["value"]
+        self.seeds = self.table.common_seeds()  # ``mean``: over the seeds every architecture has
 
     def prepare(self) -> None:
         """The table must cover the space (unless ``partial: true``: a missing candidate then fails)."""
@@ -59,7 +60,7 @@ class TableEvaluator(Evaluator):
         entry = self.table.entries.get(arch_key(self.space, arch))
         if entry is None:
             return math.nan, math.nan  # a FAIL trial: not tabulated (partial table)
-        return entry.value(self.how)
+        return entry.value(self.how, self.seeds)
 
 
 __all__ = ["TableEvaluator"]

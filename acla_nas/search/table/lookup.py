@@ -13,10 +13,9 @@ In a strategy preset::
 
 ``value: seed0`` (the default) answers the seed-0 run, which every architecture has: all answers
 then share one seed (same initialisation and batches), so their differences are paired. ``mean``
-averages the seeds the table holds for the architecture; where only some architectures have a
-second seed this mixes seed offsets into the ranking (on results/table/synthetic_table.csv the
-seed-1 runs are 0.2 dB below their seed-0 runs on average), so use it only on a table whose
-architectures all have the same seeds.
+averages, for every architecture, the seeds that *every* architecture of the table has (seeds 0
+and 1 of results/lattice/table.csv; a third seed held by some architectures only is left out, so
+no architecture is ranked on another mixture of seed offsets than the rest).
 """
 
 from __future__ import annotations
@@ -45,11 +44,14 @@ class Entry:
     params: int
     seconds: float
 
-    def value(self, how: str = "seed0") -> tuple[float, float]:
-        """(PSNR, SSIM) by ``how``: the mean over seeds, or seed 0's run."""
+    def value(self, how: str = "seed0", seeds: frozenset[int] | None = None) -> tuple[float, float]:
+        """(PSNR, SSIM) by ``how``: seed 0's run, or the mean over ``seeds`` (default: all the
+        entry holds; the table passes the seeds every architecture has, so an architecture with
+        an extra seed is not ranked on another seed mixture than the rest)."""
         if how == "seed0":
             return self.psnr.get(0, math.nan), self.ssim.get(0, math.nan)
-        return statistics.fmean(self.psnr.values()), statistics.fmean(self.ssim.values())
+        use = [s for s in self.psnr if seeds is None or s in seeds] or list(self.psnr)
+        return statistics.fmean(self.psnr[s] for s in use), statistics.fmean(self.ssim[s] for s in use)
 
 
 class Table:
@@ -92,9 +94,15 @@ class Table:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def common_seeds(self) -> frozenset[int]:
+        """The seeds every architecture of the table has (what ``mean`` averages)."""
+        sets = [set(e.psnr) for e in self.entries.values()]
+        return frozenset(set.intersection(*sets)) if sets else frozenset()
+
     def values(self, how: str = "seed0") -> dict[str, float]:
         """PSNR by architecture key."""
-        return {k: e.value(how)[0] for k, e in self.entries.items()}
+        seeds = self.common_seeds()
+        return {k: e.value(how, seeds)[0] for k, e in self.entries.items()}
 
     def noise(self) -> dict[str, float]:
         """Seed noise from the architectures with two or more seeds: the std of the paired
