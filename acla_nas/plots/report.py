@@ -21,9 +21,9 @@ import pandas as pd
 
 from acla_nas.core.atomic import write_text_atomic
 from acla_nas.core.errors import UserError
-from acla_nas.plots import data as D
+from acla_nas.plots.load import darts_mask, load_best_arch, load_trajectory, ok_mask, run_sites
 from acla_nas.runs.run_dir import RunDir
-from acla_nas.runs.trajectory import read_yaml_file
+from acla_nas.runs.trajectory import Canonical, read_yaml_file, row_arch, site_names
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -112,7 +112,7 @@ def _machine_note(run_dir: Path) -> str:
     return f" · made on {describe(machine)}" if isinstance(machine, Mapping) else ""
 
 
-def _modules_summary(arch: D.Canonical | None) -> str:
+def _modules_summary(arch: Canonical | None) -> str:
     if not arch:
         return "none"
     parts = []
@@ -129,8 +129,10 @@ def _best_section(run_dir: Path, df: pd.DataFrame) -> tuple[str, Any]:
         return '<p class="muted">No best_arch.yaml yet.</p>', None
     text = _read_text(path) or ""
     try:
-        arch = D.load_best_arch(run_dir)
-        info = D.diagram_info(arch, D.run_sites(run_dir, arch, df))
+        from acla_nas.plots.figures.arch import diagram_info, draw_arch
+
+        arch = load_best_arch(run_dir)
+        info = diagram_info(arch, run_sites(run_dir, arch, df))
     except UserError as exc:
         return f'<p class="note">{esc(exc)}</p><pre>{esc(text)}</pre>', None
     rows = [
@@ -141,7 +143,6 @@ def _best_section(run_dir: Path, df: pd.DataFrame) -> tuple[str, Any]:
         html_table(rows, ["site", "keys K", "scope", "attends"]) if rows else "<p>No ACLA module (plain backbone).</p>"
     )
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in info.notes)
-    from acla_nas.plots.diagram import draw_arch
 
     return (
         f"<p>{esc(info.title)}</p>{html_mods}{notes}<details><summary>best_arch.yaml</summary><pre>{esc(text)}</pre></details>",
@@ -150,15 +151,15 @@ def _best_section(run_dir: Path, df: pd.DataFrame) -> tuple[str, Any]:
 
 
 def _top_section(df: pd.DataFrame, k: int) -> str:
-    sites = D.site_names(df)
-    ok = df[D.ok_mask(df) & ~D.darts_mask(df)].copy()
+    sites = site_names(df)
+    ok = df[ok_mask(df) & ~darts_mask(df)].copy()
     if ok.empty:
-        ok = df[D.ok_mask(df)].copy()
+        ok = df[ok_mask(df)].copy()
     if ok.empty:
         return '<p class="muted">No completed trial yet.</p>'
     ok["_cost"] = ok["flops"] if "flops" in ok.columns else 0.0
     ok = ok.sort_values(["psnr", "_cost"], ascending=[False, True], kind="stable")
-    ok["_modules"] = [_modules_summary(D.row_arch(r, sites)) for _, r in ok.iterrows()]
+    ok["_modules"] = [_modules_summary(row_arch(r, sites)) for _, r in ok.iterrows()]
     ok = ok.drop_duplicates(subset=["label", "_modules"])
     rows = []
     for rank, (_, r) in enumerate(ok.head(k).iterrows(), 1):
@@ -175,7 +176,7 @@ def _top_section(df: pd.DataFrame, k: int) -> str:
             )
         )
     n_fail = int((df["state"] == "FAIL").sum())
-    head = f"<p>{len(df)} rows, {int(D.ok_mask(df).sum())} completed, {n_fail} failed; best distinct architectures first.</p>"
+    head = f"<p>{len(df)} rows, {int(ok_mask(df).sum())} completed, {n_fail} failed; best distinct architectures first.</p>"
     return head + html_table(
         rows, ["#", "run", "step", "PSNR (dB)", "GMACs", "params (M)", "modules", "ACLA modules (site:K/scope)"]
     )
@@ -227,7 +228,7 @@ def _img(fig: Any, caption: str) -> str:
 def build_report(run_dir: str | Path, top_k: int = 10) -> str:
     """The HTML text of the report of ``run_dir`` (raises UserError for a bad trajectory)."""
     run_dir = Path(run_dir)
-    df = D.load_trajectory(run_dir)
+    df = load_trajectory(run_dir)
     from acla_nas.plots.figures import render
 
     best_html, arch_fig = _best_section(run_dir, df)

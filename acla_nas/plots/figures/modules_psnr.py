@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from acla_nas.plots import data as D
 from acla_nas.plots.figures import DataResult, FigureInput, FigureSpec, register_figure
+from acla_nas.plots.load import darts_mask, ok_mask
 
 
 @dataclass
@@ -29,7 +29,7 @@ def modules_psnr_info(df: pd.DataFrame) -> ModulesInfo | None:
     """Scored trials by module count; None when fewer than two counts were tried."""
     if "n_modules" not in df.columns:
         return None
-    rows = df[D.ok_mask(df) & ~D.darts_mask(df) & np.isfinite(df["n_modules"].astype(float))]
+    rows = df[ok_mask(df) & ~darts_mask(df) & np.isfinite(df["n_modules"].astype(float))]
     points = pd.DataFrame(
         {"label": rows["label"], "n_modules": rows["n_modules"].astype(int), "psnr": rows["psnr"].astype(float)}
     )
