@@ -67,7 +67,9 @@ def psnr_shift(labels: Iterable[str], plain: Mapping[str, float]) -> tuple[dict[
     uniq = list(dict.fromkeys(labels))
     if uniq and all(lab in plain for lab in uniq):
         if len(uniq) == 1:
-            return {uniq[0]: plain[uniq[0]]}, f"PSNR gain over the plain backbone (dB; plain = {plain[uniq[0]]:.2f} dB)"
+            return {
+                uniq[0]: plain[uniq[0]]
+            }, f"PSNR gain over the plain backbone (dB)\nplain backbone: {plain[uniq[0]]:.2f} dB"
         return {lab: plain[lab] for lab in uniq}, "PSNR gain over each run's plain backbone (dB)"
     return dict.fromkeys(uniq, 0.0), "validation PSNR (dB)"
 
