@@ -298,7 +298,7 @@ def draw_arch(info: DiagramInfo) -> Figure:
 
 
 def arch_figure(arch: Mapping[str, Any], sites: Sequence[Site | tuple | str]) -> Figure:
-    """Convenience: :func:`draw_arch` of :func:`acla_nas.plots.data.diagram_info`."""
+    """Convenience: :func:`draw_arch` of :func:`diagram_info`."""
     return draw_arch(diagram_info(arch, sites))
 
 
