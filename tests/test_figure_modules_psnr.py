@@ -15,7 +15,7 @@ def _trials(run_dir, rows) -> None:
 
 
 def test_groups_scored_trials_by_module_count(tmp_path) -> None:
-    from acla_nas.plots import data as D
+    import acla_nas.plots as D
 
     _trials(
         tmp_path / "r",

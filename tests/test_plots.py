@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+import acla_nas.plots as D
 from acla_nas.core.errors import UserError
-from acla_nas.plots import data as D
 
 SITES = ["head"] + [f"body.{i}" for i in range(8)] + ["body_conv"]
 BUDGETS = [0, 4, 8, 16]
@@ -193,7 +193,8 @@ def test_pareto_info_units_and_plain() -> None:
     df = make_trials(n=20).assign(label="r")
     df.loc[0, ["n_modules"]] = 0
     info = D.pareto_info(df, "flops")
-    assert info.unit_divisor == 1e9 and "GMACs" in info.unit_label
+    assert info.unit_divisor == 1e9 and info.unit_label == "MACs (G)"  # one unit: no "FLOPs (GMACs)"
+    assert info.plain_psnr == {"r": float(df.loc[0, "psnr"])}  # the reference the y axis counts from
     assert len(info.points) == int(D.ok_mask(df).sum())
     assert D.pareto_info(df, "params").unit_label == "parameters (M)"
     front = info.front
@@ -356,7 +357,7 @@ def test_plot_skips_darts_with_note(tmp_path: Path) -> None:
 def test_key_usage_figure_with_acla(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     acla = pytest.importorskip("acla_nas.nn.acla")
-    from acla_nas.plots.key_usage import key_usage_figure
+    from acla_nas.plots.figures.key_usage import key_usage_figure
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -419,8 +420,9 @@ def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> 
     info = infos[0]
     assert "synthetic_test_000" in info.note and "lattice periods" in info.note
     assert info.image.shape[:2] == (48, 48) and info.image.std() > 0.15  # sigma-50 noise is in the input
-    # untrained: every query keeps its 4 keys at the spiral radii 0, 6, 1, 2.45 px (lower median 1)
-    assert info.median_distance == pytest.approx(1.0, abs=1e-3)
+    # untrained: every query keeps its 4 keys at the spiral radii 0, 6, 1, 2.45 px; key 0 (at the
+    # query itself) is left out of the reach, so the median is that of 6, 1, 2.45
+    assert info.median_distance == pytest.approx(6**0.5, abs=1e-3)
     (tmp_path / "config.yaml").unlink()  # without the run's data: the bundled photograph, no note
     infos, _ = checkpoint_key_usage(tmp_path / "model.pt")
     assert infos[0].note == ""

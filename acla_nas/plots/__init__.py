@@ -1,84 +1,56 @@
-"""Figures of searches: data preparation (:mod:`.data`) apart from drawing (:mod:`.draw`,
-:mod:`.diagram`), like ``optuna.visualization``.
+"""Figures of searches and the HTML report.
 
-Importing this package loads no matplotlib; the drawing entry points below import it on first
-use, so library code and tests of the data side stay light.
+Layout: :mod:`.load` reads runs (trajectories, sites, best architecture, the shared row masks),
+:mod:`.picks` finds the exported architectures in a trajectory, :mod:`.draw` holds what every
+drawing shares (colours, the PSNR axis, saving), :mod:`.key_usage` runs a trained child once
+for the key-usage figure, and :mod:`.figures` is the figure table with one module per figure
+(its data, its drawing and its row), built-ins and plug-ins alike. :mod:`.report` writes the
+HTML page.
 
-May import: every package below it (``core`` ... ``export``); the HTML report lives here too.
+Importing this package loads no matplotlib: every name below is imported on first use, so
+library code and tests of the data side stay light.
+
+May import: every package below it (``core`` ... ``export``).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-from acla_nas.plots.data import (
-    DartsInfo,
-    DiagramInfo,
-    FrequencyInfo,
-    KeyUsageInfo,
-    ParetoInfo,
-    ScoreInfo,
-    Site,
-    darts_info,
-    diagram_info,
-    key_usage_info,
-    load_runs,
-    load_sites,
-    load_trajectory,
-    match_picks,
-    norm_to_pixel,
-    pareto_info,
-    pareto_mask,
-    resolve_scope,
-    score_history,
-    topk_frequency,
-)
-
-_DRAW = {"plot_runs", "render", "save_figure", "key_usage_figure", "PlotResult"}
+_HOME = {
+    "acla_nas.plots.load": (
+        "Site",
+        "load_best_arch",
+        "load_runs",
+        "load_sites",
+        "load_trajectory",
+        "ok_mask",
+        "darts_mask",
+        "pareto_mask",
+        "plain_psnr",
+        "run_sites",
+        "site_names",
+    ),
+    "acla_nas.plots.picks": ("Pick", "load_picks", "match_picks"),
+    "acla_nas.plots.key_usage": ("KeyUsageInfo", "key_usage_info", "norm_to_pixel", "reach_distances"),
+    "acla_nas.plots.draw": ("save_figure",),
+    "acla_nas.plots.figures": ("plot_runs", "render", "PlotResult"),
+    "acla_nas.plots.figures.score": ("ScoreInfo", "score_history"),
+    "acla_nas.plots.figures.darts": ("DartsInfo", "darts_info"),
+    "acla_nas.plots.figures.pareto": ("ParetoInfo", "cost_unit", "pareto_info"),
+    "acla_nas.plots.figures.topk_frequency": ("FrequencyInfo", "topk_frequency"),
+    "acla_nas.plots.figures.arch": ("DiagramInfo", "arch_figure", "diagram_info", "draw_arch", "resolve_scope"),
+    "acla_nas.plots.figures.key_usage": ("key_usage_figure",),
+}
+_WHERE = {name: module for module, names in _HOME.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy access to the drawing entry points (imports matplotlib only when asked)."""
-    if name in ("plot_runs", "render", "PlotResult"):
-        from acla_nas.plots import figures
-
-        return getattr(figures, name)
-    if name == "key_usage_figure":
-        from acla_nas.plots.key_usage import key_usage_figure
-
-        return key_usage_figure
-    if name == "save_figure":
-        from acla_nas.plots.draw import save_figure
-
-        return save_figure
-    if name == "arch_figure":
-        from acla_nas.plots.diagram import arch_figure
-
-        return arch_figure
-    raise AttributeError(name)
+    """Lazy access: a name's module is imported (with matplotlib, for drawing) when first asked."""
+    if name not in _WHERE:
+        raise AttributeError(name)
+    return getattr(import_module(_WHERE[name]), name)
 
 
-__all__ = [
-    "DartsInfo",
-    "DiagramInfo",
-    "FrequencyInfo",
-    "KeyUsageInfo",
-    "ParetoInfo",
-    "ScoreInfo",
-    "Site",
-    "darts_info",
-    "diagram_info",
-    "key_usage_info",
-    "load_runs",
-    "load_sites",
-    "load_trajectory",
-    "match_picks",
-    "norm_to_pixel",
-    "pareto_info",
-    "pareto_mask",
-    "resolve_scope",
-    "score_history",
-    "topk_frequency",
-    *sorted(_DRAW),
-    "arch_figure",
-]
+__all__ = sorted(_WHERE)

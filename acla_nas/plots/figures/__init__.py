@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from acla_nas.core.registry import Registry
-from acla_nas.plots import data as D
+from acla_nas.plots.load import load_runs
 from acla_nas.runs.run_dir import RunDir
 
 DataResult = tuple[list[tuple[str, Any]], list[str]]
@@ -29,7 +29,7 @@ class FigureInput:
     """What a figure's data function may read: the runs' trajectories and files, and the model."""
 
     run_dirs: list[Path]
-    df: pd.DataFrame  # every run's trajectory, with ``label`` and ``run_dir`` (plots.data.load_runs)
+    df: pd.DataFrame  # every run's trajectory, with ``label`` and ``run_dir`` (plots.load.load_runs)
     top_k: int = 10
     checkpoint: Path | None = None  # the trained child for figures that need a model
     image: str | None = None  # their input image (None: the child's own test image)
@@ -95,7 +95,7 @@ def render(
     note per skipped figure. All data are prepared before anything is drawn, so a bad file the
     user named stops the command before a figure is written."""
     run_dirs = [Path(r) for r in run_dirs]
-    df = D.load_runs(run_dirs)
+    df = load_runs(run_dirs)
     if df.empty:
         return [], ["trajectory has no rows yet: nothing to plot"]
     if with_model and checkpoint is None:

@@ -1,21 +1,141 @@
 """Architecture diagram of a child: the backbone as a row of blocks, ACLA modules above their
 sites, curved arrows from the earlier sites each module attends.
 
-Input is :class:`acla_nas.plots.data.DiagramInfo` (from an Arch dict and the site list), so no
-torch model is needed; the figure is a plain ``matplotlib.figure.Figure``.
+Data come from an Arch dict and the backbone's site list (:func:`diagram_info`), so no torch
+model is needed; the figure is a plain ``matplotlib.figure.Figure``.
 """
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from acla_nas.plots import data as D
+from acla_nas.core.errors import UserError
+from acla_nas.nn.backbones import Site
+from acla_nas.plots.draw import slug
+from acla_nas.plots.figures import DataResult, FigureInput, FigureSpec, register_figure
+from acla_nas.plots.load import load_best_arch, run_sites
+from acla_nas.runs import trajectory as T
+
+
+@dataclass
+class ModuleSpec:
+    site: str
+    keys: int
+    scope: Any
+    refs: list[str]
+
+
+@dataclass
+class DiagramInfo:
+    """Blocks in order and the attention edges (reference site -> module site)."""
+
+    title: str
+    sites: list[Site]
+    modules: dict[str, ModuleSpec]
+    edges: list[tuple[str, str]]
+    tail: str
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_scope(scope: Any, index: int, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Earlier sites a module at ``names[index]`` attends: int r = the r nearest earlier sites,
+    "all" = every earlier site, a list = those names (later/unknown ones dropped with a note)."""
+    earlier = list(names[:index])
+    sc = T.doc_scope(scope) if scope is not None else None
+    notes: list[str] = []
+    if sc is None:
+        notes.append(f"{names[index]}: no scope given, drawn as 'all'")
+        sc = "all"
+    if sc == "all":
+        return earlier, notes
+    if isinstance(sc, (int, float)):
+        r = int(sc)
+        if r < 1:
+            notes.append(f"{names[index]}: scope {r} < 1")
+            return [], notes
+        return earlier[max(0, len(earlier) - r) :], notes
+    refs = []
+    for n in sc:
+        if n in earlier:
+            refs.append(n)
+        else:
+            notes.append(f"{names[index]}: scope names {n!r}, not an earlier site")
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(dict.fromkeys(refs), key=order.__getitem__), notes
+
+
+def _task_text(task: Any) -> str:
+    if not isinstance(task, Mapping):
+        return str(task) if task else ""
+    name = str(task.get("name", ""))
+    if name == "sr":
+        return f"SR ×{task.get('scale', '?')}"
+    if name == "denoise":
+        return f"denoise σ={task.get('sigma', '?')}"
+    if name == "jpeg":
+        return f"JPEG q={task.get('quality', '?')}"
+    return name
+
+
+def diagram_info(arch: Mapping[str, Any], sites: Sequence[Site | tuple | str]) -> DiagramInfo:
+    """Blocks and edges for :func:`draw_arch` from an Arch dict.
+
+    ``sites`` is the backbone's ordered site list, as Site, (name, channels, stride) tuples or
+    bare names. Modules at sites missing from the list are appended (noted) so nothing vanishes.
+    """
+    if hasattr(arch, "to_dict") and not isinstance(arch, Mapping):
+        arch = arch.to_dict()
+    if not isinstance(arch, Mapping):
+        raise UserError("expected an architecture mapping with backbone, task, modules")
+    specs: list[Site] = []
+    for s in sites:
+        if isinstance(s, Site):
+            specs.append(s)
+        elif isinstance(s, str):
+            specs.append(Site(s, None, None))
+        else:
+            t = tuple(s) + (None, None)
+            specs.append(Site(str(t[0]), t[1], t[2]))
+    raw = arch.get("modules") or {}
+    if not isinstance(raw, Mapping):
+        raise UserError("expected a mapping site -> {keys, scope}", field="modules")
+    notes: list[str] = []
+    names = [s.name for s in specs]
+    for site in raw:
+        if str(site) not in names:
+            notes.append(f"module site {site!r} is not in the site list; drawn at the end")
+            specs.append(Site(str(site), None, None))
+            names.append(str(site))
+    modules: dict[str, ModuleSpec] = {}
+    edges: list[tuple[str, str]] = []
+    for site, choice in raw.items():
+        site = str(site)
+        if isinstance(choice, Mapping):
+            keys, scope = T.keys_value(choice.get("keys")), choice.get("scope")
+        else:
+            keys, scope = T.keys_value(choice), None
+        if not keys:
+            continue
+        refs, more = resolve_scope(scope, names.index(site), names)
+        notes += more
+        if not refs:
+            notes.append(f"{site}: no earlier site to attend")
+        modules[site] = ModuleSpec(site, keys, T.doc_scope(scope) if scope is not None else "all", refs)
+        edges += [(r, site) for r in refs]
+    bb = arch.get("backbone")
+    bb_name = bb.get("name", "") if isinstance(bb, Mapping) else str(bb or "")
+    task = _task_text(arch.get("task"))
+    n = len(modules)
+    title = f"{bb_name} {task}".strip() + f" — {n} ACLA module{'s' if n != 1 else ''}"
+    return DiagramInfo(title, specs, modules, edges, task, notes)
+
 
 BLOCK_W, BLOCK_H = 0.62, 1.0
 MOD_Y, MOD_H = 1.35, 0.55
@@ -37,7 +157,7 @@ def _scope_text(scope: Any) -> str:
     return str(scope)
 
 
-def _site_text(s: D.Site) -> str:
+def _site_text(s: Site) -> str:
     parts = []
     if s.channels is not None:
         parts.append(f"{s.channels} ch")
@@ -46,7 +166,7 @@ def _site_text(s: D.Site) -> str:
     return "\n".join(parts)
 
 
-def draw_arch(info: D.DiagramInfo) -> Figure:
+def draw_arch(info: DiagramInfo) -> Figure:
     """The child network as blocks: input, sites in order (head first), tail."""
     names = ["input"] + [s.name for s in info.sites] + ["tail"]
     n = len(names)
@@ -177,6 +297,24 @@ def draw_arch(info: D.DiagramInfo) -> Figure:
     return fig
 
 
-def arch_figure(arch: Mapping[str, Any], sites: Sequence[D.Site | tuple | str]) -> Figure:
-    """Convenience: :func:`draw_arch` of :func:`acla_nas.plots.data.diagram_info`."""
-    return draw_arch(D.diagram_info(arch, sites))
+def arch_figure(arch: Mapping[str, Any], sites: Sequence[Site | tuple | str]) -> Figure:
+    """Convenience: :func:`draw_arch` of :func:`diagram_info`."""
+    return draw_arch(diagram_info(arch, sites))
+
+
+def _data(inp: FigureInput) -> DataResult:
+    items, notes = [], []
+    for rd in inp.run_dirs:
+        arch = load_best_arch(rd)
+        if arch is None:
+            notes.append(f"architecture diagram skipped: no best_arch.yaml in {rd}")
+            continue
+        info = diagram_info(arch, run_sites(rd, arch, inp.df[inp.df["run_dir"] == str(rd)]))
+        notes += [f"diagram ({rd.name}): {n}" for n in info.notes]
+        items.append((f"arch_{slug(rd.name)}" if inp.multi else "arch", info))
+    return items, notes
+
+
+register_figure(
+    FigureSpec("arch", _data, draw_arch, "Architecture diagram of the best child.", in_report=False, order=60)
+)
