@@ -17,7 +17,8 @@ from acla_nas.space.sites import SiteSpace
 
 
 class Constraints:
-    """Part of :class:`~acla_nas.space.space.SearchSpace`: costs and constraint checks."""
+    """Part of :class:`~acla_nas.space.space.SearchSpace`: costs and constraint checks
+    (``_err`` from :class:`~acla_nas.space.sites.SiteResolution`)."""
 
     spec: SpaceSpec
     order: list[str]

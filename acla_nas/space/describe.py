@@ -18,7 +18,9 @@ def approx(n: int) -> str:
 
 
 class Reporting:
-    """Part of :class:`~acla_nas.space.space.SearchSpace`: describe and labels."""
+    """Part of :class:`~acla_nas.space.space.SearchSpace`: describe and labels
+    (uses ``costs`` of :class:`~acla_nas.space.constraints.Constraints` and the sizes of
+    :class:`~acla_nas.space.sampling.Sampling`)."""
 
     spec: SpaceSpec
     file: str | None

@@ -12,7 +12,8 @@ from acla_nas.space.sites import SiteSpace
 
 
 class Exports:
-    """Part of :class:`~acla_nas.space.space.SearchSpace`: reference_archs, supernet, to_nni."""
+    """Part of :class:`~acla_nas.space.space.SearchSpace`: reference_archs, supernet, to_nni
+    (uses ``template`` and ``choices`` of :class:`~acla_nas.space.encoding.Encoding`)."""
 
     file: str | None
     order: list[str]

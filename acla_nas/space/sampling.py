@@ -31,7 +31,9 @@ def _make_rng(rng: Any) -> random.Random:
 
 
 class Sampling:
-    """Part of :class:`~acla_nas.space.space.SearchSpace`: size, sample, enumerate."""
+    """Part of :class:`~acla_nas.space.space.SearchSpace`: size, sample, enumerate
+    (uses ``costs``, ``limits``, ``satisfies`` of :class:`~acla_nas.space.constraints.Constraints` and
+    ``template`` of :class:`~acla_nas.space.encoding.Encoding`)."""
 
     spec: SpaceSpec
     file: str | None
