@@ -8,6 +8,7 @@ import pytest
 
 from acla_nas.core.errors import UserError
 from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file, resolve_modules, resolve_refs
+from acla_nas.nn.scope import ScopeRefs, scope_refs
 
 BASE = {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 4}}, "task": {"name": "sr", "scale": 2}}
 ORDER = ["head", "body.0", "body.1", "body.2", "body.3"]
@@ -81,6 +82,18 @@ def test_scope_resolution() -> None:
         resolve_refs(ORDER, "body.1", ("body.2",))
     with pytest.raises(UserError, match="unknown site"):
         resolve_refs(ORDER, "body.1", ("tail",))
+    with pytest.raises(UserError, match="not earlier"):  # the first name that does not fit is named
+        resolve_refs(ORDER, "body.1", ("body.2", "tail"))
+
+
+def test_one_scope_resolver_reports_what_does_not_fit() -> None:
+    """``scope_refs`` is what every caller reads: refs that fit, and what was left out and why."""
+    assert scope_refs(ORDER, "body.2", 2) == ScopeRefs(("body.0", "body.1"))
+    too_far = scope_refs(ORDER, "body.1", 5)
+    assert too_far.refs == ("head", "body.0") and too_far.missing == 3 and not too_far.fits
+    mixed = scope_refs(ORDER, "body.1", ("body.2", "tail", "head"))
+    assert mixed == ScopeRefs(("head",), 0, ("tail",), ("body.2",)) and not mixed.fits
+    assert scope_refs(ORDER, "head", "all") == ScopeRefs(())
 
 
 def test_resolve_modules_checks_sites() -> None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from acla_nas.core.errors import UserError
 from acla_nas.core.registry import Registry
-from acla_nas.data.sources import DATA_SOURCES, data_kind
+from acla_nas.data.sources import DATA_SOURCES, DataSource, data_kind, make_source, register_source, synthetic_source
 from acla_nas.nn.backbones import BACKBONES, Site, create_backbone, register_backbone
 from acla_nas.plots.figures import FIGURES, FigureSpec, render
 from acla_nas.search.config import parse_strategy, preset_keys
@@ -38,6 +38,12 @@ class _TinyNet(nn.Module):
 
 
 register_backbone("conformance_tiny")(_TinyNet)
+
+
+@register_source("conformance_one_each", ("seed",))
+def _one_each(spec: dict, scale: int) -> DataSource:
+    """A plug-in data source: one generated image per split."""
+    return synthetic_source({"kind": "synthetic", "seed": spec.get("seed", 0), "n_train": 1, "n_val": 1, "n_test": 1})
 
 
 @register_strategy
@@ -109,6 +115,20 @@ def test_data_source_contract(kind: str) -> None:
     with pytest.raises(UserError) as info:
         data_kind({"kind": kind, "no_such_key": 1})
     assert info.value.field == "data.no_such_key"
+    if source.required:  # folder paths: a spec without them names the first one
+        with pytest.raises(UserError) as info:
+            make_source({"kind": kind})
+        assert info.value.field == f"data.{source.required[0]}"
+    else:  # builds from its defaults, with images in every split
+        built = make_source({"kind": kind})
+        assert isinstance(built, DataSource) and all(len(built.split(s)) > 0 for s in ("train", "val", "test"))
+
+
+def test_each_builtin_data_source_is_its_own_module() -> None:
+    """A new built-in kind is one module of ``acla_nas.data.sources``, found without being listed."""
+    for kind in ("embedded", "folder", "paired", "synthetic"):
+        assert DATA_SOURCES.get(kind).build.__module__ == f"acla_nas.data.sources.{kind}"
+    assert DATA_SOURCES.package == "acla_nas.data.sources" and DATA_SOURCES.group == "acla_nas.data_sources"
 
 
 # ------------------------------------------------------------------------- strategies

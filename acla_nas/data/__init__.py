@@ -1,8 +1,9 @@
 """data: images in, patches out.
 
-Decoding, the image byte cache and the data sources (embedded photographs, folders of HR images,
-paired HR/LR folders; ``sources``), generated self-similar images (``synthetic``) and patch
-sampling. May import: ``core``, ``runtime``, ``tasks``.
+Decoding and the image byte cache (``images``), the data sources (the ``sources`` package, one
+module per kind: embedded photographs, folders of HR images, paired HR/LR folders, generated
+images), generated self-similar images (``synthetic``) and patch sampling (``patches``).
+May import: ``core``, ``runtime``, ``tasks``.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def model_card(
         "| site | keys | scope (attends to) |",
         "|---|---|---|",
     ]
-    from acla_nas.nn.arch import resolve_refs
+    from acla_nas.nn.scope import resolve_refs
 
     order = [s.name for s in build(arch).sites]
     for site, choice in arch.modules.items():

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
-from acla_nas.core.checks import ascii_digits
 from acla_nas.core.errors import UserError
 from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.acla import check_acla_options
+from acla_nas.nn.scope import Scope, parse_scope, resolve_refs  # re-exported: their old home
 
-Scope = Union[int, str, tuple[str, ...]]
 MAX_KEYS = 256  # a sanity bound; search spaces set their own K_max
 ARCH_KEYS = ("backbone", "task", "modules", "acla")
 EXTRA_SECTIONS = ("data", "train", "provenance")
@@ -35,31 +34,6 @@ class ModuleChoice:
     def to_dict(self) -> dict:
         scope = list(self.scope) if isinstance(self.scope, tuple) else self.scope
         return {"keys": self.keys, "scope": scope}
-
-
-def parse_scope(value: Any, field_name: str, file: str | None = None) -> Scope:
-    """An int r >= 1 (the r nearest earlier sites), 'all', or a list of earlier site names."""
-    if isinstance(value, bool):
-        raise UserError(
-            f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name
-        )
-    if isinstance(value, int):
-        if value < 1:
-            raise UserError(f"expected a scope >= 1, got {value}", file=file, field=field_name)
-        return value
-    if value == "all":
-        return "all"
-    if isinstance(value, str) and value.startswith("previous"):
-        rest = value[len("previous") :].strip(" _-")
-        if ascii_digits(rest) and len(rest) < 10 and int(rest) >= 1:
-            return int(rest)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        if len(set(value)) != len(value):
-            raise UserError("duplicate site names in the scope list", file=file, field=field_name)
-        return tuple(value)
-    raise UserError(
-        f"expected an integer >= 1, 'all' or a list of site names, got {value!r}", file=file, field=field_name
-    )
 
 
 def parse_keys(value: Any, field_name: str, file: str | None = None, k_max: int = MAX_KEYS) -> int:
@@ -225,30 +199,6 @@ def load_arch_file(path: str | Path) -> tuple[Arch, dict]:
         return Arch.from_dict(data, file=str(path)), extra
     except UserError as exc:
         raise exc.at(file=str(path)) from None
-
-
-def resolve_refs(
-    order: list[str], site: str, scope: Scope, file: str | None = None, field_name: str | None = None
-) -> list[str]:
-    """The earlier sites a module at ``site`` attends to, earliest first."""
-    f = field_name or f"modules.{site}.scope"
-    idx = order.index(site)
-    earlier = order[:idx]
-    if isinstance(scope, int):
-        if scope > len(earlier):
-            raise UserError(f"scope {scope} at {site} exceeds the {len(earlier)} earlier site(s)", file=file, field=f)
-        return earlier[len(earlier) - scope :]
-    if scope == "all":
-        return list(earlier)
-    refs = list(scope)
-    for r in refs:
-        if r not in order:
-            raise UserError(f"unknown site {r!r} (known: {', '.join(order)})", file=file, field=f)
-        if order.index(r) >= idx:
-            raise UserError(
-                f"site {r!r} is not earlier than {site!r}; ACLA attends to earlier layers only", file=file, field=f
-            )
-    return sorted(refs, key=order.index)
 
 
 def resolve_modules(arch: Arch, order: list[str], file: str | None = None) -> dict[str, list[str]]:

@@ -21,9 +21,10 @@ from torch import nn
 
 from acla_nas.core.errors import UserError
 from acla_nas.nn.acla import ACLA, check_acla_options
-from acla_nas.nn.arch import Arch, ModuleChoice, Scope, resolve_modules, resolve_refs, task_scale
+from acla_nas.nn.arch import Arch, ModuleChoice, resolve_modules, task_scale
 from acla_nas.nn.backbones import Site, create_backbone
 from acla_nas.nn.backbones.weights import load_into as load_backbone_weights
+from acla_nas.nn.scope import Scope, resolve_refs
 from acla_nas.runtime.memory import on_meta
 
 

@@ -303,7 +303,7 @@ def encoding_arch(encoding: Any) -> Canonical | None:
 
 def doc_scope(value: Any) -> Any:
     """A scope as an Arch YAML writes it (the arch file's own parser; None when invalid)."""
-    from acla_nas.nn.arch import parse_scope
+    from acla_nas.nn.scope import parse_scope
 
     try:
         return parse_scope(value, "scope")

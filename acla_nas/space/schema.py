@@ -16,7 +16,8 @@ from acla_nas.core.checks import real_number, shown
 from acla_nas.core.errors import UserError
 from acla_nas.data.sources import DATA_SOURCES  # the keys each data kind accepts; paths are checked on use
 from acla_nas.nn.acla import check_acla_options
-from acla_nas.nn.arch import MAX_KEYS, Scope, parse_keys, parse_scope
+from acla_nas.nn.arch import MAX_KEYS, parse_keys
+from acla_nas.nn.scope import Scope, parse_scope
 from acla_nas.tasks import make_task
 
 TOP_KEYS = ("backbone", "task", "data", "acla", "eval", "sites", "keys", "scopes", "overrides", "constraints", "k_max")

@@ -18,6 +18,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from acla_nas.core.errors import UserError
 from acla_nas.nn.backbones import Site
+from acla_nas.nn.scope import scope_refs
 from acla_nas.plots.draw import slug
 from acla_nas.plots.figures import DataResult, FigureInput, FigureSpec, register_figure
 from acla_nas.plots.load import load_best_arch, run_sites
@@ -47,28 +48,15 @@ class DiagramInfo:
 def resolve_scope(scope: Any, index: int, names: Sequence[str]) -> tuple[list[str], list[str]]:
     """Earlier sites a module at ``names[index]`` attends: int r = the r nearest earlier sites,
     "all" = every earlier site, a list = those names (later/unknown ones dropped with a note)."""
-    earlier = list(names[:index])
     sc = T.doc_scope(scope) if scope is not None else None
     notes: list[str] = []
     if sc is None:
         notes.append(f"{names[index]}: no scope given, drawn as 'all'")
         sc = "all"
-    if sc == "all":
-        return earlier, notes
-    if isinstance(sc, (int, float)):
-        r = int(sc)
-        if r < 1:
-            notes.append(f"{names[index]}: scope {r} < 1")
-            return [], notes
-        return earlier[max(0, len(earlier) - r) :], notes
-    refs = []
-    for n in sc:
-        if n in earlier:
-            refs.append(n)
-        else:
-            notes.append(f"{names[index]}: scope names {n!r}, not an earlier site")
-    order = {n: i for i, n in enumerate(names)}
-    return sorted(dict.fromkeys(refs), key=order.__getitem__), notes
+    res = scope_refs(names, names[index], sc)
+    dropped = (n for n in sc if n in res.unknown or n in res.later) if isinstance(sc, tuple) else ()
+    notes += [f"{names[index]}: scope names {n!r}, not an earlier site" for n in dropped]
+    return list(res.refs), notes
 
 
 def _task_text(task: Any) -> str:
