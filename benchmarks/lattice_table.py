@@ -17,8 +17,8 @@ is done):
    space with seeds 0 and 1, a third seed on 32 architectures stratified by MACs; written as
    ``table.csv`` in the format of ``acla_nas.search.table`` (``evaluator: table`` reads it).
 4. **Variable period** (``--varperiod SPACE``): plain fine-tuned vs one K=8 module with learned
-   offsets from the paper's local predictor, from the dilated-context predictor
-   (``acla.offset_context: dilated``), with offsets frozen at the start layout, and at random.
+   offsets from the paper's local predictor, from the wider-context predictors
+   (``acla.offset_context: dilated`` and ``pooled``), with offsets frozen at the start layout, and at random.
 
 Runs go through ``acla_nas.train.retrain.train_arch`` in a pool of ``--jobs`` processes (one GPU
 holds many of these small networks at once). ``--budget-s`` stops launching runs when the time
@@ -363,6 +363,7 @@ def main() -> None:
         vp_variants = {
             "local": {"offset_context": "local"},
             "dilated": {"offset_context": "dilated"},
+            "pooled": {"offset_context": "pooled"},
             "frozen": {"offsets": "fixed"},
             "random": {"offsets": "random"},
         }
