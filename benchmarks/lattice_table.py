@@ -414,6 +414,27 @@ def main() -> None:
                     gv = g[n]
                     sd = statistics.stdev(gv) if len(gv) > 1 else float("nan")
                     lines.append(f"- {s} K={k}: {fmt(statistics.mean(gv))} +- {sd:.3f} dB ({len(gv)} seeds)")
+        lines += ["", "Main effects (mean over the other factor of the single-module paired gains; sd over seeds):", ""]
+        budgets = sorted(b for b in space.spec.keys if b > 0)
+        for label, groups in (
+            ("site", {s: [(s, k) for k in budgets] for s in space.sites}),
+            ("budget", {f"K={k}": [(s, k) for s in space.sites] for k in budgets}),
+        ):
+            for level, cells in groups.items():
+                names = [
+                    arch_key(space, space.template().with_modules({s: ModuleChoice(k, space.spec.scopes[0])}))
+                    for s, k in cells
+                ]
+                per_seed = [
+                    statistics.mean(pilot[n][sd] - pilot[plain_name][sd] for n in names)
+                    for sd in args.seeds
+                    if sd in pilot.get(plain_name, {}) and all(sd in pilot.get(n, {}) for n in names)
+                ]
+                if per_seed:
+                    sd = statistics.stdev(per_seed) if len(per_seed) > 1 else float("nan")
+                    lines.append(
+                        f"- {label} {level}: {fmt(statistics.mean(per_seed))} +- {sd:.3f} dB ({len(per_seed)} seeds)"
+                    )
         lines += ["", f"Paired noise (pooled sd over seeds of the gains): {noise:.4f} dB"]
         for s, t, tau, n in taus:
             lines.append(f"Kendall tau seed {s} vs seed {t}: {tau:.3f} over {n} architectures")
