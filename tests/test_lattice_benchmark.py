@@ -71,3 +71,16 @@ def test_a_spent_budget_still_writes_the_summary(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "runs were not started" in done.stdout
     assert "## Pilot gate" in (tmp_path / "summary.md").read_text()
+
+
+def test_varperiod_only_trains_just_the_offset_predictor_comparison(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "lattice_table.py"), "--smoke", "--jobs", "1", "--varperiod-only"]
+    vp = str(ROOT / "search_spaces" / "lattice_varperiod_denoise_sigma75.yaml")
+    done = subprocess.run([*cmd, "--varperiod", vp, "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Variable period" in summary and "## Pilot gate" not in summary and "_pooled" in summary
+    sets = {line.split(",")[0] for line in (tmp_path / "runs.csv").read_text().splitlines()[1:]}
+    assert sets == {"vp-plain", "varperiod"}
+    bad = subprocess.run([*cmd, "--out", str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--varperiod-only needs --varperiod" in bad.stderr
