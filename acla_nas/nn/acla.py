@@ -202,7 +202,9 @@ class PooledContext(nn.Module):
     The paper's predictors see a 3x3 window, too little to tell a 16 px period from a 32 px one.
     This branch averages the query map over 4, 8 and 16 px blocks, mixes each scale with a 3x3
     conv (so a block sees its neighbours: 12-48 px of context), upsamples bilinearly back and sums
-    the scales: a wide view for a few MACs per pixel, on any input size.
+    the scales: a wide view for a few MACs per pixel, on any input size. (The search's cost model
+    probes a module on a 1x1 query and scales by the pixels, so it counts these convs as if at full
+    resolution, like the dilated stack's: an upper bound, about 12x the true figure.)
     """
 
     SCALES = (4, 8, 16)
