@@ -16,9 +16,9 @@ is done):
 3. **Table v2** (when the gate passes, or with ``--table always``): every architecture of the
    space with seeds 0 and 1, a third seed on 32 architectures stratified by MACs; written as
    ``table.csv`` in the format of ``acla_nas.search.table`` (``evaluator: table`` reads it).
-4. **Variable period** (``--varperiod SPACE``): plain fine-tuned vs one K=8 module with learned
-   offsets from the paper's local predictor, from the dilated-context predictor
-   (``acla.offset_context: dilated``), with offsets frozen at the start layout, and at random.
+4. **Variable period** (``--varperiod SPACE``; ``--varperiod-only`` runs this part alone): plain fine-tuned vs one K=8 module with learned
+   offsets from the paper's local predictor, from the wider-context predictors
+   (``acla.offset_context: dilated`` and ``pooled``), with offsets frozen at the start layout, and at random.
 
 Runs go through ``acla_nas.train.retrain.train_arch`` in a pool of ``--jobs`` processes (one GPU
 holds many of these small networks at once). ``--budget-s`` stops launching runs when the time
@@ -328,14 +328,19 @@ def main() -> None:
     ap.add_argument("--third-seed", type=int, default=32, help="architectures of the table with a third seed")
     ap.add_argument("--budget-s", type=float, default=float("inf"))
     ap.add_argument("--smoke", action="store_true", help="a seconds-long CPU run of the whole flow")
+    ap.add_argument(
+        "--varperiod-only", action="store_true", help="only part 4 (the offset predictors on --varperiod's space)"
+    )
     args = ap.parse_args()
+    if args.varperiod_only and not args.varperiod:
+        ap.error("--varperiod-only needs --varperiod SPACE")
     if args.smoke:
         args.plain_steps, args.ft_steps, args.seeds, args.third_seed = 3, 2, [0, 1], 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     space = SearchSpace.from_yaml(args.space)
     runner = Runner(out, args.jobs, args.budget_s)
-    lines = [f"# Lattice benchmark: {Path(args.space).name}", ""]
+    lines = [f"# Lattice benchmark: {Path(args.varperiod if args.varperiod_only else args.space).name}", ""]
     lines.append(
         f"device {args.device}, {args.jobs} jobs, seeds {args.seeds}, plain {args.plain_steps} steps from scratch, "
         f"fine-tune {args.ft_steps} steps (batch {PLAIN['batch']} x {PLAIN['patch']}^2, lr {PLAIN['lr']}, "
@@ -344,7 +349,7 @@ def main() -> None:
     try:
         # 1. plain backbones (and those of the variable-period space) first, all at once
         vp = SearchSpace.from_yaml(args.varperiod) if args.varperiod else None
-        jobs = plain_jobs(space, args.seeds, out, args, "plain")
+        jobs = [] if args.varperiod_only else plain_jobs(space, args.seeds, out, args, "plain")
         if vp is not None:
             jobs += plain_jobs(vp, args.seeds, out, args, "vp-plain")
         rows = runner.run(jobs)
@@ -352,7 +357,7 @@ def main() -> None:
         vp_plains = {int(r["seed"]): r["model"] for r in rows if r["set"] == "vp-plain"}
 
         # 2. pilot + controls + variable period, all at once
-        archs = pilot_archs(space) if not args.smoke else pilot_archs(space)[:3]
+        archs = [] if args.varperiod_only else pilot_archs(space)[: 3 if args.smoke else None]
         plain_name = arch_key(space, space.template())
         singles = [
             a for a in archs if a.n_modules() == 1 and max(c.keys for c in a.modules.values()) == max(space.spec.keys)
@@ -363,6 +368,7 @@ def main() -> None:
         vp_variants = {
             "local": {"offset_context": "local"},
             "dilated": {"offset_context": "dilated"},
+            "pooled": {"offset_context": "pooled"},
             "frozen": {"offsets": "fixed"},
             "random": {"offsets": "random"},
         }
@@ -373,111 +379,137 @@ def main() -> None:
             for v, opts in vp_variants.items():
                 jobs += ft_jobs(vp, [vp_arch], args.seeds, vp_plains, out, args, "varperiod", v, opts)
         rows = runner.run(jobs)
-        pilot = by_arch_seed([r for r in rows if r["set"] == "pilot"])
-        g = gains(pilot, plain_name)
-        noise = paired_noise(g, plain_name)
-        means = {n: statistics.mean(v.values()) for n, v in pilot.items() if v}
-        taus = seed_taus(pilot, args.seeds)
-        mean_tau = statistics.mean(t for *_, t, _ in taus) if taus else float("nan")
-        spread = max(means.values()) - statistics.median(means.values()) if means else float("nan")
-        gate = bool(taus) and mean_tau >= 0.6 and spread >= 5 * noise
-        lines += ["", "## Pilot gate", ""]
-        lines.append(
-            f"{len(archs)} architectures x seeds {args.seeds}; keys per site in order {', '.join(space.sites)}."
-        )
-        lines += [
-            "",
-            "| architecture | mean PSNR | gain over plain (mean +- sd over seeds) | per seed |",
-            "|---|---|---|---|",
-        ]
-        for n in sorted(pilot, key=lambda n: -means.get(n, -1e9)):
-            gv = g.get(n, [])
-            sd = statistics.stdev(gv) if len(gv) > 1 else float("nan")
+        if not args.varperiod_only:  # the pilot gate and the table
+            pilot = by_arch_seed([r for r in rows if r["set"] == "pilot"])
+            g = gains(pilot, plain_name)
+            noise = paired_noise(g, plain_name)
+            means = {n: statistics.mean(v.values()) for n, v in pilot.items() if v}
+            taus = seed_taus(pilot, args.seeds)
+            mean_tau = statistics.mean(t for *_, t, _ in taus) if taus else float("nan")
+            spread = max(means.values()) - statistics.median(means.values()) if means else float("nan")
+            gate = bool(taus) and mean_tau >= 0.6 and spread >= 5 * noise
+            lines += ["", "## Pilot gate", ""]
             lines.append(
-                f"| {n} | {means[n]:.3f} | {fmt(statistics.mean(gv) if gv else float('nan'))} +- {sd:.3f} | "
-                f"{', '.join(fmt(x) for x in gv)} |"
+                f"{len(archs)} architectures x seeds {args.seeds}; keys per site in order {', '.join(space.sites)}."
             )
-        ctrl = by_arch_seed([r for r in rows if r["set"] == "control"])
-        for n, v in ctrl.items():
-            base = pilot.get(plain_name, {})
-            d = [v[s] - base[s] for s in sorted(v) if s in base]
-            lines.append(
-                f"| {n} (control) | {statistics.mean(v.values()):.3f} | {fmt(statistics.mean(d) if d else float('nan'))} | {', '.join(fmt(x) for x in d)} |"
-            )
-        # effects: per site (mean gain of its single-module archs) and per budget
-        lines += ["", "Site and budget effects (single-module architectures, paired gain over plain):", ""]
-        for s in space.sites:
-            for k in sorted(b for b in space.spec.keys if b > 0):
-                n = arch_key(space, space.template().with_modules({s: ModuleChoice(k, space.spec.scopes[0])}))
-                if n in g and g[n]:
-                    gv = g[n]
-                    sd = statistics.stdev(gv) if len(gv) > 1 else float("nan")
-                    lines.append(f"- {s} K={k}: {fmt(statistics.mean(gv))} +- {sd:.3f} dB ({len(gv)} seeds)")
-        lines += ["", f"Paired noise (pooled sd over seeds of the gains): {noise:.4f} dB"]
-        for s, t, tau, n in taus:
-            lines.append(f"Kendall tau seed {s} vs seed {t}: {tau:.3f} over {n} architectures")
-        lines.append(
-            f"Gate: mean seed-to-seed tau {mean_tau:.3f} (need >= 0.6), best - median {spread:.3f} dB = "
-            f"{spread / noise if noise else float('nan'):.1f}x the paired noise (need >= 5): **{'PASSED' if gate else 'NOT PASSED'}**"
-        )
-
-        # 3. table v2
-        if args.table == "always" or (args.table == "gate" and gate):
-            everything = space.enumerate() if not args.smoke else space.enumerate()[:4]
-            third = stratified(space, everything, args.third_seed)
-            jobs = ft_jobs(space, everything, [s for s in args.seeds[:2]], plains, out, args, "pilot")
-            if len(args.seeds) > 2:
-                jobs += ft_jobs(space, third, [args.seeds[2]], plains, out, args, "pilot")
-            runner.run(jobs)
-            table_rows = [r for r in runner.rows.values() if r["set"] == "pilot"]
-            with (out / "table.csv").open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                w.writeheader()
-                for r in sorted(table_rows, key=lambda r: (r["arch"], int(r["seed"]))):
-                    w.writerow(r)
-            (out / "table.meta.yaml").write_text(
-                yaml.safe_dump(
-                    {
-                        "space": str(args.space),
-                        "sites": list(space.sites),
-                        "recipe": {
-                            "plain": {**PLAIN, "steps": args.plain_steps},
-                            "fine_tune": {**FINE_TUNE, "steps": args.ft_steps},
-                        },
-                        "warm_start": "per seed: the plain child trained from scratch, then every architecture fine-tuned from it",
-                        "device": args.device,
-                        "command": " ".join(sys.argv),
-                    },
-                    sort_keys=False,
-                )
-            )
-            tab = by_arch_seed(table_rows)
-            n_arch = len(tab)
-            complete = sum(1 for v in tab.values() if {args.seeds[0], args.seeds[1]} <= set(v))
-            ttaus = seed_taus(tab, args.seeds)
-            tmeans = {n: statistics.mean(v.values()) for n, v in tab.items()}
-            tg = gains(tab, plain_name)
-            tnoise = paired_noise(tg, plain_name)
-            tspread = max(tmeans.values()) - statistics.median(tmeans.values())
-            hours = sum(float(r["seconds"]) for r in table_rows) / 3600
-            lines += ["", "## Table v2", ""]
-            lines.append(
-                f"{n_arch} architectures, {complete} with seeds {args.seeds[:2]}, {len(table_rows)} runs, {hours:.2f} device-hours of training"
-            )
-            for s, t, tau, n in ttaus:
-                lines.append(f"Kendall tau seed {s} vs seed {t}: {tau:.3f} over {n} architectures")
-            lines.append(
-                f"Paired noise {tnoise:.4f} dB; best - median {tspread:.3f} dB ({tspread / tnoise if tnoise else float('nan'):.1f}x)"
-            )
-            best = sorted(tmeans, key=lambda n: -tmeans[n])[:5]
-            lines.append("Top 5 (seed means): " + "; ".join(f"{n} {tmeans[n]:.3f}" for n in best))
-        else:
             lines += [
                 "",
-                "## Table v2",
-                "",
-                "Not built: the pilot gate did not pass (run with --table always to build it anyway).",
+                "| architecture | mean PSNR | gain over plain (mean +- sd over seeds) | per seed |",
+                "|---|---|---|---|",
             ]
+            for n in sorted(pilot, key=lambda n: -means.get(n, -1e9)):
+                gv = g.get(n, [])
+                sd = statistics.stdev(gv) if len(gv) > 1 else float("nan")
+                lines.append(
+                    f"| {n} | {means[n]:.3f} | {fmt(statistics.mean(gv) if gv else float('nan'))} +- {sd:.3f} | "
+                    f"{', '.join(fmt(x) for x in gv)} |"
+                )
+            ctrl = by_arch_seed([r for r in rows if r["set"] == "control"])
+            for n, v in ctrl.items():
+                base = pilot.get(plain_name, {})
+                d = [v[s] - base[s] for s in sorted(v) if s in base]
+                lines.append(
+                    f"| {n} (control) | {statistics.mean(v.values()):.3f} | {fmt(statistics.mean(d) if d else float('nan'))} | {', '.join(fmt(x) for x in d)} |"
+                )
+            # effects: per site (mean gain of its single-module archs) and per budget
+            lines += ["", "Site and budget effects (single-module architectures, paired gain over plain):", ""]
+            for s in space.sites:
+                for k in sorted(b for b in space.spec.keys if b > 0):
+                    n = arch_key(space, space.template().with_modules({s: ModuleChoice(k, space.spec.scopes[0])}))
+                    if n in g and g[n]:
+                        gv = g[n]
+                        sd = statistics.stdev(gv) if len(gv) > 1 else float("nan")
+                        lines.append(f"- {s} K={k}: {fmt(statistics.mean(gv))} +- {sd:.3f} dB ({len(gv)} seeds)")
+            lines += [
+                "",
+                "Main effects (mean over the other factor of the single-module paired gains; sd over seeds):",
+                "",
+            ]
+            budgets = sorted(b for b in space.spec.keys if b > 0)
+            for label, groups in (
+                ("site", {s: [(s, k) for k in budgets] for s in space.sites}),
+                ("budget", {f"K={k}": [(s, k) for s in space.sites] for k in budgets}),
+            ):
+                for level, cells in groups.items():
+                    names = [
+                        arch_key(space, space.template().with_modules({s: ModuleChoice(k, space.spec.scopes[0])}))
+                        for s, k in cells
+                    ]
+                    per_seed = [
+                        statistics.mean(pilot[n][sd] - pilot[plain_name][sd] for n in names)
+                        for sd in args.seeds
+                        if sd in pilot.get(plain_name, {}) and all(sd in pilot.get(n, {}) for n in names)
+                    ]
+                    if per_seed:
+                        sd = statistics.stdev(per_seed) if len(per_seed) > 1 else float("nan")
+                        lines.append(
+                            f"- {label} {level}: {fmt(statistics.mean(per_seed))} +- {sd:.3f} dB ({len(per_seed)} seeds)"
+                        )
+            lines += ["", f"Paired noise (pooled sd over seeds of the gains): {noise:.4f} dB"]
+            for s, t, tau, n in taus:
+                lines.append(f"Kendall tau seed {s} vs seed {t}: {tau:.3f} over {n} architectures")
+            lines.append(
+                f"Gate: mean seed-to-seed tau {mean_tau:.3f} (need >= 0.6), best - median {spread:.3f} dB = "
+                f"{spread / noise if noise else float('nan'):.1f}x the paired noise (need >= 5): **{'PASSED' if gate else 'NOT PASSED'}**"
+            )
+
+            # 3. table v2
+            if args.table == "always" or (args.table == "gate" and gate):
+                everything = space.enumerate() if not args.smoke else space.enumerate()[:4]
+                third = stratified(space, everything, args.third_seed)
+                jobs = ft_jobs(space, everything, [s for s in args.seeds[:2]], plains, out, args, "pilot")
+                if len(args.seeds) > 2:
+                    jobs += ft_jobs(space, third, [args.seeds[2]], plains, out, args, "pilot")
+                runner.run(jobs)
+                table_rows = [r for r in runner.rows.values() if r["set"] == "pilot"]
+                with (out / "table.csv").open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+                    w.writeheader()
+                    for r in sorted(table_rows, key=lambda r: (r["arch"], int(r["seed"]))):
+                        w.writerow(r)
+                (out / "table.meta.yaml").write_text(
+                    yaml.safe_dump(
+                        {
+                            "space": str(args.space),
+                            "sites": list(space.sites),
+                            "recipe": {
+                                "plain": {**PLAIN, "steps": args.plain_steps},
+                                "fine_tune": {**FINE_TUNE, "steps": args.ft_steps},
+                            },
+                            "warm_start": "per seed: the plain child trained from scratch, then every architecture fine-tuned from it",
+                            "device": args.device,
+                            "command": " ".join(sys.argv),
+                        },
+                        sort_keys=False,
+                    )
+                )
+                tab = by_arch_seed(table_rows)
+                n_arch = len(tab)
+                complete = sum(1 for v in tab.values() if {args.seeds[0], args.seeds[1]} <= set(v))
+                ttaus = seed_taus(tab, args.seeds)
+                tmeans = {n: statistics.mean(v.values()) for n, v in tab.items()}
+                tg = gains(tab, plain_name)
+                tnoise = paired_noise(tg, plain_name)
+                tspread = max(tmeans.values()) - statistics.median(tmeans.values())
+                hours = sum(float(r["seconds"]) for r in table_rows) / 3600
+                lines += ["", "## Table v2", ""]
+                lines.append(
+                    f"{n_arch} architectures, {complete} with seeds {args.seeds[:2]}, {len(table_rows)} runs, {hours:.2f} device-hours of training"
+                )
+                for s, t, tau, n in ttaus:
+                    lines.append(f"Kendall tau seed {s} vs seed {t}: {tau:.3f} over {n} architectures")
+                lines.append(
+                    f"Paired noise {tnoise:.4f} dB; best - median {tspread:.3f} dB ({tspread / tnoise if tnoise else float('nan'):.1f}x)"
+                )
+                best = sorted(tmeans, key=lambda n: -tmeans[n])[:5]
+                lines.append("Top 5 (seed means): " + "; ".join(f"{n} {tmeans[n]:.3f}" for n in best))
+            else:
+                lines += [
+                    "",
+                    "## Table v2",
+                    "",
+                    "Not built: the pilot gate did not pass (run with --table always to build it anyway).",
+                ]
 
         # 4. variable period
         if vp is not None:

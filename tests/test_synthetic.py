@@ -61,6 +61,35 @@ def test_one_lattice_repeats_at_its_non_integer_period() -> None:
         assert at_lattice < 0.25 * anywhere, (at_lattice, anywhere)
 
 
+@pytest.mark.parametrize("periods", [[24, 24], [16, 32]])
+def test_square_geometry_repeats_exactly_at_whole_pixel_periods(periods: list[int]) -> None:
+    """geometry: square (the lattice family): axis-aligned, whole-pixel periods, origin on the pixel
+    grid, so with jitter and brightness 0 every repeat of the motif's opaque centre is the same pixels."""
+    spec = {**SMALL, "size": 96, "lattices": [1, 1], "periods": periods, "jitter": 0, "brightness": 0}
+    p = parse_params({**spec, "geometry": "square", "motifs": "photo", "supersample": 4})
+    seen = set()
+    for i in range(3):
+        img, (lat,) = render(p, "train", i)
+        per = lat["periods"][0]
+        seen.add(per)
+        assert lat["periods"] == (per, per) and per == int(per) and periods[0] <= per <= periods[1]
+        assert np.allclose(lat["vectors_px"], [[per, 0], [0, per]], atol=1e-9)
+        r, n = max(1, int(0.2 * lat["motif_px"])), 0
+        o = np.round(np.array(lat["origin_px"])).astype(int)
+        per = int(per)
+        for cy in range(o[1] % per, 96, per):
+            for cx in range(o[0] % per, 96 - per, per):
+                if r <= cy < 96 - r and r <= cx < 96 - per - r:
+                    a = img[cy - r : cy + r + 1, cx - r : cx + r + 1]
+                    assert np.array_equal(a, img[cy - r : cy + r + 1, cx + per - r : cx + per + r + 1])
+                    n += 1
+        assert n >= 2
+    oblique, _ = render(parse_params({**spec, "motifs": "photo", "supersample": 4}), "train", 0)
+    assert not np.array_equal(oblique, render(p, "train", 0)[0])
+    if periods[0] != periods[1]:
+        assert len(seen) > 1  # the variable-period variant: each image its own period
+
+
 def test_source_splits_sampler_and_mean_period() -> None:
     src = make_source(SMALL)
     assert [len(src.split(s)) for s in ("train", "val", "test")] == [3, 1, 2]
@@ -83,6 +112,7 @@ def test_source_splits_sampler_and_mean_period() -> None:
         ({"jitter": -1}, "data.jitter"),
         ({"n_test": 0}, "data.n_test"),
         ({"colour": 1}, "data.colour"),
+        ({"geometry": "hexagonal"}, "data.geometry"),
     ],
 )
 def test_bad_parameters_name_the_field(bad: dict, field: str) -> None:

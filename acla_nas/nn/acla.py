@@ -53,11 +53,11 @@ ACLA_OPTIONS = {
     "key_layout": str,  # initial key positions: rings | spiral | lattice (neighbours of a square lattice of period init_radius)
     "offsets": str,  # learned | fixed (frozen at the initial layout) | random (frozen at random positions)
     "offset_lr_mult": float,  # learning-rate multiplier of the offset and gate predictors
-    "offset_context": str,  # what the predictors see: local (their kernel) | dilated (+ a 29 px dilated context)
+    "offset_context": str,  # what the predictors see: local (their kernel) | dilated (+ a 29 px dilated context) | pooled (+ 4/8/16 px pooled means)
 }
 ACLA_CHOICES: dict[str, tuple[str, ...]] = {
     "key_layout": ("rings", "spiral", "lattice"),
-    "offset_context": ("local", "dilated"),
+    "offset_context": ("local", "dilated", "pooled"),
     "offsets": ("learned", "fixed", "random"),
 }
 ACLA_DEFAULTS: dict[str, object] = {
@@ -196,6 +196,32 @@ def _plain_core() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
+class PooledContext(nn.Module):
+    """A multi-scale pooled context for the offset and gate predictors (``offset_context: pooled``).
+
+    The paper's predictors see a 3x3 window, too little to tell a 16 px period from a 32 px one.
+    This branch averages the query map over 4, 8 and 16 px blocks, mixes each scale with a 3x3
+    conv (so a block sees its neighbours: 12-48 px of context), upsamples bilinearly back and sums
+    the scales: a wide view for a few MACs per pixel, on any input size. (The search's cost model
+    probes a module on a 1x1 query and scales by the pixels, so it counts these convs as if at full
+    resolution, like the dilated stack's: an upper bound, about 12x the true figure.)
+    """
+
+    SCALES = (4, 8, 16)
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.mix = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in self.SCALES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        out = torch.zeros_like(x)
+        for s, conv in zip(self.SCALES, self.mix, strict=True):
+            pooled = F.avg_pool2d(x, s, s, ceil_mode=True, count_include_pad=False)
+            out = out + F.interpolate(torch.relu(conv(pooled)), size=size, mode="bilinear", align_corners=False)
+        return out
+
+
 class ACLA(nn.Module):
     """Cross-layer deformable attention with adaptive key selection.
 
@@ -254,17 +280,18 @@ class ACLA(nn.Module):
         self.query = nn.Conv2d(channels, total, 1, bias=False)
         # What the offset and gate predictors see: the query's kernel alone (the paper: 3x3), or
         # also a dilated context (dilations 2, 4, 8: 29 px) wide enough to span a period.
-        self.context = (
-            nn.Sequential(
+        # ``pooled``: block means over 4, 8 and 16 px (PooledContext), cheaper than the dilated stack.
+        self.context: nn.Module | None = None
+        if offset_context == "dilated":
+            self.context = nn.Sequential(
                 nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
                 nn.ReLU(),
                 nn.Conv2d(channels, channels, 3, padding=4, dilation=4),
                 nn.ReLU(),
                 nn.Conv2d(channels, channels, 3, padding=8, dilation=8),
             )
-            if offset_context == "dilated"
-            else None
-        )
+        elif offset_context == "pooled":
+            self.context = PooledContext(channels)
         pred_in = channels * (2 if self.context is not None else 1)
         # Offsets (x, y) in query pixels per layer and key: zero weights, ring-pattern bias.
         pad = offset_kernel // 2
