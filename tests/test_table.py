@@ -15,6 +15,7 @@ from acla_nas.cli.main import main
 from acla_nas.core.errors import UserError
 from acla_nas.search.run import run_search
 from acla_nas.search.table.build import arch_key, build_table, plan, stratified
+from acla_nas.search.table.build import main as main_table
 from acla_nas.search.table.lookup import Table
 from acla_nas.space import SearchSpace
 
@@ -94,7 +95,7 @@ def test_table_reader_means_and_noise(tmp_path: Path, table: Path) -> None:
     both = df[df.arch.isin(twice.arch)]  # a table whose architectures all have seeds 0 and 1
     both.to_csv(tmp_path / "both.csv", index=False)
     t2 = Table(tmp_path / "both.csv")
-    assert t2.common_seeds() == {0, 1}
+    assert t2.common_seeds() == {0, 1} and t2.resolve("auto") == "mean" and t.resolve("auto") == "seed0"
     assert t2.values("mean")[key] == pytest.approx(twice[twice.arch == key].psnr.mean())
 
 
@@ -119,7 +120,7 @@ def test_search_with_the_table_evaluator_answers_from_the_table(
     traj = pd.read_csv(tmp_path / "run" / "trajectory.csv")
     done = traj[traj.state == "COMPLETE"]
     assert len(done) >= 1
-    values = t.values("seed0")  # the default answer: every architecture's seed-0 run
+    values = t.values("seed0")  # the default (auto) on a table with uneven seeds: every architecture's seed-0 run
     assert res.best_scores["psnr"] == pytest.approx(max(values[arch_key(space, a)] for a in [res.best_arch]))
     assert not (tmp_path / "run" / "supernet").exists()  # nothing trained
 
@@ -162,3 +163,44 @@ def test_an_incomplete_table_is_refused_unless_partial(tmp_path: Path, space_fil
     run_search(space_file, preset, tmp_path / "run2", progress=False)
     traj = pd.read_csv(tmp_path / "run2" / "trajectory.csv")
     assert set(traj.state) <= {"COMPLETE", "FAIL"}
+
+
+def test_warm_start_table_trains_the_plain_model_once_per_seed_and_resumes(tmp_path: Path, space_file: str) -> None:
+    keys = tmp_path / "archs.txt"
+    keys.write_text("0-0\n2-2  # both sites\n")
+    out = tmp_path / "w.csv"
+
+    def run() -> Path:
+        return build_table(
+            space_file, out, tmp_path / "work", jobs=1, recipe=RECIPE, seeds=[0, 1], archs_file=keys, warm_start=2
+        )
+
+    run()
+    df = pd.read_csv(out)
+    assert sorted(zip(df.arch, df.seed)) == [("0-0", 0), ("0-0", 1), ("2-2", 0), ("2-2", 1)]
+    assert (df.warm_start == 2).all() and (df.device == "cpu").all() and df.psnr.map(math.isfinite).all()
+    plain = {s: tmp_path / "warm" / "w" / f"plain_seed{s}.pt" for s in (0, 1)}
+    stamps = {s: p.stat().st_mtime_ns for s, p in plain.items()}
+    cfg = yaml.safe_load((tmp_path / "work" / "w" / "2-2_s1" / "config.yaml").read_text())
+    bb = cfg["arch"]["backbone"]
+    assert bb["weights"] == str(plain[1].resolve()) and len(bb["weights_sha256"]) == 64
+    assert cfg["train"]["clip_groups"] is True  # the table recipe clips backbone and modules apart
+    # a killed build retrains only the missing row and reuses the plain models
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]))
+    run()
+    assert len(pd.read_csv(out)) == 4
+    assert {s: p.stat().st_mtime_ns for s, p in plain.items()} == stamps
+    with pytest.raises(UserError, match="warm start"):  # another warm start never mixes into a table
+        build_table(space_file, out, tmp_path / "work", jobs=1, recipe=RECIPE, seeds=[2], warm_start=3)
+    t = Table(out)
+    assert t.resolve("auto") == "mean" and t.values("auto")["2-2"] == pytest.approx(df[df.arch == "2-2"].psnr.mean())
+
+
+def test_table_archs_file_errors_are_one_line(tmp_path: Path, space_file: str) -> None:
+    keys = tmp_path / "archs.txt"
+    keys.write_text("9-9\n")
+    with pytest.raises(UserError, match="not an architecture key"):
+        build_table(space_file, tmp_path / "x.csv", tmp_path / "work", jobs=1, recipe=RECIPE, archs_file=keys)
+    code = main_table([space_file, "--out", str(tmp_path / "x.csv"), "--seeds", "0", "0"])
+    assert code == 2

@@ -3,7 +3,7 @@
 In a strategy preset::
 
     evaluator: table
-    table: {path: results/table/synthetic_table.csv}   # value: seed0 (default) or mean; partial: false
+    table: {path: results/table/synthetic_table.csv}   # value: auto (default: mean over common seeds when >= 2), seed0, mean
 
 The table (:mod:`acla_nas.search.table.lookup`, built by :mod:`acla_nas.search.table.build`) must cover the space unless
 ``partial: true`` (a candidate it lacks then fails).
@@ -36,7 +36,7 @@ class TableEvaluator(Evaluator):
     def __init__(self, space: Any, data: SearchData, options: dict | None = None, run_dir: Path | None = None) -> None:
         super().__init__(space, data, parse_table_section(dict(options or {})), run_dir)
         self.table = Table(self.options["path"])
-        self.how = self.options["value"]
+        self.how = self.table.resolve(self.options["value"])
         self.seeds = self.table.common_seeds()  # ``mean``: over the seeds every architecture has
 
     def prepare(self) -> None:

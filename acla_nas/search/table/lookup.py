@@ -9,9 +9,12 @@ table's best) and over many seeds.
 In a strategy preset::
 
     evaluator: table
-    table: {path: results/table/synthetic_table.csv, value: seed0}   # or value: mean
+    table: {path: results/table/synthetic_table.csv, value: auto}   # or seed0, mean
 
-``value: seed0`` (the default) answers the seed-0 run, which every architecture has: all answers
+``value: auto`` (the default) is ``mean`` when every architecture has two or more seeds in
+common (a table built with ``--seeds``), else ``seed0``.
+
+``value: seed0`` answers the seed-0 run, which every architecture has: all answers
 then share one seed (same initialisation and batches), so their differences are paired. ``mean``
 averages, for every architecture, the seeds that *every* architecture of the table has (seeds 0
 and 1 of results/lattice/table.csv; a third seed held by some architectures only is left out, so
@@ -30,7 +33,7 @@ from typing import Any
 from acla_nas.core.errors import UserError
 
 TABLE_KEYS = ("path", "value", "partial")
-VALUES = ("seed0", "mean")
+VALUES = ("auto", "seed0", "mean")
 REQUIRED_COLUMNS = ("arch", "seed", "psnr", "ssim", "macs", "params")
 
 
@@ -99,8 +102,15 @@ class Table:
         sets = [set(e.psnr) for e in self.entries.values()]
         return frozenset(set.intersection(*sets)) if sets else frozenset()
 
+    def resolve(self, how: str) -> str:
+        """``auto`` -> ``mean`` when every architecture shares two or more seeds, else ``seed0``."""
+        if how != "auto":
+            return how
+        return "mean" if len(self.common_seeds()) >= 2 else "seed0"
+
     def values(self, how: str = "seed0") -> dict[str, float]:
         """PSNR by architecture key."""
+        how = self.resolve(how)
         seeds = self.common_seeds()
         return {k: e.value(how, seeds)[0] for k, e in self.entries.items()}
 
@@ -115,9 +125,9 @@ class Table:
 
 
 def parse_table_section(section: Any, file: str | None = None) -> dict[str, Any]:
-    """A preset's ``table:`` section, checked (``path`` required, ``value`` mean|seed0)."""
+    """A preset's ``table:`` section, checked (``path`` required, ``value`` auto|mean|seed0)."""
     if not isinstance(section, dict):
-        raise UserError("expected a mapping {path: TABLE.csv, value: mean|seed0}", file=file, field="table")
+        raise UserError("expected a mapping {path: TABLE.csv, value: auto|mean|seed0}", file=file, field="table")
     for key in section:
         if key not in TABLE_KEYS:
             raise UserError(f"unknown key (expected {', '.join(TABLE_KEYS)})", file=file, field=f"table.{key}")
@@ -127,7 +137,7 @@ def parse_table_section(section: Any, file: str | None = None) -> dict[str, Any]
             file=file,
             field="table.path",
         )
-    value = section.setdefault("value", "seed0")
+    value = section.setdefault("value", "auto")
     if value not in VALUES:
         raise UserError(f"expected one of {', '.join(VALUES)}, got {value!r}", file=file, field="table.value")
     if not isinstance(section.setdefault("partial", False), bool):
