@@ -8,6 +8,7 @@ backbone's sites happen in :func:`resolve_modules` (called by the network builde
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,9 +180,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     write(path, text)
 
 
-def load_arch_file(path: str | Path) -> tuple[Arch, dict]:
-    """Read an arch YAML: the Arch plus its optional extra sections (data, train, provenance)."""
-    data = read_yaml(path)
+def load_arch_file(path: str | Path, overrides: Sequence[Any] = ()) -> tuple[Arch, dict]:
+    """Read an arch YAML: the Arch plus its optional extra sections (data, train, provenance),
+    with ``--set`` overrides (:mod:`acla_nas.core.overrides`) applied before it is checked."""
+    from acla_nas.core.overrides import apply_overrides
+
+    data = apply_overrides(read_yaml(path), overrides, str(path))
     if not isinstance(data, dict):
         raise UserError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(path))
     space_keys = [k for k in ("sites", "keys", "scopes", "constraints") if k in data]

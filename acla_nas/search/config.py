@@ -11,6 +11,7 @@ directory holding another configuration is refused rather than mixed in. ``confi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from acla_nas.runtime.device import resolve_device
 
 HEAD_KEYS = ("strategy", "evaluator", "trials", "objectives", "options")  # then the evaluators' sections
 TAIL_KEYS = ("val", "seed")
-RUNTIME_KEYS = ("device", "storage", "workers", "machine", "resumed_on")  # may change between sessions of one run
+RUNTIME_KEYS = (
+    "device",
+    "storage",
+    "workers",
+    "machine",
+    "resumed_on",
+    "overrides",
+)  # may change between sessions (overrides: their values are in space / strategy)
 VAL_LIMITS = {"patches": 10_000, "patch": 4096}  # validation patches are held in memory at once
 
 
@@ -149,6 +157,7 @@ class RunConfig:
     storage: str | None = None  # the storage URL as given (None: the run's own journal)
     workers: int = 1
     steps: int | None = None  # --steps: the training length of whatever the strategy trains
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, as given (config.yaml)
     machine: dict = field(
         default_factory=dict
     )  # machine / resumed_on entries of config.yaml (acla_nas.runtime.machine)
@@ -175,13 +184,22 @@ class RunConfig:
         storage: str | None = None,
         workers: int = 1,
         nproc: int = 1,
+        overrides: Sequence[str] = (),
     ) -> RunConfig:
-        """Flags first, then the space and the preset, then the run directory's stored config."""
+        """Flags first, then the space and the preset (with ``--set`` overrides, routed by their
+        top-level key), then the run directory's stored config."""
+        from acla_nas.core.overrides import apply_overrides, naming_overrides, parse_overrides, route_overrides
         from acla_nas.space import SearchSpace
+        from acla_nas.space.schema import TOP_KEYS
 
         check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers, nproc=nproc)
-        space = SearchSpace.from_yaml(space_file)
-        preset, strategy = _parse_strategy(read_yaml(strategy_file), str(strategy_file))
+        sets = parse_overrides(overrides)
+        routed = route_overrides(sets, {"space": TOP_KEYS, "strategy preset": preset_keys()})
+        with naming_overrides(sets):
+            space_data = apply_overrides(read_yaml(space_file), routed["space"], str(space_file))
+            space = SearchSpace.from_dict(space_data, file=str(space_file))
+            preset_data = apply_overrides(read_yaml(strategy_file), routed["strategy preset"], str(strategy_file))
+            preset, strategy = _parse_strategy(preset_data, str(strategy_file))
         if trials is not None:
             preset["trials"] = trials
         if steps is not None:  # one knob for quick runs: the training length of whatever the strategy trains
@@ -208,6 +226,7 @@ class RunConfig:
             storage,
             workers,
             steps,
+            overrides=[o.text for o in sets],
         )
         from acla_nas.runtime.machine import keep_first_machine, machine_info
 
@@ -231,6 +250,7 @@ class RunConfig:
             "device": self.device,
             "storage": None if self.storage is None else parse_storage(self.storage, self.run.path).shown,
             "workers": self.workers,
+            **({"overrides": list(self.overrides)} if self.overrides else {}),  # already in space / strategy
             **self.machine,  # what reproduces bit for bit: results/README.md
         }
 

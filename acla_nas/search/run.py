@@ -19,7 +19,7 @@ import contextlib
 import multiprocessing as mp
 import queue as queue_mod
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -354,6 +354,7 @@ def run_search(
     workers: int = 1,
     nproc: int = 1,
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> SearchResult | None:
     """:func:`search` from file names and overrides (the ``search`` verb and library use). Under
     torchrun, rank 0 alone reads the files and claims the run directory; the other ranks receive
@@ -371,6 +372,7 @@ def run_search(
             storage=storage,
             workers=workers,
             nproc=nproc,
+            overrides=overrides,
         )
 
     if nproc == 1 and distributed.from_env().enabled:

@@ -12,6 +12,7 @@ split across them and rank 0 alone writes files.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,32 +68,44 @@ def _check_config_file(out: Path, config: dict[str, Any]) -> None:
 
 
 def train_arch(
-    arch_file: str | Path, out: str | Path, overrides: dict | None = None, progress: bool = True, nproc: int = 1
+    arch_file: str | Path,
+    out: str | Path,
+    overrides: dict | None = None,
+    progress: bool = True,
+    nproc: int = 1,
+    sets: Sequence[str] = (),
 ) -> tuple[dict, Path, Any]:
     """Train the child of ``arch_file`` into ``out``; returns (result, model.pt path, task) (on
-    every rank under torchrun; only rank 0 wrote anything)."""
+    every rank under torchrun; only rank 0 wrote anything). ``overrides`` are the named flags
+    (``OVERRIDES``), ``sets`` the ``--set KEY=VALUE`` items applied to the arch file."""
+    from acla_nas.core.overrides import parse_overrides
+
+    parse_overrides(sets)  # a malformed item fails before any process starts
     from acla_nas.runtime import distributed
     from acla_nas.tasks import make_task
 
     device = (overrides or {}).get("device")
     if nproc != 1:
         result, model_path, spec = distributed.launch(
-            nproc, _train_job, (arch_file, out, overrides, progress), device=device
+            nproc, _train_job, (arch_file, out, overrides, progress, tuple(sets)), device=device
         )
         return result, Path(model_path), make_task(spec)
     with distributed.process_group(device):
-        return _train(arch_file, out, overrides, progress)
+        return _train(arch_file, out, overrides, progress, sets)
 
 
 def _train_job(
-    arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool
+    arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool, sets: Sequence[str] = ()
 ) -> tuple[dict, str, dict]:
     """One rank of ``nproc``: what crosses back to the launching process (picklable)."""
-    result, model_path, task = _train(arch_file, out, overrides, progress)
+    result, model_path, task = _train(arch_file, out, overrides, progress, sets)
     return result, str(model_path), task.spec
 
 
-def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool) -> tuple[dict, Path, Any]:
+def _train(
+    arch_file: str | Path, out: str | Path, overrides: dict | None, progress: bool, sets: Sequence[str] = ()
+) -> tuple[dict, Path, Any]:
+    from acla_nas.core.overrides import naming_overrides, parse_overrides
     from acla_nas.data.patches import PatchSampler, fixed_patches
     from acla_nas.data.sources import check_min_side, make_source
     from acla_nas.nn.arch import load_arch_file
@@ -105,12 +118,14 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
     from acla_nas.train.trainer import NonFiniteLossError, Trainer, evaluate_model, seed_everything
 
     file = str(arch_file)
-    arch, extra = load_arch_file(file)
-    try:
-        task = make_task(arch.task)
-        cfg = _train_config(extra.get("train") or {}, overrides or {}, file, progress)
-    except UserError as exc:
-        raise (exc if exc.file or (exc.field or "").startswith("--") else exc.at(file=file)) from None
+    parsed = parse_overrides(sets)
+    with naming_overrides(parsed):
+        arch, extra = load_arch_file(file, parsed)
+        try:
+            task = make_task(arch.task)
+            cfg = _train_config(extra.get("train") or {}, overrides or {}, file, progress)
+        except UserError as exc:
+            raise (exc if exc.file or (exc.field or "").startswith("--") else exc.at(file=file)) from None
     data_spec = extra.get("data") or {"kind": "embedded"}
     try:
         source = make_source(data_spec, task.scale)
@@ -142,6 +157,8 @@ def _train(arch_file: str | Path, out: str | Path, overrides: dict | None, progr
     train_dict = cfg.to_dict()
     runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
     runtime["machine"] = machine_info(str(resolve_device(cfg.device)))  # kept from the first session
+    if parsed:  # their values are in arch / data / train above; the list says where they came from
+        runtime["overrides"] = [o.text for o in parsed]
     distributed.on_main(
         _check_config_file,
         out,

@@ -18,6 +18,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from acla_nas.core.overrides import add_set_flag
+
     p.add_argument("space", metavar="SPACE.yaml", help="search-space file (see search_spaces/)")
     p.add_argument("--strategy", required=True, metavar="STRATEGY.yaml", help="strategy preset (see strategies/)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created, or resumed)")
@@ -42,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or start the command under torchrun instead)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_set_flag(p, "the space or the strategy preset, by its top-level key")
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -59,6 +62,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         storage=args.storage,
         workers=args.workers,
         nproc=args.nproc,
+        overrides=args.set,
     )
 
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         nproc=args.nproc,
         progress=not args.quiet,
+        overrides=args.set,
     )
     if res is None:  # a rank after 0 under torchrun: rank 0 reports
         return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.overrides import Override, add_set_flag
 
 NAME = "spaces"
 HELP = "list the shipped search spaces, or validate search-space files"
@@ -22,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files", nargs="*", metavar="FILE", help="search-space YAML files (or folders of them) to validate"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each space's summary and site table")
+    add_set_flag(parser, "each space file (to check a variant before searching it)")
 
 
 def shipped_dirs() -> list[Path]:
@@ -82,12 +85,15 @@ def _list(verbose: bool) -> int:
     return 2 if failed else 0
 
 
-def _load(path: str):
-    """The space of ``path``, or None after printing its one-line error."""
+def _load(path: str, sets: Sequence[Override] = ()):
+    """The space of ``path`` (with ``--set`` overrides), or None after printing its one-line error."""
+    from acla_nas.core.overrides import apply_overrides, naming_overrides
+    from acla_nas.core.yaml_io import read_yaml
     from acla_nas.space import SearchSpace
 
     try:
-        return SearchSpace.from_yaml(path)
+        with naming_overrides(sets):
+            return SearchSpace.from_dict(apply_overrides(read_yaml(path), sets, path), file=path)
     except UserError as exc:
         print(f"acla-nas spaces: error: {exc}", file=sys.stderr)
         return None
@@ -113,12 +119,12 @@ def _expand(paths: list[str]) -> tuple[list[str], int]:
     return files, empty
 
 
-def _validate(paths: list[str], verbose: bool) -> int:
+def _validate(paths: list[str], verbose: bool, sets: Sequence[Override] = ()) -> int:
     from acla_nas.space import approx
 
     paths, failed = _expand(paths)
     for p in paths:
-        s = _load(p)
+        s = _load(p, sets)
         if s is None:
             failed += 1
             continue
@@ -134,4 +140,11 @@ def _validate(paths: list[str], verbose: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _validate(args.files, args.verbose) if args.files else _list(args.verbose)
+    from acla_nas.core.overrides import FLAG, parse_overrides
+
+    sets = parse_overrides(args.set)
+    if sets and not args.files:
+        raise UserError(
+            "applies to the space files given; name them (acla-nas spaces FILE --set KEY=VALUE)", field=FLAG
+        )
+    return _validate(args.files, args.verbose, sets) if args.files else _list(args.verbose)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from acla_nas.core.outputs import add_overwrite_flag
+from acla_nas.core.overrides import add_set_flag
 
 NAME = "train"
 HELP = "train a child architecture (arch YAML) from scratch; re-running resumes"
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "global batch, split across them. Or start the command under torchrun instead",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_set_flag(parser, "the arch file (e.g. train.lr=2e-4, data.path=DIR, modules.body.3.keys=8)")
     add_overwrite_flag(parser)
 
 
@@ -47,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     # a folder with results but no config.yaml was not written by train (e.g. an export holding
     # inherited weights): refused, so its model.pt is not replaced; a train run resumes as before
     refuse_foreign_results(out, args.overwrite, ours=lambda d: (d / "config.yaml").is_file(), what="acla-nas train")
-    result, model_path, task = train_arch(args.arch, args.out, overrides, progress=not args.quiet, nproc=args.nproc)
+    result, model_path, task = train_arch(
+        args.arch, args.out, overrides, progress=not args.quiet, nproc=args.nproc, sets=args.set
+    )
     if is_main():  # under torchrun, rank 0 reports
         report(result, task, model_path)
     return 0
