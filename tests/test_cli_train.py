@@ -139,3 +139,17 @@ def test_bad_input_exits_2_with_one_line(workdir, trained, capsys, argv, text):
     err = capsys.readouterr().err.strip()
     assert text in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (workdir / "o.png").exists() and not (workdir / "other").exists()
+
+
+def test_train_takes_set_overrides_of_the_arch_file(workdir, capsys):
+    """``--set`` changes the arch file's values (typed, checked like the file) and is recorded."""
+    out = workdir / "run-set"
+    arch = str(workdir / "arch.yaml")
+    assert main(["train", arch, "--out", str(out), "--device", "cpu", "--set", "train.steps=3"]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["train"]["steps"] == 3 and config["runtime"]["overrides"] == ["train.steps=3"]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+    bad = workdir / "run-bad"
+    assert main(["train", arch, "--out", str(bad), "--device", "cpu", "--set", "train.lr=fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.lr" in err and "(set by --set train.lr=fast)" in err, err

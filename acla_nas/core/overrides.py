@@ -1,7 +1,8 @@
 """``--set a.b=c``: change one value of a YAML file from the command line (like Hydra's ``a.b=c``).
 
 The value is parsed by the one YAML reader (:func:`~acla_nas.core.yaml_io.load_yaml_text`), so
-``--set train.lr=2e-4`` is a float, ``--set keys=[0,4,8]`` a list and ``--set data.path=x`` a
+``--set train.lr=2e-4`` is a float (``2e-4`` without a dot, a string to PyYAML's YAML 1.1, is
+read as the number a command line means), ``--set keys=[0,4,8]`` a list and ``--set data.path=x`` a
 string. The result is checked by the same parser as the file itself, so a bad value is the same
 one-line error naming the dotted key; the overrides are kept in the run's ``config.yaml``.
 Missing intermediate mappings are created (``--set options.mutation=0.3`` on a preset without
@@ -20,6 +21,7 @@ from typing import Any
 from acla_nas.core.errors import UserError
 
 FLAG = "--set"
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # 2e-4: a string to YAML 1.1, a float here
 _KEY = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_0-9][\w-]*)*$")
 
 
@@ -46,7 +48,10 @@ def parse_overrides(items: Iterable[str] | None) -> list[Override]:
         key = key.strip()
         if not eq or not _KEY.match(key):
             raise UserError(f"expected KEY=VALUE with a dotted key like train.lr=2e-4, got {item!r}", field=FLAG)
-        out.append(Override(key, load_yaml_text(text, field=f"{FLAG} {key}"), str(item)))
+        value = load_yaml_text(text, field=f"{FLAG} {key}")
+        if isinstance(value, str) and _EXPONENT.match(value.strip()):
+            value = float(value)
+        out.append(Override(key, value, str(item)))
     return out
 
 
