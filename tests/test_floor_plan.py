@@ -18,7 +18,7 @@ import acla_nas
 PACKAGE = Path(acla_nas.__file__).resolve().parent
 
 #: the packages from the bottom up: each may import only from itself and those before it.
-#: ``pipeline`` chains the verbs; ``cli`` and ``__main__`` are the command line; ``""`` is the
+#: ``pipeline`` chains the verbs; ``api`` is the Python API (re-exported by the root); ``cli`` and ``__main__`` are the command line; ``""`` is the
 #: package root (``acla_nas/__init__.py``, the Python API's front door).
 ORDER = (
     "core",
@@ -33,6 +33,7 @@ ORDER = (
     "export",
     "plots",
     "pipeline",
+    "api",
     "cli",
     "__main__",
     "",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from acla_nas.cli import commands
 from acla_nas.core.errors import ReplicatedError, UserError
 from acla_nas.core.outputs import os_error_line
-from acla_nas.core.quiet import show_file_warnings
+from acla_nas.core.quiet import quiet_logger, show_file_warnings
 from acla_nas.core.trust import ENV_VAR, FLAG, allow_imports, parse_prefixes
 from acla_nas.core.version import __version__
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_file_warnings(bool(getattr(args, "verbose", False)))
     try:
         granted = [p for text in args.allow_import for p in parse_prefixes(text, FLAG)]
-        with allow_imports(granted):
+        with allow_imports(granted), quiet_logger("optuna"):  # Optuna's per-trial INFO lines
             return int(args._run(args) or 0)
     except UserError as exc:
         if not isinstance(exc, ReplicatedError):  # under torchrun, rank 0 prints the shared error

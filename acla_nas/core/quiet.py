@@ -29,6 +29,19 @@ def captured_warnings(file: str | None = None) -> Iterator[list[warnings.Warning
                 LOG.info("%s: %s: %s", file or "reading a file", w.category.__name__, text[:300])
 
 
+@contextmanager
+def quiet_logger(name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """A library's logger (e.g. Optuna's INFO line per trial) at ``level`` for the block only,
+    restored after: importing or calling acla-nas never changes a caller's logging for good."""
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def show_file_warnings(verbose: bool) -> None:
     """Let the captured warnings reach stderr (``--verbose``) or keep them quiet."""
     LOG.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -39,4 +52,4 @@ def show_file_warnings(verbose: bool) -> None:
     LOG.propagate = False
 
 
-__all__ = ["LOG", "captured_warnings", "show_file_warnings"]
+__all__ = ["LOG", "captured_warnings", "quiet_logger", "show_file_warnings"]

@@ -3,7 +3,9 @@
 On a terminal, tqdm's bar. Where stderr is a file or a pipe (CI logs, ``nohup``, ``| tee``) a bar
 is useless and tqdm is disabled, which used to leave a 20-minute supernet training silent; there
 one plain line is printed every ``ACLA_NAS_PROGRESS_SECONDS`` seconds (default 60) with the step,
-the loss, steps per second and the time left. ``--quiet`` turns both off.
+the loss, steps per second and the time left. ``--quiet`` turns both off. The same lines go to
+the run directory's log file when one is open (:mod:`acla_nas.runtime.run_log`), on a terminal
+and with ``--quiet`` too.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class LogProgress:
         every: float = DEFAULT_SECONDS,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        echo: bool = True,
     ) -> None:
+        self.echo = echo  # False: the run log only (the console has tqdm's bar, or --quiet)
         self.total, self.n, self.start_n = total, initial, initial
         self.label, self.every = label, every
         self.stream = stream
@@ -89,7 +93,12 @@ class LogProgress:
         return ", ".join(parts)
 
     def write(self, now: float) -> None:
-        print(self.line(now), file=self.stream or sys.stderr, flush=True)
+        from acla_nas.runtime.run_log import log_line
+
+        text = self.line(now)
+        if self.echo:
+            print(text, file=self.stream or sys.stderr, flush=True)
+        log_line(text)
         self.lines += 1
         self.last, self.written, self.due = now, self.n, False
 
@@ -100,17 +109,42 @@ class LogProgress:
         self.lines = 0
 
 
-def progress_bar(total: int, initial: int = 0, enabled: bool = True, label: str = "training") -> Any:
+class _Tee:
+    """A console bar and a run-log-only :class:`LogProgress`, updated together."""
+
+    def __init__(self, *bars: Any) -> None:
+        self.bars = bars
+
+    def update(self, n: int = 1) -> None:
+        for b in self.bars:
+            b.update(n)
+
+    def set_postfix(self, refresh: bool = False, **values: Any) -> None:
+        for b in self.bars:
+            b.set_postfix(refresh=refresh, **values)
+
+    def close(self) -> None:
+        for b in self.bars:
+            b.close()
+
+
+def progress_bar(total: int, initial: int = 0, enabled: bool = True, label: str = "training", log: bool = False) -> Any:
     """tqdm on a terminal, :class:`LogProgress` where stderr is a file or pipe, a disabled tqdm
-    when ``enabled`` is false (``--quiet``, other ranks)."""
+    when ``enabled`` is false (``--quiet``, other ranks). ``log``: this process writes the run
+    log, which then gets the log lines whatever the console shows."""
     from tqdm import tqdm
+
+    from acla_nas.runtime.run_log import LOG
 
     tty = sys.stderr.isatty()
     if enabled and not tty:
         return LogProgress(total, initial, label, interval())
-    return tqdm(
+    bar = tqdm(
         total=total, initial=initial, unit="step", disable=not (enabled and tty), dynamic_ncols=True, leave=False
     )
+    if log and LOG.handlers:
+        return _Tee(bar, LogProgress(total, initial, label, interval(), echo=False))
+    return bar
 
 
 __all__ = ["DEFAULT_SECONDS", "ENV_VAR", "LogProgress", "duration", "interval", "progress_bar"]

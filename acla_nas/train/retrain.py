@@ -13,6 +13,7 @@ split across them and rank 0 alone writes files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import yaml
 from acla_nas.core.errors import UserError
 from acla_nas.runtime.machine import machine_info
 
-OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device")
+OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device", "tensorboard")
 
 
 def _train_config(section: dict, overrides: dict, file: str, progress: bool = True):
@@ -113,6 +114,7 @@ def _train(
     from acla_nas.nn.network import build
     from acla_nas.runtime import distributed
     from acla_nas.runtime.device import resolve_device
+    from acla_nas.runtime.run_log import TB_DIR, log_line, run_log, tensorboard_to
     from acla_nas.tasks import make_task
     from acla_nas.train.inference import save_model_file
     from acla_nas.train.trainer import NonFiniteLossError, Trainer, evaluate_model, seed_everything
@@ -155,7 +157,7 @@ def _train(
     # only a fully checked setup may claim the run directory
     out = Path(out)
     train_dict = cfg.to_dict()
-    runtime = {k: train_dict.pop(k) for k in ("device", "progress")}
+    runtime = {k: train_dict.pop(k) for k in ("device", "progress", "tensorboard")}
     runtime["machine"] = machine_info(str(resolve_device(cfg.device)))  # kept from the first session
     if parsed:  # their values are in arch / data / train above; the list says where they came from
         runtime["overrides"] = [o.text for o in parsed]
@@ -174,8 +176,20 @@ def _train(
     trainer = Trainer(
         model, task, sampler, cfg, out, val_data=val, final_eval=final_eval, meta={"arch": arch.to_dict()}
     )
+    main = distributed.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        result = trainer.fit()
+        with (
+            run_log(out / "train.log") if main else nullcontext(),
+            tensorboard_to(out / TB_DIR if cfg.tensorboard and main else None, "train.tensorboard"),
+        ):
+            if main:
+                log_line(f"acla-nas train {file} -> {out}: {task.describe()}, {cfg.steps} steps, batch {cfg.batch}")
+            result = trainer.fit()
+            if main:
+                val = result.get("val_psnr")
+                log_line(f"acla-nas: done: {result['steps']} steps, validation PSNR {_db(val)}")
     except NonFiniteLossError as exc:  # train.lr / train.grad_clip of this arch file (or the flags)
         raise (exc if exc.file else exc.at(file=file)) from None
     model_path = out / "model.pt"
@@ -188,6 +202,10 @@ def _train(
             {k: result.get(k) for k in ("val_psnr", "test", "steps", "final_loss")},
         )
     return result, model_path, task
+
+
+def _db(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} dB"
 
 
 def m_device(model) -> Any:

@@ -54,6 +54,7 @@ from acla_nas.data.patches import PatchSampler, _mix_seed
 from acla_nas.runtime import distributed
 from acla_nas.runtime.device import resolve_device
 from acla_nas.runtime.progress import progress_bar
+from acla_nas.runtime.run_log import LOSS_EVERY, log_line, scalar, tensorboard_on
 from acla_nas.tasks import Task
 from acla_nas.tasks.metrics import psnr, quantize, ssim
 from acla_nas.train.inference import restore_image
@@ -89,6 +90,7 @@ class TrainConfig:
     device: str = "auto"
     ckpt_every: int = 200
     progress: bool = True
+    tensorboard: bool = False  # RUN_DIR/tensorboard: loss, lr, validation and test metrics (runtime, not the result)
     # On a pretrained backbone (``backbone.weights``): train the ACLA modules only, or give the
     # backbone its own learning rate; clip the gradient norms of backbone and modules apart, so a
     # module's large early gradients never rescale the backbone's update (the table recipe does).
@@ -139,7 +141,7 @@ def _check_field(key: str, value: Any, file: str | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_COUNT:
             raise bad(f"an integer in {lo}..{MAX_COUNT:,}")
         return value
-    if key in ("freeze_backbone", "clip_groups"):
+    if key in ("freeze_backbone", "clip_groups", "tensorboard"):
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
@@ -362,6 +364,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_factor(config))
         self.history: list[dict[str, Any]] = []
+        self.val_ssim: float | None = None  # of the last validation, when TensorBoard asks for it
         self._updating = False
         self._completed = 0  # parameter updates applied so far
         self._elapsed = 0.0
@@ -526,8 +529,12 @@ class Trainer:
                     for i in range(0, len(lq_all), self.config.batch)
                 ]
                 out = quantize(torch.cat(outs))
+                if tensorboard_on():  # SSIM costs more than PSNR: only when someone plots it
+                    self.val_ssim = ssim(out, hr_all, self.task.crop_border, self.task.test_y_channel)
                 return psnr(out, hr_all, self.task.crop_border, self.task.test_y_channel)
-            return evaluate_model(self.model, self.val_data, self.task, self.device)["psnr"]
+            res = evaluate_model(self.model, self.val_data, self.task, self.device)
+            self.val_ssim = res["ssim"]
+            return res["psnr"]
         finally:
             self.model.train(was_training)
 
@@ -569,7 +576,11 @@ class Trainer:
         cfg = self.config
         # a bar on a terminal, a line every N seconds in logs (acla_nas.runtime.progress), nothing with --quiet
         bar = progress_bar(
-            cfg.steps, start, cfg.progress and self.rank.main, self.out_dir.name if self.out_dir else "training"
+            cfg.steps,
+            start,
+            cfg.progress and self.rank.main,
+            self.out_dir.name if self.out_dir else "training",
+            log=self.rank.main,
         )
         t0, losses, loss = time.perf_counter(), [], float("nan")
         rng = _capture_rng(self.device)
@@ -589,6 +600,9 @@ class Trainer:
                     self.after_step(step, loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if (step + 1) % LOSS_EVERY == 0 and self.rank.main:
+                    scalar(f"{self.section}/loss", loss, step + 1)
+                    scalar(f"{self.section}/lr", self.optimizer.param_groups[0]["lr"], step + 1)
                 if cfg.val_every and (step + 1) % cfg.val_every == 0 and step + 1 < cfg.steps:
                     self._log(step + 1, losses, self.validate() if self.rank.main else None, t0)
                     losses = []
@@ -615,18 +629,34 @@ class Trainer:
         return self._finish(final_val)
 
     def _log(self, step: int, losses: list[float], val: float | None, t0: float) -> None:
-        self.history.append(
-            {
-                "step": step,
-                "loss": float(np.mean(losses)) if losses else None,
-                "val_psnr": val,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "seconds": round(self._elapsed + time.perf_counter() - t0, 3),
-            }
-        )
+        point = {
+            "step": step,
+            "loss": float(np.mean(losses)) if losses else None,
+            "val_psnr": val,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(self._elapsed + time.perf_counter() - t0, 3),
+        }
+        self.history.append(point)
+        if not self.rank.main:
+            return
+        name = self.out_dir.name if self.out_dir else self.section
+        val_text = "n/a" if val is None else f"{val:.3f} dB"
+        loss_text = "n/a" if point["loss"] is None else f"{point['loss']:.4f}"
+        log_line(f"acla-nas: {name} step {step}/{self.config.steps}: loss {loss_text}, validation PSNR {val_text}")
+        scalar(f"{self.section}/val_psnr", val, step)
+        scalar(f"{self.section}/val_ssim", self.val_ssim, step)
+        self.val_ssim = None
 
     def _finish(self, final_val: float | None) -> dict[str, Any]:
         test = self.final_eval(self.model) if self.final_eval is not None and self.rank.main else None
+        if test and self.rank.main:
+            steps = self.config.steps
+            for key in ("psnr", "ssim", "floor_psnr", "floor_ssim"):
+                scalar(f"test/{key}", test.get(key), steps)
+            for site, kept in (test.get("keys_used") or {}).items():
+                scalar(f"keys_kept/{site}", kept, steps)
+            if test.get("n"):
+                log_line(f"acla-nas: test ({test['n']} images) PSNR {test['psnr']:.3f} dB, SSIM {test['ssim']:.4f}")
         last_loss = next((h["loss"] for h in reversed(self.history) if h["loss"] is not None), None)
         result = {
             "completed": True,

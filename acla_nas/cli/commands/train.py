@@ -34,7 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data-parallel processes (torch.distributed: gloo on CPU, NCCL on GPUs); the batch is the "
         "global batch, split across them. Or start the command under torchrun instead",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (DIR/train.log still gets the lines)")
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="write TensorBoard events to DIR/tensorboard (loss, lr, validation and test metrics, keys kept; "
+        "needs the tensorboard extra); or train.tensorboard: true in the arch file",
+    )
     add_set_flag(parser, "the arch file (e.g. train.lr=2e-4, data.path=DIR, modules.body.3.keys=8)")
     add_overwrite_flag(parser)
 

@@ -44,7 +44,8 @@ from acla_nas.search.strategies.base import Strategy
 INFEASIBLE_FACTOR = 50  # give up after this many infeasible proposals per trial of budget
 SURPLUS = "acla_nas:surplus"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Optuna's INFO line per trial is quieted while a search runs (acla_nas.core.quiet.quiet_logger
+# in acla_nas.search.run), never at import: importing acla-nas leaves the caller's logging alone.
 
 
 def distributions(space: Any) -> dict[str, CategoricalDistribution]:
