@@ -74,6 +74,7 @@ def retrain_variants(
     progress: bool,
     log: Any = print,
     nproc: int = 1,
+    tensorboard: bool = False,
 ) -> dict[str, dict]:
     """Train each distinct variant once from scratch with the same recipe; returns name -> metrics."""
     from acla_nas.train.retrain import train_arch
@@ -88,7 +89,7 @@ def retrain_variants(
         d = run.retrain(name)
         if key in trained:  # same network as an earlier variant: same recipe and seed, same result
             result, model_path = trained[key]
-            log(f"[retrain] {name}: same architecture as an earlier variant, reusing its result")
+            log(f"[3/5 retrain] {name}: same architecture as an earlier variant, reusing its result")
         else:
             doc = arch.to_dict()
             doc["data"] = dict(space.spec.data)
@@ -97,8 +98,9 @@ def retrain_variants(
             arch_file = d / "arch.yaml"
             if not arch_file.is_file():
                 write_text_atomic(arch_file, yaml.safe_dump(doc, sort_keys=False))
-            log(f"[retrain] {name}: {arch.n_modules()} ACLA module(s), {recipe['steps']} steps")
-            result, model_path, _task = train_arch(arch_file, d, {"device": device}, progress=progress, nproc=nproc)
+            log(f"[3/5 retrain] {name}: {arch.n_modules()} ACLA module(s), {recipe['steps']} steps")
+            flags = {"device": device, "tensorboard": tensorboard or None}
+            result, model_path, _task = train_arch(arch_file, d, flags, progress=progress, nproc=nproc)
             trained[key] = (result, model_path)
         out[name] = {"arch": arch, "result": result, "model": model_path}
     return out
@@ -184,7 +186,13 @@ def refuse_torchrun() -> None:
 
 
 def pipeline(
-    cfg: RunConfig, *, nproc: int = 1, recipe: dict | None = None, progress: bool = True, log: Any = print
+    cfg: RunConfig,
+    *,
+    nproc: int = 1,
+    recipe: dict | None = None,
+    progress: bool = True,
+    log: Any = print,
+    tensorboard: bool = False,
 ) -> PipelineResult:
     """The whole job on one checked run configuration (its space is the one every stage uses)."""
     from acla_nas.export.exporter import export_run
@@ -198,7 +206,7 @@ def pipeline(
 
     t = time.perf_counter()
     log("[1/5 search] " + ("resuming" if run.config.is_file() else "starting") + f" in {run}")
-    res = search(cfg, nproc=nproc, progress=progress)
+    res = search(cfg, nproc=nproc, progress=progress, tensorboard=tensorboard)
     seconds["search"] = time.perf_counter() - t
     _stage_log(run, "search", seconds["search"])
 
@@ -213,7 +221,9 @@ def pipeline(
     _stage_log(run, "export", seconds["export"])
 
     t = time.perf_counter()
-    variants = retrain_variants(run.path, space, recipe, cfg.seed, device, progress, log, nproc=nproc)
+    variants = retrain_variants(
+        run.path, space, recipe, cfg.seed, device, progress, log, nproc=nproc, tensorboard=tensorboard
+    )
     seconds["retrain"] = time.perf_counter() - t
     _stage_log(run, "retrain", seconds["retrain"])
 
@@ -221,6 +231,7 @@ def pipeline(
     table = final_table(space, variants)
     with atomic_path(run.final_table) as tmp:
         table.to_csv(tmp, index=False)
+    log(f"[4/5 evaluate] {run.final_table}")
     seconds["evaluate"] = time.perf_counter() - t
     _stage_log(run, "evaluate", seconds["evaluate"])
 

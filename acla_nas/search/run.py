@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from acla_nas.core.errors import UserError
+from acla_nas.core.quiet import quiet_logger
 from acla_nas.data.patches import fixed_patches
 from acla_nas.data.sources import check_min_side, make_source
 from acla_nas.nn.arch import write_text_atomic
@@ -52,6 +53,7 @@ class SearchResult:
     best_scores: dict
     seconds: float
     pending: int = 0  # trials still running in other processes when this one finished
+    session_seconds: float | None = None  # this session's wall time (``seconds``: all sessions of the run)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Plan:
     started: float  # wall clock at the start of this session
     allowed: tuple[str, ...] = ()  # imports the user allowed (--allow-import), for spawned processes
     steps: int | None = None  # --steps (already applied to the preset; strategies may read it)
+    tensorboard: bool = False  # --tensorboard: RUN_DIR/tensorboard, written by the main process
 
 
 def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) -> SearchData:
@@ -209,7 +212,7 @@ def _worker_main(plan: Plan, ready: Any) -> None:
     from acla_nas.core.trust import allow_imports
 
     torch.set_num_threads(1)
-    with allow_imports(plan.allowed):
+    with allow_imports(plan.allowed), quiet_logger("optuna"):
         space = SearchSpace.from_yaml(plan.space_path)  # another process: parsed there
         ctx = _context(space, strategy_class(plan.config["strategy"]["strategy"]), plan, progress=False, worker=True)
         _open_study(ctx, plan)
@@ -264,7 +267,7 @@ def _execute(plan: Plan, progress: bool, built: tuple[SearchContext, Any] | None
     from acla_nas.core.trust import allow_imports
 
     rank = distributed.current()
-    with allow_imports(plan.allowed):
+    with allow_imports(plan.allowed), quiet_logger("optuna"), _run_log(plan, rank.main):
         if built is None:
             cls = strategy_class(plan.config["strategy"]["strategy"])  # another process: resolved there
             ctx = _context(SearchSpace.from_yaml(plan.space_path), cls, plan, progress and rank.main)
@@ -294,6 +297,24 @@ def _execute(plan: Plan, progress: bool, built: tuple[SearchContext, Any] | None
             return _finish(strategy, ctx, plan)
 
 
+@contextlib.contextmanager
+def _run_log(plan: Plan, main: bool) -> Iterator[None]:
+    """RUN_DIR/search.log (and RUN_DIR/tensorboard with --tensorboard) in the main process."""
+    from acla_nas.runtime.run_log import TB_DIR, log_line, run_log, tensorboard_to
+
+    if not main:
+        yield
+        return
+    with run_log(plan.out / "search.log"), tensorboard_to(plan.out / TB_DIR if plan.tensorboard else None):
+        s = plan.config["strategy"]
+        again = "resumed" if plan.elapsed_offset else "started"
+        log_line(
+            f"acla-nas search {again}: {plan.config['space_file']} with {plan.config['strategy_file']} "
+            f"({s['strategy']}, {s['trials']} trials, seed {s['seed']}) -> {plan.out}"
+        )
+        yield
+
+
 def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     """best_arch.yaml from the study's current state (under the run directory's outputs lock)."""
     out = plan.out
@@ -317,12 +338,25 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     pending = 0
     if ctx.run_study is not None and hasattr(strategy, "pending"):
         pending = len(strategy.pending(ctx.run_study.load()))
-    return SearchResult(out, arch, scores, ctx.elapsed(), pending)
+    from acla_nas.runtime.run_log import log_line
+
+    session = time.time() - plan.started
+    log_line(
+        f"acla-nas: best so far: {', '.join(f'{k} {v}' for k, v in doc['provenance'].items() if k in scores)}; "
+        f"search time {ctx.elapsed():.0f} s in all sessions, {session:.0f} s in this one"
+    )
+    return SearchResult(out, arch, scores, ctx.elapsed(), pending, session)
 
 
-def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True) -> SearchResult | None:
+def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True, tensorboard: bool = False) -> SearchResult | None:
     """Start or resume the search of ``cfg``; returns the best architecture found (None on the
-    ranks after 0 of a torchrun job)."""
+    ranks after 0 of a torchrun job). ``tensorboard``: RUN_DIR/tensorboard (trial scores, the
+    supernet's loss)."""
+    if tensorboard:
+        from acla_nas.runtime.run_log import tensorboard_available
+
+        if (why := tensorboard_available()) is not None:
+            raise UserError(why, field="--tensorboard")
     check_flags(trials=None, steps=None, seed=None, device=None, workers=cfg.workers, nproc=nproc)
     if nproc > 1:
         if distributed.from_env().enabled:
@@ -330,14 +364,17 @@ def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True) -> SearchRe
                 "already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc"
             )
         plan = _plan_only(cfg)  # checked before any process starts
+        plan.tensorboard = tensorboard
         return distributed.launch(
             nproc, _execute, (plan, progress), device=None if cfg.device == "auto" else cfg.device
         )
     if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
         with distributed.process_group(None if cfg.device == "auto" else cfg.device):
             plan = distributed.on_main(_plan_only, cfg)
+            plan.tensorboard = tensorboard
             return _execute(plan, progress)
     plan, ctx, strategy = _plan(cfg, progress=progress)
+    plan.tensorboard = tensorboard
     return _execute(plan, progress, (ctx, strategy))
 
 
@@ -355,6 +392,7 @@ def run_search(
     nproc: int = 1,
     progress: bool = True,
     overrides: Sequence[str] = (),
+    tensorboard: bool = False,
 ) -> SearchResult | None:
     """:func:`search` from file names and overrides (the ``search`` verb and library use). Under
     torchrun, rank 0 alone reads the files and claims the run directory; the other ranks receive
@@ -379,8 +417,9 @@ def run_search(
         check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
         with distributed.process_group(device):
             plan = distributed.on_main(lambda: _plan_only(build()))
+            plan.tensorboard = tensorboard
             return _execute(plan, progress)
-    return search(build(), nproc=nproc, progress=progress)
+    return search(build(), nproc=nproc, progress=progress, tensorboard=tensorboard)
 
 
 __all__ = ["RunConfig", "SearchResult", "load_strategy_file", "parse_strategy", "run_search", "search"]

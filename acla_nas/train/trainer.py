@@ -696,6 +696,7 @@ def evaluate_model(
     seed: int = 0,
     overlap: int = 16,
     require_finite: bool = False,
+    on_image: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
 
@@ -705,7 +706,8 @@ def evaluate_model(
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
     Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
     with ACLA modules, ``keys_used`` gives each module's mean number of keys kept per query,
-    averaged over the images (of the last tile of each image when tiled)."""
+    averaged over the images (of the last tile of each image when tiled). ``on_image(i, n, name)``
+    is called before each image (``acla-nas evaluate``'s progress lines)."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     was_training = model.training
     model.eval()
@@ -714,6 +716,8 @@ def evaluate_model(
     key_report = getattr(model, "keys_used", None)
     try:
         for i in range(len(images)):
+            if on_image is not None:
+                on_image(i, len(images), names[i])
             item = images[i]
             if isinstance(item, tuple):
                 lq, hr = to_float(item[0])[None], to_float(item[1])[None]

@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress line per image")
     add_overwrite_flag(parser)
 
 
@@ -62,6 +63,26 @@ def _write_csv(path: Path, per_set: list[dict]) -> None:
             writer.writerow({"dataset": res["dataset"], **{k: row[k] for k in _COLUMNS[1:]}})
         writer.writerow({"dataset": res["dataset"], "image": "(mean)", **{k: res[k] for k in _COLUMNS[2:]}})
     write_text_atomic(path, buf.getvalue())
+
+
+def _progress(dataset: str, quiet: bool):
+    """A line on stderr per image, with the time so far: a whole-image pass of a large model can
+    take tens of seconds per photograph, and silence reads as a hang."""
+    import sys
+    import time
+
+    if quiet:
+        return None
+    t0 = time.monotonic()
+
+    def line(i: int, n: int, name: str) -> None:
+        print(
+            f"acla-nas: evaluate {dataset}: image {i + 1}/{n} ({name}), {time.monotonic() - t0:.0f} s so far",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
     for name, items in sets:
         try:
             res = evaluate_model(
-                model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True
+                model,
+                items,
+                task,
+                device,
+                tile=args.tile or None,
+                seed=args.seed,
+                require_finite=True,
+                on_image=_progress(name, args.quiet),
             )
         except UserError as exc:
             raise (exc if exc.file else exc.at(file=str(args.checkpoint))) from None

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     }
     recipe = check_recipe(retrain)
     cfg = run_config(args)
-    res = pipeline(cfg, nproc=args.nproc, recipe=recipe, progress=not args.quiet)
+    res = pipeline(cfg, nproc=args.nproc, recipe=recipe, progress=not args.quiet, tensorboard=args.tensorboard)
     space = cfg.space
     print()
     print(

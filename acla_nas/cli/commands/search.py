@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from acla_nas.search.config import RunConfig
+    from acla_nas.search.run import SearchResult
 
 NAME = "search"
 HELP = "search where to insert ACLA modules and how many keys each may use"
@@ -43,7 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="processes that train the supernet / run DARTS data-parallel (torch.distributed; "
         "or start the command under torchrun instead)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (RUN_DIR/search.log still gets the lines)")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard events to RUN_DIR/tensorboard (trial scores, supernet loss and lr; "
+        "needs the tensorboard extra)",
+    )
     add_set_flag(p, "the space or the strategy preset, by its top-level key")
 
 
@@ -66,6 +73,14 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def search_time(res: SearchResult) -> str:
+    """``search time 62 s`` alone read as this session's after a resume: say which is which."""
+    total, session = res.seconds, res.session_seconds
+    if session is None or total - session < 1:
+        return f"search time {total:.0f} s"
+    return f"search time {total:.0f} s in all sessions of this run ({session:.0f} s in this one)"
+
+
 def run(args: argparse.Namespace) -> int:
     from acla_nas.search.run import run_search  # builds the RunConfig (under torchrun: on rank 0 alone)
 
@@ -82,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         nproc=args.nproc,
         progress=not args.quiet,
         overrides=args.set,
+        tensorboard=args.tensorboard,
     )
     if res is None:  # a rank after 0 under torchrun: rank 0 reports
         return 0
@@ -92,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"best: val PSNR {psnr_text}, {int(s.get('flops') or 0) / 1e6:.1f} M MACs, {int(s.get('params') or 0):,} params; modules: {mods}"
     )
-    print(f"run directory: {res.run_dir} (trajectory.csv, best_arch.yaml); search time {res.seconds:.0f} s")
+    print(f"run directory: {res.run_dir} (trajectory.csv, best_arch.yaml, search.log); {search_time(res)}")
     if res.pending:
         print(
             f"{res.pending} trial(s) still running in other processes; their results land in the study when they "

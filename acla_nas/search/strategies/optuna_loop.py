@@ -48,6 +48,24 @@ SURPLUS = "acla_nas:surplus"
 # in acla_nas.search.run), never at import: importing acla-nas leaves the caller's logging alone.
 
 
+def _report_trial(number: int, arch: Arch, result: Any) -> None:
+    """One line in the run log and the scores in TensorBoard (when open) per evaluated trial."""
+    from acla_nas.runtime.run_log import log_line, scalar
+
+    mods = ", ".join(f"{site}:K{m.keys}" for site, m in arch.modules.items()) or "none"
+    if result.state != "COMPLETE":
+        log_line(f"acla-nas: trial {number} failed: {(result.error or '')[:200]}")
+        return
+    log_line(
+        f"acla-nas: trial {number}: val PSNR {result.psnr:.3f} dB, {result.macs / 1e6:.1f} M MACs, "
+        f"{result.params:,} params; modules: {mods}"
+    )
+    scalar("search/psnr", result.psnr, number)
+    scalar("search/ssim", result.ssim, number)
+    scalar("search/mmacs", result.macs / 1e6, number)
+    scalar("search/modules", len(arch.modules), number)
+
+
 def distributions(space: Any) -> dict[str, CategoricalDistribution]:
     return {name: CategoricalDistribution(list(values)) for name, values in space.choices().items()}
 
@@ -207,6 +225,8 @@ class OptunaStrategy(Strategy):
         else:
             values = [result.psnr] + ([float(result.macs)] if len(study.directions) > 1 else [])
             recorded = self._tell(store, trial, attrs, TrialState.COMPLETE, values)
+        if recorded:
+            _report_trial(trial.number, arch, result)
         if recorded and not ctx.worker:
             self.write(study)
 
