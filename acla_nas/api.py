@@ -19,8 +19,7 @@ already runs, registered under its name for the call and forgotten after it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,29 +62,12 @@ class Evaluation:
     task: str  # e.g. "SR x2 (Y channel, border 2)"
 
 
-@contextlib.contextmanager
-def registered_backbones(backbones: Backbones) -> Iterator[None]:
-    """Register the caller's factories by name for the block (a name taken by a built-in or
-    another registration is refused: the file would silently build something else)."""
-    from acla_nas.nn.backbones import BACKBONES
+def registered_backbones(backbones: Backbones) -> Any:
+    """The caller's factories known by name for a ``with`` block
+    (:func:`acla_nas.nn.backbones.registry.caller_backbones`)."""
+    from acla_nas.nn.backbones.registry import caller_backbones
 
-    added = []
-    try:
-        for name, factory in (backbones or {}).items():
-            if not isinstance(name, str) or not name or ":" in name:
-                raise UserError(f"expected a backbone name without ':', got {name!r}", field="backbones")
-            if not callable(factory):
-                raise UserError(f"expected a factory (scale=..., **kwargs) -> nn.Module, got {factory!r}", field=name)
-            existing = BACKBONES.items().get(name)
-            if existing is not None and existing is not factory:
-                raise UserError(f"the name {name!r} is taken by {existing!r}; pick another", field="backbones")
-            if existing is None:
-                BACKBONES.add(name, factory)
-                added.append(name)
-        yield
-    finally:
-        for name in added:
-            BACKBONES.remove(name)
+    return caller_backbones(backbones)
 
 
 def _yaml_input(value: Any, out: Path, name: str, what: str) -> str:
@@ -264,7 +246,10 @@ def train_arch(
         result, model_path, _task = _train(arch_file, out, flags, progress=progress, sets=overrides)
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else dict(result)
-    return TrainRun(out, Path(model_path), metrics, pd.DataFrame(metrics.get("history") or []))
+    history = pd.DataFrame(metrics.get("history") or [])
+    first = [c for c in ("step", "loss", "val_psnr", "lr", "seconds") if c in history.columns]
+    history = history[first + [c for c in history.columns if c not in first]]  # metrics.json sorts its keys
+    return TrainRun(out, Path(model_path), metrics, history)
 
 
 def evaluate(

@@ -6,7 +6,8 @@ Registered backbones (``@register_backbone``) and installed plug-ins (entry-poin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -27,6 +28,38 @@ BACKBONES: Registry[Callable[..., nn.Module]] = Registry(
     expected="backbone factory",
     import_form="package.module:factory",
 )
+
+
+#: factories a Python caller passed for one call (:func:`caller_backbones`): built like user
+#: backbones (``backbone.sites`` patterns, probed), named by a plain name in the space or arch.
+_CALLER: dict[str, Callable[..., nn.Module]] = {}
+
+
+@contextlib.contextmanager
+def caller_backbones(factories: Mapping[str, Callable[..., nn.Module]] | None) -> Iterator[None]:
+    """Make the caller's factories (a notebook's ``nn.Module`` factories) known by name for the
+    block, and forget them after. A name of a registered backbone is refused: the file would
+    silently build something else. Trust is not involved: this is code the caller already runs."""
+    added = []
+    try:
+        for name, factory in (factories or {}).items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise UserError(f"expected a backbone name like 'mynet', got {name!r}", field="backbones")
+            if not callable(factory):
+                raise UserError(
+                    f"expected a factory (**kwargs) -> nn.Module, got {factory!r}", field=f"backbones.{name}"
+                )
+            if name in BACKBONES.items():
+                raise UserError(f"{name!r} is a registered backbone; pick another name", field="backbones")
+            if _CALLER.get(name, factory) is not factory:
+                raise UserError(f"{name!r} is already another factory of this process", field="backbones")
+            if name not in _CALLER:
+                _CALLER[name] = factory
+                added.append(name)
+        yield
+    finally:
+        for name in added:
+            _CALLER.pop(name, None)
 
 
 def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -86,6 +119,8 @@ def _check_parameter_memory(
 
 
 def _create(name: str, scale: int, kwargs: dict, sites: str | list[str] | None, file: str | None) -> nn.Module:
+    if name in _CALLER:
+        return user_backbone(_CALLER[name], name, sites, scale=scale, kwargs=kwargs)
     if ":" in name:
         return user_backbone(resolve_factory(name, file), name, sites, scale=scale, kwargs=kwargs)
     factory = BACKBONES.get(name, file)
