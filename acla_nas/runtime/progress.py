@@ -134,7 +134,7 @@ def progress_bar(total: int, initial: int = 0, enabled: bool = True, label: str 
     log, which then gets the log lines whatever the console shows."""
     from tqdm import tqdm
 
-    from acla_nas.runtime.run_log import LOG
+    from acla_nas.runtime.run_log import run_log_open
 
     tty = sys.stderr.isatty()
     if enabled and not tty:
@@ -142,7 +142,7 @@ def progress_bar(total: int, initial: int = 0, enabled: bool = True, label: str 
     bar = tqdm(
         total=total, initial=initial, unit="step", disable=not (enabled and tty), dynamic_ncols=True, leave=False
     )
-    if log and LOG.handlers:
+    if log and run_log_open():
         return _Tee(bar, LogProgress(total, initial, label, interval(), echo=False))
     return bar
 

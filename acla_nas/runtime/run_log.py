@@ -30,11 +30,16 @@ TB_DIR = "tensorboard"  # RUN_DIR/tensorboard: the event files
 LOSS_EVERY = 10  # steps between two training-loss points in TensorBoard
 
 _writer: Any = None
+_files: list[logging.Handler] = []  # the run logs open now (other handlers, e.g. pytest's, do not count)
+
+
+def run_log_open() -> bool:
+    return bool(_files)
 
 
 def log_line(text: str) -> None:
     """One line in the open run log(s) (nothing when none is open)."""
-    if LOG.handlers:
+    if _files:
         LOG.info(text)
 
 
@@ -42,15 +47,17 @@ def log_line(text: str) -> None:
 def run_log(path: str | Path) -> Iterator[Path]:
     """Append this block's lines to ``path`` (created with its folder on the first line)."""
     path = Path(path)
-    if any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in LOG.handlers):
+    if any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in _files):
         yield path  # already logging there (the pipeline's search inside its own log)
         return
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter(FORMAT))
     LOG.addHandler(handler)
+    _files.append(handler)
     try:
         yield path
     finally:
+        _files.remove(handler)
         LOG.removeHandler(handler)
         handler.close()
 
@@ -107,6 +114,7 @@ __all__ = [
     "TB_DIR",
     "log_line",
     "run_log",
+    "run_log_open",
     "scalar",
     "tensorboard_available",
     "tensorboard_on",
