@@ -133,7 +133,10 @@ def test_pipeline_runs_all_stages_and_resumes(tmp_path: Path) -> None:
     strat = tmp_path / "s.yaml"
     strat.write_text(yaml.safe_dump({**STRATEGY, "objectives": ["psnr"], "trials": 3}))
     recipe = {"steps": 4, "batch": 2, "patch": 24, "ckpt_every": 2}
-    res = run_pipeline(str(space), str(strat), tmp_path / "run", retrain=recipe, progress=False, log=lambda *_: None)
+    lines: list[str] = []
+    res = run_pipeline(str(space), str(strat), tmp_path / "run", retrain=recipe, progress=False, log=lines.append)
+    stages = [line.split()[0] for line in lines]  # every stage line numbered, none skipped, in order
+    assert sorted(set(stages)) == ["[1/5", "[2/5", "[3/5", "[4/5", "[5/5"] and stages == sorted(stages), lines
     table = res.table.set_index("model")
     assert list(table.index) == ["plain", "paper", "discovered", "input (floor)"]
     assert table.loc["paper", "params"] > table.loc["plain", "params"]
