@@ -31,7 +31,6 @@ class SearchContext:
     workers: int = 1
     objectives: tuple[str, ...] = ("psnr",)
     options: dict = field(default_factory=dict)
-    steps: int | None = None  # --steps override for strategies that train (DARTS)
     worker: bool = False  # True in the extra processes of --workers N
     run_study: Any = None  # acla_nas.search.storage.study.RunStudy: the opened and checked study (multi-trial)
     on_loop_start: Any = None  # called when the trial loop is about to start (--workers: "ready")

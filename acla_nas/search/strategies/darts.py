@@ -215,9 +215,7 @@ class DartsStrategy(Strategy):
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
-        o = {**self.DEFAULTS, **self.options}
-        if ctx.steps is not None:
-            o["steps"] = ctx.steps
+        o = {**self.DEFAULTS, **self.options}  # --steps is in the options already (RunConfig.from_files)
         self.check_combination(o)
         self.o = o
         scale = ctx.data.task.scale
