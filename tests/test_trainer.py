@@ -13,8 +13,11 @@ from acla_nas.core.errors import UserError
 from acla_nas.data.images import embedded_dir, load_image_u8
 from acla_nas.data.patches import PatchSampler, fixed_patches
 from acla_nas.tasks import make_task
+from acla_nas.train.checkpoint import load_checkpoint
+from acla_nas.train.config import TrainConfig
+from acla_nas.train.evaluate import evaluate_model
 from acla_nas.train.inference import restore_image
-from acla_nas.train.trainer import NonFiniteLossError, TrainConfig, Trainer, evaluate_model, load_checkpoint
+from acla_nas.train.trainer import NonFiniteLossError, Trainer
 
 TASK = make_task({"name": "sr", "scale": 2})
 

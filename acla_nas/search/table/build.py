@@ -32,6 +32,7 @@ from acla_nas.core.errors import UserError
 from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.arch import Arch
 from acla_nas.space import SearchSpace
+from acla_nas.train.config import TrainConfig
 
 #: the stand-alone recipe of a table (short: the whole table in about 90 min on 2 cores)
 RECIPE: dict[str, Any] = {"steps": 200, "batch": 8, "patch": 48, "lr": 2e-3, "val_every": 0, "ckpt_every": 50}
@@ -138,6 +139,10 @@ def build_table(
     ``first``: a sub-space file whose architectures' seed-0 runs are trained before the others
     (so that sub-space is complete, and searchable with ``evaluator: table``, early)."""
     space = SearchSpace.from_yaml(space_file)
+    # checked once, before any worker starts (each run builds its TrainConfig from its arch file)
+    TrainConfig.from_recipe(
+        defaults=RECIPE, overrides=recipe, flag=lambda key: "--steps" if key == "steps" else "recipe"
+    )
     recipe = {**RECIPE, **(recipe or {})}
     out, work = Path(out), Path(work)
     done = {(r["arch"], int(r["seed"])) for r in read_rows(out)}
