@@ -159,17 +159,15 @@ def format_table(df: pd.DataFrame, input_size: tuple[int, int], test_name: str) 
 
 def check_recipe(retrain: dict | None) -> dict:
     """The retraining recipe: the defaults with the ``--retrain-*`` flags, checked."""
-    from acla_nas.train.trainer import TrainConfig
+    from acla_nas.train.config import TrainConfig
 
-    recipe = {**DEFAULT_RECIPE, **(retrain or {})}
-    try:
-        TrainConfig.from_dict(recipe)
-    except UserError as exc:  # a --retrain-* flag (the defaults are valid)
-        key = (exc.field or "").removeprefix("train.")
-        raise UserError(
-            exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain"
-        ) from None
-    return recipe
+    given = {k: v for k, v in (retrain or {}).items() if v is not None}
+    TrainConfig.from_recipe(  # checked here, built by each retraining from its arch file
+        defaults=DEFAULT_RECIPE,
+        overrides=given,
+        flag=lambda key: f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain",
+    )
+    return {**DEFAULT_RECIPE, **given}
 
 
 def refuse_torchrun() -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from acla_nas.cli.main import main
 from acla_nas.data.images import embedded_dir
-from acla_nas.train.inference import load_model
+from acla_nas.train.model_file import load_model
 
 
 @pytest.fixture(scope="module")

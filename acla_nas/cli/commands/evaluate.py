@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from acla_nas.nn.footprint import check_inference
     from acla_nas.runtime.device import resolve_device
     from acla_nas.tasks import make_task
-    from acla_nas.train.inference import load_model
-    from acla_nas.train.trainer import evaluate_model
+    from acla_nas.train.evaluate import evaluate_model
+    from acla_nas.train.model_file import load_model
 
     if args.tile < 0 or 0 < args.tile < 8:
         raise UserError(f"got {args.tile}, expected 0 (off) or a tile size >= 8", field="--tile")

@@ -118,7 +118,7 @@ class Strategy(ABC):
     def saved_weights(cls, run: Any) -> dict[str, Any] | None:
         """The trained supernet's state dict in run directory ``run`` (an
         :class:`acla_nas.run.RunDir`), for export; the default is the one-shot evaluator's."""
-        from acla_nas.train.trainer import load_checkpoint
+        from acla_nas.train.checkpoint import load_checkpoint
 
         path = run.supernet_checkpoint
         return load_checkpoint(path)["model"] if path.is_file() else None
