@@ -666,6 +666,7 @@ def evaluate_model(
     seed: int = 0,
     overlap: int = 16,
     require_finite: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
 
@@ -675,13 +676,15 @@ def evaluate_model(
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
     Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
     with ACLA modules, ``keys_used`` gives each module's mean number of keys kept per query,
-    averaged over the images (of the last tile of each image when tiled)."""
+    averaged over the images (of the last tile of each image when tiled). ``progress``: a bar
+    (or log lines where stderr is not a terminal) counting the images, for ``acla-nas evaluate``."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     was_training = model.training
     model.eval()
     names = list(getattr(images, "names", [])) or [f"#{i}" for i in range(len(images))]
     rows, keys = [], []
     key_report = getattr(model, "keys_used", None)
+    bar = progress_bar(len(images), enabled=progress, label="evaluating") if progress else None
     try:
         for i in range(len(images)):
             item = images[i]
@@ -709,7 +712,11 @@ def evaluate_model(
                     "floor_ssim": ssim(floor, hr, cb, y),
                 }
             )
+            if bar is not None:
+                bar.update(1)
     finally:
+        if bar is not None:
+            bar.close()
         model.train(was_training)
     result = {
         "psnr": _mean(rows, "psnr"),
