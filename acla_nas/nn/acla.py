@@ -362,8 +362,8 @@ class ACLA(nn.Module):
 
     def _predictors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The offset and gate predictors' outputs over ``x`` (the query map, with its context if
-        any), as one convolution when both use the same kernel (one pass over the input and its gradient instead of two; the
-        parameters stay two convolutions, so state dicts are unchanged)."""
+        any), as one convolution when both use the same kernel: one pass over the input and its
+        gradient instead of two; the parameters stay two convolutions (state dicts unchanged)."""
         off, gate = self.offset, self.gate
         if gate is None or FUSE_PREDICTORS is False or off.kernel_size != gate.kernel_size:
             return off(x), (gate(x) if gate is not None else None)
