@@ -22,10 +22,12 @@ def _run(fuse: bool, m: acla.ACLA, x: torch.Tensor, refs: list[torch.Tensor]) ->
         acla.FUSE_PREDICTORS = old
 
 
-@pytest.mark.parametrize("offsets", ["learned", "fixed"])
-def test_fused_predictors_match_separate_ones(offsets: str) -> None:
+@pytest.mark.parametrize(
+    ("offsets", "context"), [("learned", "local"), ("fixed", "local"), ("learned", "dilated"), ("learned", "pooled")]
+)
+def test_fused_predictors_match_separate_ones(offsets: str, context: str) -> None:
     torch.manual_seed(0)
-    m = acla.ACLA(6, [6, 4], 4, offsets=offsets).double().train()
+    m = acla.ACLA(6, [6, 4], 4, offsets=offsets, offset_context=context).double().train()
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.2)
