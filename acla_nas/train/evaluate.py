@@ -17,6 +17,7 @@ from acla_nas.core.errors import UserError
 from acla_nas.data.images import Item, to_float
 from acla_nas.data.patches import _mix_seed
 from acla_nas.runtime.device import resolve_device
+from acla_nas.runtime.progress import progress_bar
 from acla_nas.tasks import Task
 from acla_nas.tasks.metrics import psnr, quantize, ssim
 from acla_nas.train.inference import restore_image
@@ -37,6 +38,7 @@ def evaluate_model(
     seed: int = 0,
     overlap: int = 16,
     require_finite: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """PSNR/SSIM of the model and of the naive floor on full images, with the task's protocol.
 
@@ -46,13 +48,15 @@ def evaluate_model(
     ``images`` are HR tensors (degraded here, seeded by ``(seed, index)``) or ``(lq, hr)`` pairs.
     Outputs are clamped and rounded to 8 bits before scoring, as BasicSR does. For a network
     with ACLA modules, ``keys_used`` gives each module's mean number of keys kept per query,
-    averaged over the images (of the last tile of each image when tiled)."""
+    averaged over the images (of the last tile of each image when tiled). ``progress``: a bar
+    (or log lines where stderr is not a terminal) counting the images, for ``acla-nas evaluate``."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     was_training = model.training
     model.eval()
     names = list(getattr(images, "names", [])) or [f"#{i}" for i in range(len(images))]
     rows, keys = [], []
     key_report = getattr(model, "keys_used", None)
+    bar = progress_bar(len(images), enabled=progress, label="evaluating") if progress else None
     try:
         for i in range(len(images)):
             item = images[i]
@@ -80,7 +84,11 @@ def evaluate_model(
                     "floor_ssim": ssim(floor, hr, cb, y),
                 }
             )
+            if bar is not None:
+                bar.update(1)
     finally:
+        if bar is not None:
+            bar.close()
         model.train(was_training)
     result = {
         "psnr": _mean(rows, "psnr"),

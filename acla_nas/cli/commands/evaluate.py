@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     for name, items in sets:
         try:
             res = evaluate_model(
-                model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True
+                model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True, progress=True
             )
         except UserError as exc:
             raise (exc if exc.file else exc.at(file=str(args.checkpoint))) from None
