@@ -148,7 +148,7 @@ def run_search(
             storage=storage,
             workers=workers,
             progress=progress,
-            overrides=overrides,
+            overrides=tuple(overrides),
             tensorboard=tensorboard,
         )
         assert res is not None  # one process: this is rank 0
@@ -269,8 +269,8 @@ def evaluate(
     from acla_nas.data.sources import check_min_side, embedded_source, source_for_dir
     from acla_nas.runtime.device import resolve_device
     from acla_nas.tasks import make_task
-    from acla_nas.train.inference import load_model
-    from acla_nas.train.trainer import evaluate_model
+    from acla_nas.train.evaluate import evaluate_model
+    from acla_nas.train.model_file import load_model
 
     check_seed(seed)
     if tile < 0 or 0 < tile < 8:

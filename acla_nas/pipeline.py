@@ -31,6 +31,7 @@ from acla_nas.nn.cost import count_macs, count_params
 from acla_nas.nn.network import build
 from acla_nas.runs.run_dir import RunDir
 from acla_nas.search.config import RunConfig
+from acla_nas.search.flags import SearchFlags
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "steps": 1500,
@@ -160,17 +161,15 @@ def format_table(df: pd.DataFrame, input_size: tuple[int, int], test_name: str) 
 
 def check_recipe(retrain: dict | None) -> dict:
     """The retraining recipe: the defaults with the ``--retrain-*`` flags, checked."""
-    from acla_nas.train.trainer import TrainConfig
+    from acla_nas.train.config import TrainConfig
 
-    recipe = {**DEFAULT_RECIPE, **(retrain or {})}
-    try:
-        TrainConfig.from_dict(recipe)
-    except UserError as exc:  # a --retrain-* flag (the defaults are valid)
-        key = (exc.field or "").removeprefix("train.")
-        raise UserError(
-            exc.message, field=f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain"
-        ) from None
-    return recipe
+    given = {k: v for k, v in (retrain or {}).items() if v is not None}
+    TrainConfig.from_recipe(  # checked here, built by each retraining from its arch file
+        defaults=DEFAULT_RECIPE,
+        overrides=given,
+        flag=lambda key: f"--retrain-{key}" if key in ("steps", "batch", "patch") else "retrain",
+    )
+    return {**DEFAULT_RECIPE, **given}
 
 
 def refuse_torchrun() -> None:
@@ -185,15 +184,7 @@ def refuse_torchrun() -> None:
         )
 
 
-def pipeline(
-    cfg: RunConfig,
-    *,
-    nproc: int = 1,
-    recipe: dict | None = None,
-    progress: bool = True,
-    log: Any = print,
-    tensorboard: bool = False,
-) -> PipelineResult:
+def pipeline(cfg: RunConfig, *, recipe: dict | None = None, progress: bool = True, log: Any = print) -> PipelineResult:
     """The whole job on one checked run configuration (its space is the one every stage uses)."""
     from acla_nas.export.exporter import export_run
     from acla_nas.search.run import search
@@ -206,7 +197,7 @@ def pipeline(
 
     t = time.perf_counter()
     log("[1/5 search] " + ("resuming" if run.config.is_file() else "starting") + f" in {run}")
-    res = search(cfg, nproc=nproc, progress=progress, tensorboard=tensorboard)
+    res = search(cfg, progress=progress)
     seconds["search"] = time.perf_counter() - t
     _stage_log(run, "search", seconds["search"])
 
@@ -221,8 +212,9 @@ def pipeline(
     _stage_log(run, "export", seconds["export"])
 
     t = time.perf_counter()
+    flags = cfg.flags
     variants = retrain_variants(
-        run.path, space, recipe, cfg.seed, device, progress, log, nproc=nproc, tensorboard=tensorboard
+        run.path, space, recipe, cfg.seed, device, progress, log, nproc=flags.nproc, tensorboard=flags.tensorboard
     )
     seconds["retrain"] = time.perf_counter() - t
     _stage_log(run, "retrain", seconds["retrain"])
@@ -254,34 +246,19 @@ def pipeline(
 
 
 def run_pipeline(
-    space_path: str,
-    strategy_path: str,
+    space_path: str | Path,
+    strategy_path: str | Path,
     out: str | Path,
+    flags: SearchFlags | None = None,
     *,
-    trials: int | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-    storage: str | None = None,
-    workers: int = 1,
-    nproc: int = 1,
     retrain: dict | None = None,
     progress: bool = True,
     log: Any = print,
+    **overrides: Any,
 ) -> PipelineResult:
-    """:func:`pipeline` from file names and overrides (library use)."""
+    """:func:`pipeline` from file names (library use); ``overrides`` are the
+    :class:`~acla_nas.search.flags.SearchFlags` fields as keywords."""
     refuse_torchrun()
     recipe = check_recipe(retrain)
-    cfg = RunConfig.from_files(
-        space_path,
-        strategy_path,
-        out,
-        trials=trials,
-        steps=steps,
-        seed=seed,
-        device=device,
-        storage=storage,
-        workers=workers,
-        nproc=nproc,
-    )
-    return pipeline(cfg, nproc=nproc, recipe=recipe, progress=progress, log=log)
+    cfg = RunConfig.from_files(space_path, strategy_path, out, flags, **overrides)
+    return pipeline(cfg, recipe=recipe, progress=progress, log=log)

@@ -47,7 +47,7 @@ from acla_nas.data.sources import make_source
 from acla_nas.data.synthetic import mean_period, parse_params
 from acla_nas.space import SearchSpace
 from acla_nas.tasks import make_task
-from acla_nas.train.inference import load_model
+from acla_nas.train.model_file import load_model
 from acla_nas.train.retrain import train_arch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from PIL import Image
 def _model(path: Path) -> None:
     from acla_nas.nn.arch import Arch
     from acla_nas.nn.network import build
-    from acla_nas.train.inference import save_model_file
+    from acla_nas.train.model_file import save_model_file
 
     arch = Arch.from_dict(
         {"backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 1}}, "task": {"name": "sr", "scale": 2}}

@@ -129,6 +129,7 @@ def test_retraining_steps_on_device(tmp_path: Path, device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_supernet_and_darts_steps_on_device(tmp_path: Path, device: str, strategy: str) -> None:
     """Supernet training (the one-shot evaluator behind random search) and DARTS, a few steps."""
+    pytest.importorskip("optuna", reason="the search runs keep their trials in an Optuna study")
     from acla_nas.search.run import run_search
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))

@@ -17,7 +17,7 @@ from acla_nas.nn.network import build
 from acla_nas.pipeline import run_pipeline
 from acla_nas.search.run import run_search
 from acla_nas.space import SearchSpace
-from acla_nas.train.inference import load_model
+from acla_nas.train.model_file import load_model
 
 SPACE = {
     "backbone": {"name": "edsr", "kwargs": {"n_feats": 8, "n_resblocks": 3, "image_skip": True}},

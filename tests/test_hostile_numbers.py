@@ -29,7 +29,7 @@ from acla_nas.nn.arch import Arch, load_arch_file
 from acla_nas.nn.network import build
 from acla_nas.search.config import load_strategy_file
 from acla_nas.space import SearchSpace
-from acla_nas.train.inference import load_model, load_model_file, save_model_file
+from acla_nas.train.model_file import load_model, load_model_file, save_model_file
 
 SENTINEL = "__HOSTILE_VALUE__"
 SPACE = {

@@ -20,7 +20,7 @@ from acla_nas.cli.main import main
 from acla_nas.data.images import IMAGE_CACHE, embedded_dir
 from acla_nas.nn.arch import Arch
 from acla_nas.nn.network import build
-from acla_nas.train.inference import save_model_file
+from acla_nas.train.model_file import save_model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_ARCH = {

@@ -22,7 +22,7 @@ from acla_nas.core.yaml_io import MAX_DEPTH, load_yaml_text
 from acla_nas.data.images import save_image
 from acla_nas.nn.arch import Arch
 from acla_nas.nn.network import build
-from acla_nas.train.inference import save_model_file
+from acla_nas.train.model_file import save_model_file
 
 
 def test_a_full_disk_is_one_line_naming_the_path(tmp_path: Path):

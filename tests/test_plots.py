@@ -394,7 +394,7 @@ def test_key_usage_of_a_run_uses_its_own_degraded_test_image(tmp_path: Path) -> 
     from acla_nas.nn.arch import Arch, ModuleChoice
     from acla_nas.nn.network import build
     from acla_nas.plots.key_usage import checkpoint_key_usage
-    from acla_nas.train.inference import save_model_file
+    from acla_nas.train.model_file import save_model_file
 
     data = {
         "kind": "synthetic",

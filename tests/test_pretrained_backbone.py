@@ -15,7 +15,7 @@ from acla_nas.core.errors import UserError
 from acla_nas.nn.arch import Arch, load_arch_file
 from acla_nas.nn.network import build
 from acla_nas.space import SearchSpace
-from acla_nas.train.inference import save_model_file
+from acla_nas.train.model_file import save_model_file
 
 PLAIN = {
     "backbone": {"name": "edsr", "kwargs": {"n_feats": 4, "n_resblocks": 2}},
@@ -112,7 +112,8 @@ def _trainer(net, **cfg):
     from acla_nas.data.patches import PatchSampler
     from acla_nas.data.sources import make_source
     from acla_nas.tasks import make_task
-    from acla_nas.train.trainer import TrainConfig, Trainer
+    from acla_nas.train.config import TrainConfig
+    from acla_nas.train.trainer import Trainer
 
     task = make_task(PLAIN["task"])
     items = make_source({"kind": "embedded"}).split("train")
@@ -152,7 +153,7 @@ def test_backbone_lr_mult_and_clipping_per_group() -> None:
 
 @pytest.mark.parametrize("bad", [{"freeze_backbone": "yes"}, {"backbone_lr_mult": 0}, {"clip_groups": 1}])
 def test_new_training_options_are_checked(bad: dict) -> None:
-    from acla_nas.train.trainer import TrainConfig
+    from acla_nas.train.config import TrainConfig
 
     with pytest.raises(UserError, match=f"train.{next(iter(bad))}"):
         TrainConfig.from_dict(bad)

@@ -179,7 +179,7 @@ def test_darts_resume_equals_uninterrupted_run(tmp_path: Path, space_file: str, 
     with pytest.raises(KeyboardInterrupt):
         run_search(space_file, strat, tmp_path / "resumed", progress=False)
     monkeypatch.setattr(DartsStrategy, "log", original)
-    from acla_nas.train.trainer import load_checkpoint
+    from acla_nas.train.checkpoint import load_checkpoint
 
     # DARTS trains its supernet with the shared Trainer: one checkpoint format, in RUN_DIR/supernet
     assert load_checkpoint(tmp_path / "resumed" / "supernet" / "checkpoints" / "last.pt")["step"] == 2

@@ -13,8 +13,11 @@ from acla_nas.core.errors import UserError
 from acla_nas.data.images import embedded_dir, load_image_u8
 from acla_nas.data.patches import PatchSampler, fixed_patches
 from acla_nas.tasks import make_task
+from acla_nas.train.checkpoint import load_checkpoint
+from acla_nas.train.config import TrainConfig
+from acla_nas.train.evaluate import evaluate_model
 from acla_nas.train.inference import restore_image
-from acla_nas.train.trainer import NonFiniteLossError, TrainConfig, Trainer, evaluate_model, load_checkpoint
+from acla_nas.train.trainer import NonFiniteLossError, Trainer
 
 TASK = make_task({"name": "sr", "scale": 2})
 
@@ -154,6 +157,25 @@ def test_train_config_validation():
     with pytest.raises(UserError) as info:
         TrainConfig.from_dict({"batch": 0})
     assert info.value.field == "train.batch"
+
+
+def test_train_config_from_recipe_layers_and_names_where_a_value_came_from():
+    cfg = TrainConfig.from_recipe(
+        {"steps": 20, "batch": 4, "lr": "1e-3"},
+        defaults={"steps": 10, "batch": 2, "patch": 24},
+        overrides={"batch": 8, "seed": None},  # None: the flag was not given
+        fixed={"seed": 5, "progress": False},
+    )
+    assert (cfg.steps, cfg.batch, cfg.patch, cfg.lr, cfg.seed, cfg.progress) == (20, 8, 24, 1e-3, 5, False)
+    with pytest.raises(UserError) as info:  # a bad section value: the file and <section>.<key>
+        TrainConfig.from_recipe({"steps": 0}, section="proxy", file="p.yaml")
+    assert (info.value.file, info.value.field) == ("p.yaml", "proxy.steps")
+    with pytest.raises(UserError) as info:  # a bad flag: the flag, not the file
+        TrainConfig.from_recipe({"steps": 3}, overrides={"val_every": -1}, file="a.yaml")
+    assert (info.value.file, info.value.field) == (None, "--val-every")
+    with pytest.raises(UserError) as info:
+        TrainConfig.from_recipe(overrides={"patch": 0}, flag=lambda key: f"--retrain-{key}")
+    assert info.value.field == "--retrain-patch"
 
 
 def test_step_schedule_and_param_groups(photos):

@@ -22,7 +22,7 @@ from acla_nas.nn.backbones import create_backbone, registry
 from acla_nas.search.strategies.base import strategy_class
 from acla_nas.search.strategies.random_search import RandomStrategy
 from acla_nas.space import SearchSpace
-from acla_nas.train.inference import MODEL_FORMAT
+from acla_nas.train.model_file import MODEL_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_RUN = ROOT / "results" / "edsr_x2_demo_evolution"

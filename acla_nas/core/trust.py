@@ -96,14 +96,32 @@ def _search_dirs(file: str | None) -> list[str]:
     return dirs
 
 
-def _import(module: str, file: str | None, field: str) -> ModuleType:
-    """Import an allowed module with the current directory and the file's directory appended to
-    ``sys.path`` for the duration of the import only (so nothing there can shadow a module
-    imported later)."""
-    dirs = [d for d in _search_dirs(file) if d not in sys.path]
-    sys.path.extend(dirs)
+def import_dirs(files: Iterable[str | None]) -> list[str]:
+    """The folders user modules named in ``files`` are imported from: the current directory and
+    each file's folder."""
+    return list(dict.fromkeys(d for f in files for d in _search_dirs(f)))
+
+
+@contextmanager
+def importable_from(dirs: Iterable[str]) -> Iterator[None]:
+    """``sys.path`` with ``dirs`` appended for the block only (so nothing there can shadow a
+    module imported later); also how another process unpickles objects of such modules."""
+    added = [d for d in dict.fromkeys(dirs) if d not in sys.path]
+    sys.path.extend(added)
     try:
-        return importlib.import_module(module)
+        yield
+    finally:
+        for d in added:
+            if d in sys.path:
+                sys.path.remove(d)
+
+
+def _import(module: str, file: str | None, field: str) -> ModuleType:
+    """Import an allowed module with the current directory and the file's directory on
+    ``sys.path`` for the duration of the import only."""
+    try:
+        with importable_from(_search_dirs(file)):
+            return importlib.import_module(module)
     except Exception as exc:  # ImportError, SyntaxError in user code, ...
         where = ", ".join(_search_dirs(file))
         raise UserError(
@@ -112,10 +130,6 @@ def _import(module: str, file: str | None, field: str) -> ModuleType:
             file=file,
             field=field,
         ) from None
-    finally:
-        for d in dirs:
-            if d in sys.path:
-                sys.path.remove(d)
 
 
 def import_object(
@@ -192,7 +206,9 @@ __all__ = [
     "allow_imports",
     "allowed_prefixes",
     "entry_points",
+    "import_dirs",
     "import_object",
+    "importable_from",
     "is_allowed",
     "is_protected",
     "parse_prefixes",

@@ -220,7 +220,7 @@ def export_run(
     """Write each pick to ``out/<name>/``; returns the pick directories. A pick folder that holds
     files of another export (another run) is refused unless ``overwrite``; re-exporting the same
     run refreshes its own files."""
-    from acla_nas.train.inference import save_model_file
+    from acla_nas.train.model_file import save_model_file
 
     run_dir, out = Path(run_dir), Path(out)
     if config is None:

@@ -191,6 +191,10 @@ def initial_offsets(
 #   differentiated with ``torch.autograd.grad`` in the backward pass, so the samples' gradient
 #   ``g (x) attn + q (x) dlogit`` is written over the samples themselves (no longer needed by then)
 #   and handed to ``grid_sampler_2d_backward``: no gradient buffer the size of the samples either.
+#: one convolution for the offset and gate predictors (see ``ACLA._predictors``); False: two
+FUSE_PREDICTORS = True
+
+
 def _plain_core() -> bool:
     """Use the plain broadcasting formulation (tracing, scripting, compiling, exporting)."""
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
@@ -356,6 +360,18 @@ class ACLA(nn.Module):
         )  # = argmax(1), first max; faster on CPU
         return torch.where(empty, best, sub)
 
+    def _predictors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The offset and gate predictors' outputs over ``x`` (the query map, with its context if
+        any), as one convolution when both use the same kernel: one pass over the input and its
+        gradient instead of two; the parameters stay two convolutions (state dicts unchanged)."""
+        off, gate = self.offset, self.gate
+        if gate is None or FUSE_PREDICTORS is False or off.kernel_size != gate.kernel_size:
+            return off(x), (gate(x) if gate is not None else None)
+        weight = torch.cat([off.weight, gate.weight])
+        bias = torch.cat([off.bias, gate.bias])
+        both = F.conv2d(x, weight, bias, padding=off.padding)
+        return both.split([off.out_channels, gate.out_channels], 1)
+
     # -- forward -------------------------------------------------------------------------------
     def forward(
         self,
@@ -393,8 +409,9 @@ class ACLA(nn.Module):
         q_weight = self.query.weight if chan_idx is None else self.query.weight[chan_idx.to(x.device)]
         q_all = F.conv2d(x, q_weight)
         feat = x if self.context is None else torch.cat([x, self.context(x)], 1)
-        offsets = self.offset(feat).view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
-        gate_logits = self.gate(feat)[:, :k] if self.gate is not None else None
+        off_raw, gate_raw = self._predictors(feat)
+        offsets = off_raw.view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
+        gate_logits = gate_raw[:, :k] if gate_raw is not None else None
 
         # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
         # from the sizes with tensor ops so an exported graph stays valid at other input sizes.

@@ -227,7 +227,7 @@ def checkpoint_key_usage(ckpt: Path, image: str | None = None, strict: bool = Fa
 
     Without ``image`` the input is the first test image of the child's own data, degraded by
     its task (see :func:`run_test_input`), else a crop of a bundled photograph."""
-    from acla_nas.train.inference import load_model
+    from acla_nas.train.model_file import load_model
 
     try:
         model, _arch, payload = load_model(ckpt, "cpu")

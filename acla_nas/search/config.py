@@ -10,19 +10,20 @@ directory holding another configuration is refused rather than mixed in. ``confi
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+import argparse
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acla_nas.core.checks import check_int, check_seed
 from acla_nas.core.errors import UserError
+from acla_nas.core.trust import import_dirs, importable_from
 from acla_nas.core.version import __version__
 from acla_nas.nn.arch import read_yaml
 from acla_nas.runs.run_dir import RunDir
 from acla_nas.runs.same_run import refuse_other_run
-from acla_nas.runtime.device import resolve_device
+from acla_nas.search.flags import SearchFlags
 
 HEAD_KEYS = ("strategy", "evaluator", "trials", "objectives", "options")  # then the evaluators' sections
 TAIL_KEYS = ("val", "seed")
@@ -109,32 +110,6 @@ def _parse_strategy(data: Any, f: str | None) -> tuple[dict, type]:
     return data, cls
 
 
-def max_workers() -> int:
-    """The most ``--workers`` one machine takes: its CPU count (at least 2)."""
-    return max(2, os.cpu_count() or 1)
-
-
-def check_flags(
-    *, trials: int | None, steps: int | None, seed: int | None, device: str | None, workers: int, nproc: int = 1
-) -> None:
-    """The command-line overrides, before any file is read or anything trained."""
-    if trials is not None:
-        check_int(trials, "--trials", 1)
-    if steps is not None:
-        check_int(steps, "--steps", 1)
-    if seed is not None:
-        check_seed(seed)
-    if isinstance(workers, int) and not isinstance(workers, bool) and workers > max_workers():
-        raise UserError(
-            f"got {workers}, expected at most {max_workers()} (the CPU count: each worker is a Python process "
-            "with its own torch; to use more machines, start the same command on each with --storage)",
-            field="--workers",
-        )
-    check_int(workers, "--workers", 1)
-    check_int(nproc, "--nproc", 1)
-    resolve_device(device)
-
-
 def _comparable(config: dict) -> dict:
     """The parts of a config that define the run (the trial budget may grow: more trials extend it)."""
     out = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
@@ -145,7 +120,9 @@ def _comparable(config: dict) -> dict:
 
 @dataclass
 class RunConfig:
-    """One search run, checked: what every stage below the command line receives."""
+    """One search run, checked: what every stage below the command line receives, and what crosses
+    whole (pickled) to ``--workers`` processes and ``--nproc`` / torchrun ranks, so no other
+    process reads the space file or the preset again."""
 
     space_file: str
     space: Any  # acla_nas.space.SearchSpace, parsed once
@@ -153,11 +130,7 @@ class RunConfig:
     preset: dict  # the checked preset with the overrides applied: config.yaml's ``strategy``
     strategy: type  # the Strategy subclass, resolved once
     run: RunDir
-    device: str = "auto"
-    storage: str | None = None  # the storage URL as given (None: the run's own journal)
-    workers: int = 1
-    steps: int | None = None  # --steps: the training length of whatever the strategy trains
-    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, as given (config.yaml)
+    flags: SearchFlags = field(default_factory=SearchFlags)  # the command-line overrides, checked
     machine: dict = field(
         default_factory=dict
     )  # machine / resumed_on entries of config.yaml (acla_nas.runtime.machine)
@@ -170,72 +143,90 @@ class RunConfig:
     def trials(self) -> int:
         return int(self.preset["trials"])
 
+    @property
+    def device(self) -> str:
+        """``--device`` as given (config.yaml's ``device``); :attr:`SearchFlags.target` is it resolved."""
+        return self.flags.device or "auto"
+
+    @property
+    def storage(self) -> str | None:
+        return self.flags.storage  # the storage URL as given (None: the run's own journal)
+
+    @property
+    def workers(self) -> int:
+        return self.flags.workers
+
+    @property
+    def steps(self) -> int | None:
+        return self.flags.steps  # already applied to the preset (the one place: from_files)
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.flags.overrides)  # --set KEY=VALUE, as given (config.yaml; applied by from_files)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunConfig:
+        """The run configuration of a command line declared by :func:`~acla_nas.search.flags.add_search_flags`."""
+        return cls.from_files(args.space, args.strategy, args.out, SearchFlags.from_args(args))
+
     @classmethod
     def from_files(
         cls,
         space_file: str | Path,
         strategy_file: str | Path,
         out: str | Path | RunDir,
-        *,
-        trials: int | None = None,
-        steps: int | None = None,
-        seed: int | None = None,
-        device: str | None = None,
-        storage: str | None = None,
-        workers: int = 1,
-        nproc: int = 1,
-        overrides: Sequence[str] = (),
+        flags: SearchFlags | None = None,
+        **overrides: Any,
     ) -> RunConfig:
-        """Flags first, then the space and the preset (with ``--set`` overrides, routed by their
-        top-level key), then the run directory's stored config."""
+        """Flags first, then the space and the preset (with the ``--set`` overrides, routed by
+        their top-level key), then the run directory's stored config.
+        ``overrides`` (library use) are the :class:`SearchFlags` fields as keywords."""
         from acla_nas.core.overrides import apply_overrides, naming_overrides, parse_overrides, route_overrides
         from acla_nas.space import SearchSpace
         from acla_nas.space.schema import TOP_KEYS
 
-        check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers, nproc=nproc)
-        sets = parse_overrides(overrides)
+        if flags is None:
+            flags = SearchFlags(**overrides)
+        elif overrides:
+            raise TypeError("pass the SearchFlags or their fields as keywords, not both")
+        sets = parse_overrides(flags.overrides)  # --set, routed to the space or the preset by top-level key
         routed = route_overrides(sets, {"space": TOP_KEYS, "strategy preset": preset_keys()})
         with naming_overrides(sets):
             space_data = apply_overrides(read_yaml(space_file), routed["space"], str(space_file))
             space = SearchSpace.from_dict(space_data, file=str(space_file))
             preset_data = apply_overrides(read_yaml(strategy_file), routed["strategy preset"], str(strategy_file))
             preset, strategy = _parse_strategy(preset_data, str(strategy_file))
-        if trials is not None:
-            preset["trials"] = trials
-        if steps is not None:  # one knob for quick runs: the training length of whatever the strategy trains
+        if flags.trials is not None:
+            preset["trials"] = flags.trials
+        if flags.steps is not None:  # one knob for quick runs: the training length of whatever the strategy trains
             try:
-                preset["options"] = strategy.with_steps(preset["options"], steps)
+                preset["options"] = strategy.with_steps(preset["options"], flags.steps)
             except UserError as exc:  # e.g. an integer warm-up no longer shorter than --steps
                 raise exc.at(file=str(strategy_file)) from None
             from acla_nas.search.evaluators import EVALUATORS
 
             for ev_cls in EVALUATORS.items().values():  # the training recipes (not e.g. a table: section)
                 if ev_cls.SECTION in preset and "steps" in ev_cls.DEFAULTS:
-                    preset[ev_cls.SECTION]["steps"] = steps
-        if seed is not None:
-            preset["seed"] = seed
+                    preset[ev_cls.SECTION]["steps"] = flags.steps
+        if flags.seed is not None:
+            preset["seed"] = flags.seed
         preset.setdefault("seed", 0)
-        config = cls(
-            str(space_file),
-            space,
-            str(strategy_file),
-            preset,
-            strategy,
-            RunDir(out),
-            device or "auto",
-            storage,
-            workers,
-            steps,
-            overrides=[o.text for o in sets],
-        )
+        config = cls(str(space_file), space, str(strategy_file), preset, strategy, RunDir(out), flags)
         from acla_nas.runtime.machine import keep_first_machine, machine_info
 
-        config.machine = {"machine": machine_info(str(resolve_device(config.device)))}
+        config.machine = {"machine": machine_info(str(flags.target))}
         config.check_same_run()
         stored = read_yaml(config.run.config) if config.run.config.is_file() else None
         if isinstance(stored, dict):
             config.machine = keep_first_machine(stored, config.machine["machine"])
         return config
+
+    def __reduce__(self) -> tuple:
+        """Pickled with the folders its user modules (a backbone or strategy class next to the
+        space file or preset) were imported from, which another process puts on ``sys.path``
+        while it unpickles; the space and the strategy are not parsed or resolved again there."""
+        state = pickle.dumps(self.__dict__)
+        return (_unpickle, (type(self), import_dirs([self.space_file, self.strategy_file]), state))
 
     def to_dict(self) -> dict:
         """``config.yaml``: everything needed to reproduce the run (no storage password)."""
@@ -268,6 +259,14 @@ class RunConfig:
                 )
 
 
+def _unpickle(cls: type, dirs: list[str], state: bytes) -> Any:
+    """A :class:`RunConfig` in another process (see :meth:`RunConfig.__reduce__`)."""
+    obj = cls.__new__(cls)
+    with importable_from(dirs):
+        obj.__dict__.update(pickle.loads(state))
+    return obj
+
+
 def load_run_config(run: str | Path | RunDir) -> tuple[dict, Any]:
     """A finished or running search's ``config.yaml`` and its space (rebuilt from the stored
     copy, not from the space file, which may have changed since)."""
@@ -284,4 +283,4 @@ def load_run_config(run: str | Path | RunDir) -> tuple[dict, Any]:
     return config, SearchSpace.from_dict(config["space"], file=str(run.config))
 
 
-__all__ = ["RunConfig", "check_flags", "load_run_config", "load_strategy_file", "parse_strategy"]
+__all__ = ["RunConfig", "SearchFlags", "load_run_config", "load_strategy_file", "parse_strategy"]

@@ -19,8 +19,9 @@ import contextlib
 import multiprocessing as mp
 import queue as queue_mod
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ from acla_nas.nn.arch import write_text_atomic
 from acla_nas.runs.run_dir import RunDir
 from acla_nas.runs.trajectory import outputs_lock, write_sites
 from acla_nas.runtime import distributed
-from acla_nas.runtime.device import resolve_device
-from acla_nas.search.config import RunConfig, check_flags, load_strategy_file, parse_strategy
+from acla_nas.search.config import RunConfig, load_strategy_file, parse_strategy
 from acla_nas.search.evaluators import EVALUATORS, SearchData, make_evaluator
+from acla_nas.search.flags import SearchFlags
+from acla_nas.search.launch import launch
 from acla_nas.search.storage.backend import StorageSpec, parse_storage
-from acla_nas.search.strategies.base import SearchContext, Strategy, make_strategy, strategy_class
+from acla_nas.search.strategies.base import SearchContext, Strategy, make_strategy
 from acla_nas.space import SearchSpace
 from acla_nas.tasks import make_task
 from acla_nas.train.trainer import NonFiniteLossError
@@ -58,17 +60,26 @@ class SearchResult:
 
 @dataclass
 class Plan:
-    """A checked search, as every process of it needs it (picklable: sent to spawned processes)."""
+    """A checked search, as every process of it needs it: the run configuration whole, plus this
+    session's study and clock (picklable: sent to --workers processes and ranks)."""
 
-    space_path: str
-    config: dict
-    out: Path
+    cfg: RunConfig
     storage: StorageSpec | None  # the study's storage (multi-trial Optuna strategies)
     elapsed_offset: float | None  # search seconds of earlier sessions
     started: float  # wall clock at the start of this session
     allowed: tuple[str, ...] = ()  # imports the user allowed (--allow-import), for spawned processes
-    steps: int | None = None  # --steps (already applied to the preset; strategies may read it)
-    tensorboard: bool = False  # --tensorboard: RUN_DIR/tensorboard, written by the main process
+    built: tuple[SearchContext, Any] | None = None  # this process's context and strategy (not pickled)
+
+    @property
+    def out(self) -> Path:
+        return self.cfg.run.path
+
+    @property
+    def tensorboard(self) -> bool:
+        return self.cfg.flags.tensorboard  # --tensorboard: RUN_DIR/tensorboard, written by the main process
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "built": None}  # another process builds its own (data, evaluator)
 
 
 def search_data(space: SearchSpace, strat: dict, device: str, progress: bool) -> SearchData:
@@ -118,33 +129,30 @@ def _check_patches(cls: type[Strategy], strat: dict, task: Any, train_items: Any
     check_min_side(train_items, patch, f"training patch ({fld} of {file})", fld)
 
 
-def _check_training_memory(space: SearchSpace, cls: type[Strategy], strat: dict, config: dict) -> None:
+def _check_training_memory(cfg: RunConfig) -> None:
     """The supernet (or proxy, or strategy) training of this preset must fit in free memory."""
     from acla_nas.nn.footprint import check_training
 
-    shape = _training(cls, strat)
+    shape = _training(cfg.strategy, cfg.preset)
     if shape is None:
         return
     batch, patch, fld, _pf, _val = shape
-    check_training(
-        space.template(), batch, patch, resolve_device(config["device"]), fld, config.get("strategy_file"), space.file
-    )
+    space = cfg.space
+    check_training(space.template(), batch, patch, cfg.flags.target, fld, cfg.strategy_file, space.file)
 
 
-def _context(
-    space: SearchSpace, cls: type[Strategy], plan: Plan, progress: bool, worker: bool = False
-) -> SearchContext:
+def _context(plan: Plan, progress: bool, worker: bool = False) -> SearchContext:
     """Data, evaluator and checks of this search in this process (nothing is trained here)."""
-    config, out = plan.config, plan.out
-    strat = config["strategy"]
-    data = search_data(space, strat, config["device"], progress)
-    _check_patches(cls, strat, data.task, data.train_items, data.val_items, config["strategy_file"])
-    _check_training_memory(space, cls, strat, config)
+    cfg, out = plan.cfg, plan.out
+    space, cls, strat = cfg.space, cfg.strategy, cfg.preset
+    data = search_data(space, strat, cfg.device, progress)
+    _check_patches(cls, strat, data.task, data.train_items, data.val_items, cfg.strategy_file)
+    _check_training_memory(cfg)
     evaluator = None
     if cls.multi_trial:
-        ev = EVALUATORS.get(strat["evaluator"], config["strategy_file"])
+        ev = EVALUATORS.get(strat["evaluator"], cfg.strategy_file)
         section = strat.get(ev.SECTION) if ev.SECTION else None
-        evaluator = make_evaluator(strat["evaluator"], space, data, section, out, config["strategy_file"])
+        evaluator = make_evaluator(strat["evaluator"], space, data, section, out, cfg.strategy_file)
     return SearchContext(
         space=space,
         data=data,
@@ -155,11 +163,10 @@ def _context(
         evaluator=evaluator,
         trials=int(strat["trials"]),
         seed=int(strat["seed"]),
-        storage=config.get("storage"),
-        workers=int(config.get("workers", 1)),
+        storage=cfg.storage,
+        workers=cfg.workers,
         objectives=tuple(strat["objectives"]),
         options=dict(strat.get("options") or {}),
-        steps=plan.steps,
         worker=worker,
         started=plan.started,
         elapsed_offset=plan.elapsed_offset,
@@ -170,13 +177,13 @@ def _open_study(ctx: SearchContext, plan: Plan) -> None:
     if plan.storage is not None:
         from acla_nas.search.storage.study import open_run_study
 
-        ctx.run_study = open_run_study(plan.out, plan.config, plan.storage)
+        ctx.run_study = open_run_study(plan.out, plan.cfg.to_dict(), plan.storage)
 
 
-def _plan(cfg: RunConfig, progress: bool = False) -> tuple[Plan, SearchContext, Any]:
+def _plan(cfg: RunConfig, progress: bool = False) -> Plan:
     """Check everything (the study, data, evaluator, strategy) on top of the checked run
-    configuration, then claim the run directory (config.yaml); returns the plan and this
-    process's context and strategy."""
+    configuration, then claim the run directory (config.yaml); the plan carries this process's
+    context and strategy."""
     from acla_nas.core.trust import allowed_prefixes
     from acla_nas.search.storage.study import open_run_study
     from acla_nas.search.strategies.optuna_loop import OptunaStrategy, session_offset
@@ -189,19 +196,14 @@ def _plan(cfg: RunConfig, progress: bool = False) -> tuple[Plan, SearchContext, 
         # a new run's own journal holds nothing to check: it is created once the run directory is claimed
         existing = None if new_run else open_run_study(out, config, spec, create=False)  # checked, not yet created
         offset = 0.0 if existing is None else session_offset(existing.load(), started)
-    plan = Plan(cfg.space_file, config, out, spec, offset, started, allowed_prefixes(), cfg.steps)
+    plan = Plan(cfg, spec, offset, started, allowed_prefixes())
     # data, evaluator and strategy are all set up (and checked) before the run directory is claimed
-    ctx = _context(cfg.space, cfg.strategy, plan, progress)
-    strategy = make_strategy(ctx, cfg.strategy_file)
+    ctx = _context(plan, progress)
+    plan.built = (ctx, make_strategy(ctx, cfg.strategy_file))
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.run.config, yaml.safe_dump(config, sort_keys=False))
     write_sites(cfg.run.sites, cfg.space.backbone_sites)
-    return plan, ctx, strategy
-
-
-def _plan_only(cfg: RunConfig) -> Plan:
-    """The plan alone (what crosses to other ranks)."""
-    return _plan(cfg)[0]
+    return plan
 
 
 def _worker_main(plan: Plan, ready: Any) -> None:
@@ -213,24 +215,23 @@ def _worker_main(plan: Plan, ready: Any) -> None:
 
     torch.set_num_threads(1)
     with allow_imports(plan.allowed), quiet_logger("optuna"):
-        space = SearchSpace.from_yaml(plan.space_path)  # another process: parsed there
-        ctx = _context(space, strategy_class(plan.config["strategy"]["strategy"]), plan, progress=False, worker=True)
+        ctx = _context(plan, progress=False, worker=True)  # the parent's space and strategy, as received
         _open_study(ctx, plan)
         ctx.on_loop_start = lambda: ready.put(1)  # data, supernet and study loaded: about to ask for trials
-        _run_strategy(make_strategy(ctx), plan.config)
+        _run_strategy(make_strategy(ctx, plan.cfg.strategy_file), plan.cfg)
 
 
 @contextlib.contextmanager
-def _naming_preset(config: dict) -> Iterator[None]:
+def _naming_preset(cfg: RunConfig) -> Iterator[None]:
     """A non-finite loss names the preset whose settings led to it."""
     try:
         yield
     except NonFiniteLossError as exc:
-        raise (exc if exc.file else exc.at(file=config["strategy_file"])) from None
+        raise (exc if exc.file else exc.at(file=cfg.strategy_file)) from None
 
 
-def _run_strategy(strategy: Any, config: dict) -> None:
-    with _naming_preset(config):
+def _run_strategy(strategy: Any, cfg: RunConfig) -> None:
+    with _naming_preset(cfg):
         strategy.run()
 
 
@@ -262,34 +263,32 @@ def _workers(plan: Plan, n: int) -> Iterator[None]:
             p.join()
 
 
-def _execute(plan: Plan, progress: bool, built: tuple[SearchContext, Any] | None = None) -> SearchResult | None:
+def _execute(plan: Plan, progress: bool) -> SearchResult | None:
     """The search in this process (a rank of a process group, or alone); rank 0 returns the result."""
     from acla_nas.core.trust import allow_imports
 
-    rank = distributed.current()
+    rank, cfg = distributed.current(), plan.cfg
     with allow_imports(plan.allowed), quiet_logger("optuna"), _run_log(plan, rank.main):
-        if built is None:
-            cls = strategy_class(plan.config["strategy"]["strategy"])  # another process: resolved there
-            ctx = _context(SearchSpace.from_yaml(plan.space_path), cls, plan, progress and rank.main)
-            strategy = make_strategy(ctx, plan.config["strategy_file"])
+        if plan.built is None:  # another process: built here from the configuration received
+            ctx = _context(plan, progress and rank.main)
+            strategy = make_strategy(ctx, cfg.strategy_file)
         else:
-            ctx, strategy = built
+            ctx, strategy = plan.built
         if rank.main:
             _open_study(ctx, plan)
         if strategy.multi_trial:
             if ctx.evaluator is not None:
-                with _naming_preset(plan.config):
+                with _naming_preset(cfg):
                     ctx.evaluator.prepare()  # the supernet: data-parallel across the ranks, if any
             distributed.leave()  # trials run on rank 0 (and its --workers), each on one process
             if not rank.main:
                 return None
-            workers = int(plan.config.get("workers", 1))
-            if workers > 1:
-                with _workers(plan, workers - 1):
-                    _run_strategy(strategy, plan.config)
-            _run_strategy(strategy, plan.config)  # finishes what a worker left, writes the final trajectory
+            if cfg.workers > 1:
+                with _workers(plan, cfg.workers - 1):
+                    _run_strategy(strategy, cfg)
+            _run_strategy(strategy, cfg)  # finishes what a worker left, writes the final trajectory
         else:
-            _run_strategy(strategy, plan.config)  # DARTS: every rank, data-parallel
+            _run_strategy(strategy, cfg)  # DARTS: every rank, data-parallel
             distributed.leave()
             if not rank.main:
                 return None
@@ -306,10 +305,10 @@ def _run_log(plan: Plan, main: bool) -> Iterator[None]:
         yield
         return
     with run_log(plan.out / "search.log"), tensorboard_to(plan.out / TB_DIR if plan.tensorboard else None):
-        s = plan.config["strategy"]
+        cfg, s = plan.cfg, plan.cfg.preset
         again = "resumed" if plan.elapsed_offset else "started"
         log_line(
-            f"acla-nas search {again}: {plan.config['space_file']} with {plan.config['strategy_file']} "
+            f"acla-nas search {again}: {cfg.space_file} with {cfg.strategy_file} "
             f"({s['strategy']}, {s['trials']} trials, seed {s['seed']}) -> {plan.out}"
         )
         yield
@@ -327,8 +326,8 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     arch, scores = best
     doc = arch.to_dict()
     doc["provenance"] = {
-        "space": plan.config["space_file"],
-        "strategy": plan.config["strategy"]["strategy"],
+        "space": plan.cfg.space_file,
+        "strategy": plan.cfg.preset["strategy"],
         "evaluator": ctx.evaluator_name,
         "run": str(out),
         "seed": ctx.seed,
@@ -348,78 +347,41 @@ def _finish(strategy: Any, ctx: SearchContext, plan: Plan) -> SearchResult:
     return SearchResult(out, arch, scores, ctx.elapsed(), pending, session)
 
 
-def search(cfg: RunConfig, *, nproc: int = 1, progress: bool = True, tensorboard: bool = False) -> SearchResult | None:
-    """Start or resume the search of ``cfg``; returns the best architecture found (None on the
-    ranks after 0 of a torchrun job). ``tensorboard``: RUN_DIR/tensorboard (trial scores, the
-    supernet's loss)."""
-    if tensorboard:
-        from acla_nas.runtime.run_log import tensorboard_available
+def launch_search(flags: SearchFlags, build: Callable[[], RunConfig], *, progress: bool = True) -> SearchResult | None:
+    """Start or resume the search that ``build`` configures, in the processes
+    :func:`~acla_nas.search.launch.launch` decides on (``build`` runs once: on rank 0 under
+    torchrun, whose other ranks receive the plan or the one-line error that rank 0 alone prints);
+    returns the best architecture found (None on the other ranks)."""
+    return launch(flags, lambda: _plan(build(), progress), partial(_execute, progress=progress))
 
-        if (why := tensorboard_available()) is not None:
-            raise UserError(why, field="--tensorboard")
-    check_flags(trials=None, steps=None, seed=None, device=None, workers=cfg.workers, nproc=nproc)
-    if nproc > 1:
-        if distributed.from_env().enabled:
-            raise UserError(
-                "already running under torchrun; leave --nproc out (torchrun starts the processes)", field="--nproc"
-            )
-        plan = _plan_only(cfg)  # checked before any process starts
-        plan.tensorboard = tensorboard
-        return distributed.launch(
-            nproc, _execute, (plan, progress), device=None if cfg.device == "auto" else cfg.device
-        )
-    if distributed.from_env().enabled:  # torchrun: join its process group; rank 0 checks and claims
-        with distributed.process_group(None if cfg.device == "auto" else cfg.device):
-            plan = distributed.on_main(_plan_only, cfg)
-            plan.tensorboard = tensorboard
-            return _execute(plan, progress)
-    plan, ctx, strategy = _plan(cfg, progress=progress)
-    plan.tensorboard = tensorboard
-    return _execute(plan, progress, (ctx, strategy))
+
+def search(cfg: RunConfig, *, progress: bool = True) -> SearchResult | None:
+    """Start or resume the search of ``cfg``."""
+    return launch_search(cfg.flags, lambda: cfg, progress=progress)
 
 
 def run_search(
-    space_path: str,
-    strategy_path: str,
+    space_path: str | Path,
+    strategy_path: str | Path,
     out: str | Path,
+    flags: SearchFlags | None = None,
     *,
-    trials: int | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-    storage: str | None = None,
-    workers: int = 1,
-    nproc: int = 1,
     progress: bool = True,
-    overrides: Sequence[str] = (),
-    tensorboard: bool = False,
+    **overrides: Any,
 ) -> SearchResult | None:
-    """:func:`search` from file names and overrides (the ``search`` verb and library use). Under
-    torchrun, rank 0 alone reads the files and claims the run directory; the other ranks receive
-    the plan (or the one-line error, which rank 0 alone prints)."""
-
-    def build() -> RunConfig:
-        return RunConfig.from_files(
-            space_path,
-            strategy_path,
-            out,
-            trials=trials,
-            steps=steps,
-            seed=seed,
-            device=device,
-            storage=storage,
-            workers=workers,
-            nproc=nproc,
-            overrides=overrides,
-        )
-
-    if nproc == 1 and distributed.from_env().enabled:
-        check_flags(trials=trials, steps=steps, seed=seed, device=device, workers=workers)
-        with distributed.process_group(device):
-            plan = distributed.on_main(lambda: _plan_only(build()))
-            plan.tensorboard = tensorboard
-            return _execute(plan, progress)
-    return search(build(), nproc=nproc, progress=progress, tensorboard=tensorboard)
+    """:func:`search` from file names (library use); ``overrides`` are the :class:`SearchFlags`
+    fields as keywords (``trials=5``, ``nproc=2``)."""
+    flags = flags if flags is not None else SearchFlags(**overrides)
+    return launch_search(flags, lambda: RunConfig.from_files(space_path, strategy_path, out, flags), progress=progress)
 
 
-__all__ = ["RunConfig", "SearchResult", "load_strategy_file", "parse_strategy", "run_search", "search"]
+__all__ = [
+    "RunConfig",
+    "SearchFlags",
+    "SearchResult",
+    "launch_search",
+    "load_strategy_file",
+    "parse_strategy",
+    "run_search",
+    "search",
+]

@@ -84,25 +84,29 @@ SSIM_WINDOW = 11  # side of the Gaussian SSIM window: images must be at least th
 
 
 def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
+    """The 1-D Gaussian (float64, sums to 1); the SSIM window is its outer product with itself."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)
+    return g / g.sum()
 
 
 def _ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM per image (channels averaged) for (B,C,H,W) float64 tensors on [0,255]."""
+    """Mean SSIM per image (channels averaged) for (B,C,H,W) float64 tensors on [0,255].
+
+    The 11x11 Gaussian window is separable, so each map is filtered along rows then columns
+    (22 instead of 121 multiply-adds per pixel), and the five maps in one grouped convolution
+    per axis: the same valid filtering as BasicSR's 2-D window, up to float64 rounding."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     channels = a.shape[1]
-    win = _gaussian_window().expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
-
-    def filt(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, win, groups=channels)  # valid filtering, as BasicSR
-
-    mu_a, mu_b = filt(a), filt(b)
-    var_a = filt(a * a) - mu_a**2
-    var_b = filt(b * b) - mu_b**2
-    cov = filt(a * b) - mu_a * mu_b
+    g = _gaussian_window()
+    maps = torch.cat([a, b, a * a, b * b, a * b], 1)
+    n = maps.shape[1]
+    f = F.conv2d(maps, g.view(1, 1, 1, -1).expand(n, 1, 1, SSIM_WINDOW), groups=n)
+    f = F.conv2d(f, g.view(1, 1, -1, 1).expand(n, 1, SSIM_WINDOW, 1), groups=n)
+    mu_a, mu_b, aa, bb, ab = f.split(channels, 1)
+    var_a = aa - mu_a**2
+    var_b = bb - mu_b**2
+    cov = ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
     return (num / den).flatten(1).mean(dim=1)

@@ -21,29 +21,22 @@ import yaml
 
 from acla_nas.core.errors import UserError
 from acla_nas.runtime.machine import machine_info
+from acla_nas.train.config import TrainConfig
 
 OVERRIDES = ("steps", "patch", "batch", "seed", "lr", "val_every", "device", "tensorboard")
 
 
-def _train_config(section: dict, overrides: dict, file: str, progress: bool = True):
-    from acla_nas.train.trainer import TrainConfig
-
+def _train_config(section: dict, overrides: dict, file: str, progress: bool = True) -> TrainConfig:
+    """The arch file's ``train:`` section under the command-line flags (``--quiet`` last)."""
     section = dict(section)
     if overrides.get("device") is not None:
         section.pop("device", None)  # --device replaces the file's device; only the flag is checked
-    base = TrainConfig.from_dict(section, file=file).to_dict()
-    for name in OVERRIDES:
-        value = overrides.get(name)
-        if value is None:
-            continue
-        try:
-            TrainConfig.from_dict({name: value})
-        except UserError as exc:
-            raise UserError(exc.message, field=f"--{name.replace('_', '-')}") from None
-        base[name] = value
-    if not progress:
-        base["progress"] = False
-    return TrainConfig.from_dict(base)
+    return TrainConfig.from_recipe(
+        section,
+        overrides={name: overrides.get(name) for name in OVERRIDES},
+        fixed=None if progress else {"progress": False},
+        file=file,
+    )
 
 
 def _check_config_file(out: Path, config: dict[str, Any]) -> None:
@@ -116,8 +109,10 @@ def _train(
     from acla_nas.runtime.device import resolve_device
     from acla_nas.runtime.run_log import TB_DIR, log_line, run_log, tensorboard_to
     from acla_nas.tasks import make_task
-    from acla_nas.train.inference import save_model_file
-    from acla_nas.train.trainer import NonFiniteLossError, Trainer, evaluate_model, seed_everything
+    from acla_nas.train.checkpoint import seed_everything
+    from acla_nas.train.evaluate import evaluate_model
+    from acla_nas.train.model_file import save_model_file
+    from acla_nas.train.trainer import NonFiniteLossError, Trainer
 
     file = str(arch_file)
     parsed = parse_overrides(sets)

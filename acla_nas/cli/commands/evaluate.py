@@ -37,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="CSV", help="CSV file to write (default: evaluation.csv next to the checkpoint)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line per image")
     add_overwrite_flag(parser)
 
 
@@ -65,26 +64,6 @@ def _write_csv(path: Path, per_set: list[dict]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def _progress(dataset: str, quiet: bool):
-    """A line on stderr per image, with the time so far: a whole-image pass of a large model can
-    take tens of seconds per photograph, and silence reads as a hang."""
-    import sys
-    import time
-
-    if quiet:
-        return None
-    t0 = time.monotonic()
-
-    def line(i: int, n: int, name: str) -> None:
-        print(
-            f"acla-nas: evaluate {dataset}: image {i + 1}/{n} ({name}), {time.monotonic() - t0:.0f} s so far",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return line
-
-
 def run(args: argparse.Namespace) -> int:
     from acla_nas.core.checks import check_seed
     from acla_nas.core.errors import UserError
@@ -93,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from acla_nas.nn.footprint import check_inference
     from acla_nas.runtime.device import resolve_device
     from acla_nas.tasks import make_task
-    from acla_nas.train.inference import load_model
-    from acla_nas.train.trainer import evaluate_model
+    from acla_nas.train.evaluate import evaluate_model
+    from acla_nas.train.model_file import load_model
 
     if args.tile < 0 or 0 < args.tile < 8:
         raise UserError(f"got {args.tile}, expected 0 (off) or a tile size >= 8", field="--tile")
@@ -138,14 +117,7 @@ def run(args: argparse.Namespace) -> int:
     for name, items in sets:
         try:
             res = evaluate_model(
-                model,
-                items,
-                task,
-                device,
-                tile=args.tile or None,
-                seed=args.seed,
-                require_finite=True,
-                on_image=_progress(name, args.quiet),
+                model, items, task, device, tile=args.tile or None, seed=args.seed, require_finite=True, progress=True
             )
         except UserError as exc:
             raise (exc if exc.file else exc.at(file=str(args.checkpoint))) from None

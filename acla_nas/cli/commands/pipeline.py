@@ -21,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from acla_nas.cli.commands.search import run_config
     from acla_nas.pipeline import check_recipe, format_table, pipeline, refuse_torchrun
 
     refuse_torchrun()  # before any file is read: the pipeline starts its own processes
@@ -31,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
         if v is not None
     }
     recipe = check_recipe(retrain)
-    cfg = run_config(args)
-    res = pipeline(cfg, nproc=args.nproc, recipe=recipe, progress=not args.quiet, tensorboard=args.tensorboard)
+    from acla_nas.search.config import RunConfig
+
+    cfg = RunConfig.from_args(args)
+    res = pipeline(cfg, recipe=recipe, progress=not args.quiet)
     space = cfg.space
     print()
     print(

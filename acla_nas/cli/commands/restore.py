@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from acla_nas.runtime.device import resolve_device
     from acla_nas.runtime.memory import require
     from acla_nas.tasks import make_task
-    from acla_nas.train.inference import load_model, restore_rows
+    from acla_nas.train.inference import restore_rows
+    from acla_nas.train.model_file import load_model
 
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and dst.resolve() == src.resolve():

@@ -27,7 +27,8 @@ from acla_nas.nn.arch import Arch
 from acla_nas.nn.network import build
 from acla_nas.tasks import Task
 from acla_nas.tasks.metrics import psnr, quantize, ssim
-from acla_nas.train.trainer import NonFiniteLossError, TrainConfig, Trainer
+from acla_nas.train.config import TrainConfig
+from acla_nas.train.trainer import NonFiniteLossError, Trainer
 
 TRAIN_KEYS = ("steps", "patch", "batch", "lr", "schedule", "grad_clip", "ckpt_every")
 
@@ -60,9 +61,12 @@ class SearchData:
 SECTION_FIXED = ("seed", "device", "progress", "val_every")  # set by the search, not by a preset section
 
 
-def check_train_section(name: str, section: dict | None, defaults: dict, file: str | None = None) -> TrainConfig:
-    """A strategy preset's ``supernet:`` / ``proxy:`` section over ``defaults``, checked; errors
-    name the preset file and ``<name>.<key>`` (not the ``train.`` section of an arch file)."""
+def check_train_section(
+    name: str, section: dict | None, defaults: dict, file: str | None = None, fixed: dict | None = None
+) -> TrainConfig:
+    """A strategy preset's ``supernet:`` / ``proxy:`` section over ``defaults`` (and under what the
+    search sets, ``fixed``), checked; errors name the preset file and ``<name>.<key>`` (not the
+    ``train.`` section of an arch file)."""
     section = dict(section or {})
     for key in section:
         if key in SECTION_FIXED:
@@ -71,13 +75,7 @@ def check_train_section(name: str, section: dict | None, defaults: dict, file: s
                 file=file,
                 field=f"{name}.{key}",
             )
-    try:
-        return TrainConfig.from_dict({**defaults, **section})
-    except UserError as exc:
-        fld = exc.field or ""
-        raise UserError(
-            exc.message, file=file, field=f"{name}.{fld[len('train.') :]}" if fld.startswith("train.") else name
-        ) from None
+    return TrainConfig.from_recipe(section, defaults=defaults, fixed=fixed, section=name, file=file)
 
 
 def train_config(
@@ -90,9 +88,8 @@ def train_config(
     file: str | None = None,
 ) -> TrainConfig:
     """A TrainConfig from a strategy YAML section over defaults, plus what the search sets."""
-    base = check_train_section(name, section, defaults, file).to_dict()
-    base.update({"seed": seed, "device": device, "progress": progress, "val_every": 0})
-    return TrainConfig.from_dict(base)
+    fixed = {"seed": seed, "device": device, "progress": progress, "val_every": 0}
+    return check_train_section(name, section, defaults, file, fixed)
 
 
 @torch.no_grad()

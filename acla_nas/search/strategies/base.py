@@ -31,7 +31,6 @@ class SearchContext:
     workers: int = 1
     objectives: tuple[str, ...] = ("psnr",)
     options: dict = field(default_factory=dict)
-    steps: int | None = None  # --steps override for strategies that train (DARTS)
     worker: bool = False  # True in the extra processes of --workers N
     run_study: Any = None  # acla_nas.search.storage.study.RunStudy: the opened and checked study (multi-trial)
     on_loop_start: Any = None  # called when the trial loop is about to start (--workers: "ready")
@@ -119,7 +118,7 @@ class Strategy(ABC):
     def saved_weights(cls, run: Any) -> dict[str, Any] | None:
         """The trained supernet's state dict in run directory ``run`` (an
         :class:`acla_nas.run.RunDir`), for export; the default is the one-shot evaluator's."""
-        from acla_nas.train.trainer import load_checkpoint
+        from acla_nas.train.checkpoint import load_checkpoint
 
         path = run.supernet_checkpoint
         return load_checkpoint(path)["model"] if path.is_file() else None

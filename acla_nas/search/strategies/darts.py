@@ -54,7 +54,9 @@ from acla_nas.runtime import distributed
 from acla_nas.search.evaluators import score_on_patches
 from acla_nas.search.strategies.base import SearchContext, Strategy, Training, register_strategy
 from acla_nas.search.strategies.options import FLAG, STEPS_OR_FRACTION, integer, number
-from acla_nas.train.trainer import MAX_LR, TrainConfig, Trainer, load_checkpoint, seed_everything
+from acla_nas.train.checkpoint import load_checkpoint, seed_everything
+from acla_nas.train.config import MAX_LR, TrainConfig
+from acla_nas.train.trainer import Trainer
 
 
 class ArchParameters(nn.Module):
@@ -215,9 +217,7 @@ class DartsStrategy(Strategy):
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
-        o = {**self.DEFAULTS, **self.options}
-        if ctx.steps is not None:
-            o["steps"] = ctx.steps
+        o = {**self.DEFAULTS, **self.options}  # --steps is in the options already (RunConfig.from_files)
         self.check_combination(o)
         self.o = o
         scale = ctx.data.task.scale
@@ -347,18 +347,17 @@ class DartsStrategy(Strategy):
         seed_everything(data.seed)  # before building: initial weights are part of the run
         self.supernet = ctx.space.supernet()
         self.arch = ArchParameters({n: s.budgets for n, s in self.sites.items()})
-        cfg = TrainConfig(
-            steps=o["steps"],
-            patch=o["patch"],
-            batch=o["batch"],
-            lr=o["w_lr"],
-            schedule="constant",
-            grad_clip=o["grad_clip"],
-            seed=data.seed,
-            val_every=0,
-            device=data.device,
-            ckpt_every=o["ckpt_every"],
-            progress=data.progress,
+        # the weights' recipe from the options (checked with them), the rest set by the search
+        cfg = TrainConfig.from_recipe(
+            {k: o[k] for k in ("steps", "patch", "batch", "grad_clip", "ckpt_every")} | {"lr": o["w_lr"]},
+            fixed={
+                "schedule": "constant",
+                "seed": data.seed,
+                "val_every": 0,
+                "device": data.device,
+                "progress": data.progress,
+            },
+            section="options",
         )
         train = PatchSampler(data.train_items, data.task, o["patch"], o["batch"], seed=data.seed)
         self.val = PatchSampler(data.val_items, data.task, o["patch"], o["batch"], seed=data.seed + 1)

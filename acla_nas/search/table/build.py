@@ -41,6 +41,7 @@ from acla_nas.core.errors import UserError
 from acla_nas.core.yaml_io import read_yaml
 from acla_nas.nn.arch import Arch
 from acla_nas.space import SearchSpace
+from acla_nas.train.config import TrainConfig
 
 #: the stand-alone recipe of a table (short: the whole table in about 90 min on 2 cores)
 RECIPE: dict[str, Any] = {"steps": 200, "batch": 8, "patch": 48, "lr": 2e-3, "val_every": 0, "ckpt_every": 50}
@@ -222,6 +223,10 @@ def build_table(
     ``warm_start``: steps of the per-seed plain model every run starts from (0 = from scratch)."""
     space = SearchSpace.from_yaml(space_file)
     given = dict(recipe or {})
+    # checked once, before any worker starts (each run builds its TrainConfig from its arch file)
+    TrainConfig.from_recipe(
+        defaults=RECIPE, overrides=given, flag=lambda key: "--steps" if key == "steps" else "recipe"
+    )
     recipe = {**RECIPE, **given}
     out, work = Path(out), Path(work)
     meta = out.with_suffix(".meta.yaml")
