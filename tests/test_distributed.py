@@ -128,6 +128,7 @@ def test_a_killed_two_process_run_resumes_under_torchrun_with_the_weights_of_one
         "last.pt",
         "metrics.json",
         "model.pt",
+        "train.log",
     ]
 
     train_arch(arch, workdir / "single", {"device": "cpu"}, progress=False)  # the reference: one process
