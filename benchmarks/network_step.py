@@ -47,8 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
 from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file  # noqa: E402
 from acla_nas.nn.network import ACLANetwork, build  # noqa: E402
+from acla_nas.runtime.allocator import tune_allocator  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
 
 MEM_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), "MALLOC_TRIM_THRESHOLD_": str(128 * 1024)}
@@ -130,13 +132,18 @@ def batch_for(v: Variant, batch: int, patch: int, device: torch.device) -> tuple
 class Stepper:
     """One training step of a variant: Adam over all parameters, L1 loss plus the key penalty."""
 
-    def __init__(self, v: Variant, batch: int, patch: int, device: torch.device) -> None:
-        self.v = v
+    def __init__(self, v: Variant, batch: int, patch: int, device: torch.device, core: str = "auto") -> None:
+        self.v, self.core = v, core
+        self.name = v.name if core == "auto" else f"{v.name} [{core}]"
         self.net = v.net.to(device).train()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
         self.x, self.y = batch_for(v, batch, patch, device)
 
     def __call__(self) -> None:
+        with use_core(self.core):
+            self._step()
+
+    def _step(self) -> None:
         if self.v.before_step is not None:
             self.v.before_step()
         self.opt.zero_grad(set_to_none=True)
@@ -157,7 +164,7 @@ def time_interleaved(
     steppers: list[Stepper], warmup: int, repeats: int, device: torch.device
 ) -> dict[str, list[float]]:
     """Seconds per step of each variant, the variants interleaved step by step."""
-    times: dict[str, list[float]] = {s.v.name: [] for s in steppers}
+    times: dict[str, list[float]] = {s.name: [] for s in steppers}
     for r in range(warmup + repeats):
         for s in steppers:
             _sync(device)
@@ -165,7 +172,7 @@ def time_interleaved(
             s()
             _sync(device)
             if r >= warmup:
-                times[s.v.name].append(time.perf_counter() - t0)
+                times[s.name].append(time.perf_counter() - t0)
     return times
 
 
@@ -188,10 +195,10 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(field)
 
 
-def cpu_peak_worker(name: str, batch: int, patch: int, seed: int) -> dict:
+def cpu_peak_worker(name: str, batch: int, patch: int, seed: int, core: str) -> dict:
     """Peak extra resident memory of one training step of ``name`` after two warm-up steps."""
     (v,) = [v for v in variants({name}, seed) if v.name == name]
-    s = Stepper(v, batch, patch, torch.device("cpu"))
+    s = Stepper(v, batch, patch, torch.device("cpu"), core)
     s()
     s()  # Adam's state exists from here on
     gc.collect()
@@ -205,10 +212,11 @@ def cpu_peak_worker(name: str, batch: int, patch: int, seed: int) -> dict:
     return {"peak_bytes": (_status_kib("VmHWM") - base) * 1024}
 
 
-def cpu_peak(name: str, args: argparse.Namespace) -> int | None:
+def cpu_peak(s: Stepper, args: argparse.Namespace) -> int | None:
+    name = s.v.name
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--patch", str(args.patch)]
-    cmd += ["--threads", str(args.threads), "--seed", str(args.seed)]
-    env = {**os.environ, **MEM_ENV}
+    cmd += ["--threads", str(args.threads), "--seed", str(args.seed), "--cores", s.core, "--allocator", args.allocator]
+    env = {**os.environ, **(MEM_ENV if args.allocator == "default" else {})}
     try:
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
         return json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"]
@@ -229,45 +237,63 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated families (edsr,rcan,unet) or variant names")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument(
+        "--cores", default="auto", help="comma-separated attention cores to compare side by side (auto, sparse, node, ...)"
+    )
+    ap.add_argument(
+        "--allocator",
+        choices=("default", "tuned"),
+        default="default",
+        help="tuned: glibc's thresholds as the command line sets them (acla_nas/runtime/allocator.py)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator == "tuned" and not tune_allocator():
+        print("the allocator could not be tuned here (not glibc, or MALLOC_* already set)", file=sys.stderr)
     if args.worker:
-        print(json.dumps(cpu_peak_worker(args.worker, args.batch, args.patch, args.seed)))
+        print(json.dumps(cpu_peak_worker(args.worker, args.batch, args.patch, args.seed, args.cores)))
         return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device here", file=sys.stderr)
         sys.exit(1)
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
-    vs = variants(only, args.seed)
-    steppers = [Stepper(v, args.batch, args.patch, device) for v in vs]
-    from acla_nas.nn.attention_core import select_core
-
+    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    # every variant under every core (each core its own copy of the networks, built with the same
+    # seed); the plain networks have no attention, so they run once
+    per_core = [variants(only, args.seed) for _ in cores]
+    steppers = [
+        Stepper(vs[i], args.batch, args.patch, device, core)
+        for i in range(len(per_core[0]))
+        for vs, core in zip(per_core, cores)
+        if core == cores[0] or not vs[i].name.endswith("/plain")
+    ]
     print(
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{args.threads} threads'}), "
-        f"attention core {select_core(device)}, torch {torch.__version__}; batch {args.batch} of "
-        f"{args.patch}^2 LR patches, Adam; median of {args.repeats} after {args.warmup} warm-up, interleaved"
+        f"attention core {', '.join(select_core(device) if c == 'auto' else c for c in cores)}, torch {torch.__version__}; "
+        f"batch {args.batch} of {args.patch}^2 LR patches, Adam; median of {args.repeats} after {args.warmup} warm-up, "
+        "interleaved"
     )
     times = time_interleaved(steppers, args.warmup, args.repeats, device)
     peaks: dict[str, int | None] = {}
     if not args.no_memory:
         for s in steppers:
-            peaks[s.v.name] = cuda_peak(s, device) if device.type == "cuda" else cpu_peak(s.v.name, args)
-    plain = {v.family: statistics.median(times[v.name]) for v in vs if v.name.endswith("/plain")}
+            peaks[s.name] = cuda_peak(s, device) if device.type == "cuda" else cpu_peak(s, args)
+    plain = {s.v.family: statistics.median(times[s.name]) for s in steppers if s.v.name.endswith("/plain")}
     rows = []
-    print(f"{'network':18s} {'params':>9s} {'ms/step':>9s} {'min':>8s} {'vs plain':>9s} {'peak MB':>9s}")
-    for v in vs:
-        med = statistics.median(times[v.name])
-        ratio = med / plain[v.family] if v.family in plain else float("nan")
-        peak = peaks.get(v.name)
-        params = sum(p.numel() for p in v.net.parameters())
+    print(f"{'network':27s} {'params':>9s} {'ms/step':>9s} {'min':>8s} {'vs plain':>9s} {'peak MB':>9s}")
+    for s in steppers:
+        med = statistics.median(times[s.name])
+        ratio = med / plain[s.v.family] if s.v.family in plain else float("nan")
+        peak = peaks.get(s.name)
+        params = sum(p.numel() for p in s.net.parameters())
         rows.append(
-            {"network": v.name, "params": params, "ms": med * 1e3, "min_ms": min(times[v.name]) * 1e3}
-            | {"ratio": ratio, "peak_bytes": peak}
+            {"network": s.v.name, "core": s.core, "params": params, "ms": med * 1e3}
+            | {"min_ms": min(times[s.name]) * 1e3, "ratio": ratio, "peak_bytes": peak}
         )
         print(
-            f"{v.name:18s} {params:9,d} {med * 1e3:9.1f} {min(times[v.name]) * 1e3:8.1f} {ratio:9.2f} "
+            f"{s.name:27s} {params:9,d} {med * 1e3:9.1f} {min(times[s.name]) * 1e3:8.1f} {ratio:9.2f} "
             f"{'-' if peak is None else f'{peak / 2**20:9.1f}':>9s}"
         )
     if args.json:
