@@ -22,6 +22,10 @@ process per variant (glibc mapping every large allocation, as in benchmarks/acla
     python benchmarks/network_step.py                      # CPU, 2 threads, all variants
     python benchmarks/network_step.py --only edsr --no-memory
     python benchmarks/network_step.py --device cuda --batch 16 --patch 48
+    python benchmarks/network_step.py --only edsr --cores node,plain   # two attention cores side by side
+
+``--cores``: every ACLA variant runs under each named core (``acla_nas.nn.attention_core``), each
+core with its own copy of the networks built from the same seed, all interleaved in one process.
 """
 
 from __future__ import annotations
@@ -47,10 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
 from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file  # noqa: E402
+from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
 from acla_nas.nn.network import ACLANetwork, build  # noqa: E402
-from acla_nas.runtime.allocator import tune_allocator  # noqa: E402
 from acla_nas.space import SearchSpace  # noqa: E402
 
 MEM_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), "MALLOC_TRIM_THRESHOLD_": str(128 * 1024)}
@@ -215,8 +218,8 @@ def cpu_peak_worker(name: str, batch: int, patch: int, seed: int, core: str) -> 
 def cpu_peak(s: Stepper, args: argparse.Namespace) -> int | None:
     name = s.v.name
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--patch", str(args.patch)]
-    cmd += ["--threads", str(args.threads), "--seed", str(args.seed), "--cores", s.core, "--allocator", args.allocator]
-    env = {**os.environ, **(MEM_ENV if args.allocator == "default" else {})}
+    cmd += ["--threads", str(args.threads), "--seed", str(args.seed), "--cores", s.core]
+    env = {**os.environ, **MEM_ENV}
     try:
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
         return json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"]
@@ -238,19 +241,13 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument(
-        "--cores", default="auto", help="comma-separated attention cores to compare side by side (auto, sparse, node, ...)"
-    )
-    ap.add_argument(
-        "--allocator",
-        choices=("default", "tuned"),
-        default="default",
-        help="tuned: glibc's thresholds as the command line sets them (acla_nas/runtime/allocator.py)",
+        "--cores",
+        default="auto",
+        help="comma-separated attention cores to compare side by side (auto, sparse, node, ...)",
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.allocator == "tuned" and not tune_allocator():
-        print("the allocator could not be tuned here (not glibc, or MALLOC_* already set)", file=sys.stderr)
     if args.worker:
         print(json.dumps(cpu_peak_worker(args.worker, args.batch, args.patch, args.seed, args.cores)))
         return

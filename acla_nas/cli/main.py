@@ -19,7 +19,6 @@ from acla_nas.core.outputs import os_error_line
 from acla_nas.core.quiet import quiet_logger, show_file_warnings
 from acla_nas.core.trust import ENV_VAR, FLAG, allow_imports, parse_prefixes
 from acla_nas.core.version import __version__
-from acla_nas.runtime.allocator import tune_allocator
 
 
 def _verbs() -> list:
@@ -81,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     show_file_warnings(bool(getattr(args, "verbose", False)))
-    tune_allocator()  # keep freed tensor memory for the next step (runtime/allocator.py)
     try:
         granted = [p for text in args.allow_import for p in parse_prefixes(text, FLAG)]
         with allow_imports(granted), quiet_logger("optuna"):  # Optuna's per-trial INFO lines

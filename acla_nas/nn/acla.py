@@ -195,13 +195,6 @@ def initial_offsets(
 FUSE_PREDICTORS = True
 
 
-def _dispatch_mode_active() -> bool:
-    """A ``TorchDispatchMode`` (FlopCounterMode, fake tensors, ...) is intercepting operators."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-    return _get_current_dispatch_mode() is not None
-
-
 def _plain_core() -> bool:
     """Use the plain broadcasting formulation (tracing, scripting, compiling, exporting)."""
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
@@ -450,9 +443,7 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
-        if core == "sparse" and _dispatch_mode_active():
-            core = "node"  # sparse tensors do not pass through dispatch modes (e.g. the FLOP counter)
+        core = "plain" if _plain_core() else select_core(x.device)  # see acla_cuda
         if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
-CORES = ("sparse", "node", "triton", "plain")
+CORES = ("node", "triton", "plain")
 ENV = "ACLA_NAS_CORE"
 _forced: str | None = None
 
@@ -73,10 +73,6 @@ def use_core(name: str) -> Iterator[None]:
 
 def core_function(name: str) -> type[torch.autograd.Function]:
     """The autograd function behind a core name (not for ``plain``)."""
-    if name == "sparse":
-        from acla_nas.nn.attention_sparse import SparseAttention
-
-        return SparseAttention
     if name == "node":
         from acla_nas.nn.attention_node import AttentionNode
 
