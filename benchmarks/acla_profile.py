@@ -1,8 +1,11 @@
 """Where the time of a scope-all ACLA module goes, and the floor its cost can be compared with.
 
 One module as in the network-step benchmark's 4 x K=8 scope-all EDSR (C=32, L=8 earlier layers of
-the query's size, K=8 keys, batch 8 of 24^2 LR maps, training mode, the CPU ``node`` core), run
-forward+backward under ``torch.profiler``; the self CPU time of its operators is grouped into
+the query's size, K=8 keys, batch 8 of 24^2 LR maps, training mode, ``--core``: the CPU default,
+``native``, or ``node``), run forward+backward under ``torch.profiler``; the self CPU time of its
+operators is grouped into
+
+  fused kernel  the native core's C passes (sampling, logits, weighted sum, all gradients)
 
   sampling      grid_sampler_2d (one call per earlier layer)
   scatter       grid_sampler_2d_backward (the gradient scattered back to the earlier layers)
@@ -18,7 +21,7 @@ gradient, write their gradients), and the bytes this core moves for the K sample
 keeps (written once, read by the logits, the weighted sum, the backward contractions and the
 scatter), both as milliseconds at a stated bandwidth.
 
-    python benchmarks/acla_profile.py [--threads 2] [--layers 8] [--keys 8] [--bandwidth 10]
+    python benchmarks/acla_profile.py [--threads 2] [--layers 8] [--keys 8] [--bandwidth 10] [--core node]
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from acla_nas.nn.acla import ACLA  # noqa: E402
+from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
 
 GROUPS = {
+    "fused kernel": ("NativeAttention",),  # the native core: sampling, contractions and scatter in C
     "sampling": ("grid_sampler_2d",),
     "scatter": ("grid_sampler_2d_backward",),
     "conv": ("conv", "mkldnn_convolution", "thnn_conv", "slow_conv"),
@@ -49,6 +54,8 @@ GROUPS = {
 def group_of(name: str) -> str:
     if "grid_sampler_2d_backward" in name:
         return "scatter"
+    if name.startswith("NativeAttention"):
+        return "fused kernel"
     for g, keys in GROUPS.items():
         if any(k in name for k in keys):
             return g
@@ -65,6 +72,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--bandwidth", type=float, default=10.0, help="GB/s for the traffic-to-time conversion")
+    ap.add_argument("--core", default="auto", help="attention core: auto (this machine's CPU default), native, node")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     c, n, k, b, s = args.channels, args.layers, args.keys, args.batch, args.size
@@ -77,8 +85,11 @@ def main() -> None:
     refs = [torch.randn(b, c, s, s, requires_grad=True) for _ in range(n)]
     grad = torch.randn(b, c, s, s)
 
+    core = select_core(torch.device("cpu")) if args.core == "auto" else args.core
+
     def step() -> None:
-        m(x, refs).backward(grad)
+        with use_core(core):
+            m(x, refs).backward(grad)
 
     for _ in range(2):
         step()
@@ -92,7 +103,7 @@ def main() -> None:
         per_group[group_of(ev.key)] += us
         per_op[ev.key] += us
     total = sum(per_group.values())
-    print(f"one ACLA module C={c}, L={n} layers, K={k}, batch {b} of {s}^2, {args.threads} threads, node core")
+    print(f"one ACLA module C={c}, L={n} layers, K={k}, batch {b} of {s}^2, {args.threads} threads, {core} core")
     print(f"forward+backward {total / 1e3:.1f} ms (self CPU time under the profiler, mean of {args.repeats})")
     for g, us in sorted(per_group.items(), key=lambda kv: -kv[1]):
         print(f"  {g:14s} {us / 1e3:7.2f} ms  {100 * us / total:5.1f} %")
@@ -103,7 +114,7 @@ def main() -> None:
     samples = fmap * k  # bytes of one layer's samples
     fwd_floor = (n + 2) * fmap  # read x and the L maps, write the output
     bwd_floor = (n + 2) * fmap + (n + 1) * fmap  # read grad_out, x, maps; write the maps' and x's gradients
-    # this core: per layer the samples are written once and read by the logits and the weighted sum
+    # the node core: per layer the samples are written once and read by the logits and the weighted sum
     # (forward); read by two contractions, overwritten by their gradient and read by the scatter (backward)
     fwd_node = fwd_floor + n * samples * 3
     bwd_node = bwd_floor + n * samples * 4

@@ -15,10 +15,11 @@ earlier layer's raw features once (one ``grid_sample`` call for all K keys of a 
   ``B_l`` (one 1x1 conv over the concatenated layers) zero-initialised.
 
 This is the same function class as separate key/value projections without biases, at half the
-sampled channels. On CPU the sampling and attention arithmetic run as one autograd node arranged
-for memory traffic (``attention_node.AttentionNode``); on CUDA, opt-in until it has run on a GPU, a fused Triton kernel that stores no samples
-at all (``acla_triton``); under tracing, compilation or on other devices the plain formulation in
-``ACLA.forward`` (the choice: ``acla_cuda.select_core``). All compute the same function.
+sampled channels. On CPU the sampling and attention arithmetic run in a fused C kernel that
+stores no samples (``attention_native``; where no C compiler works, one autograd node arranged
+for memory traffic, ``attention_node``); on CUDA, opt-in, a fused Triton kernel (``acla_triton``);
+under tracing, compilation or on other devices the plain formulation in ``ACLA.forward`` (the
+choice: ``attention_core.select_core``). All compute the same function.
 Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another
 spatial size is sampled at the corresponding position; other channel counts are handled by the
 per-layer ``A_l`` / ``B_l``.
@@ -193,6 +194,13 @@ def initial_offsets(
 #   and handed to ``grid_sampler_2d_backward``: no gradient buffer the size of the samples either.
 #: one convolution for the offset and gate predictors (see ``ACLA._predictors``); False: two
 FUSE_PREDICTORS = True
+
+
+def _dispatch_mode_active() -> bool:
+    """A ``TorchDispatchMode`` (FlopCounterMode, fake tensors, ...) is intercepting operators."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode() is not None
 
 
 def _plain_core() -> bool:
@@ -443,7 +451,9 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        core = "plain" if _plain_core() else select_core(x.device)  # see acla_cuda
+        core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
+        if core == "native" and _dispatch_mode_active():
+            core = "node"  # raw pointers do not pass through dispatch modes (the FLOP counter, fake tensors)
         if core == "plain":
             logits, samples = [], []
             for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):

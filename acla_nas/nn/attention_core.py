@@ -1,7 +1,10 @@
 """Which attention core the ACLA module runs, per device.
 
 =======  ===================================================================================
-node     ``attention_node.AttentionNode``: one autograd node, samples kept once (the CPU default)
+native   ``attention_native.NativeAttention``: a fused C kernel compiled on first use, no sample
+         buffers (the CPU default where a C compiler works; 1.5-2x faster per training step of a
+         network with scope-all modules, benchmarks/README.md)
+node     ``attention_node.AttentionNode``: one autograd node, samples kept once (the CPU fallback)
 triton   ``acla_triton.TritonAttentionCore``: fused kernels, no sample buffers (the CUDA default
          when Triton is installed; on CPU tensors it runs in Triton's interpreter, for tests)
 plain    the broadcasting formulation in ``ACLA.forward`` (every other device, and CUDA without
@@ -21,7 +24,7 @@ from contextlib import contextmanager
 
 import torch
 
-CORES = ("node", "triton", "plain")
+CORES = ("native", "node", "triton", "plain")
 ENV = "ACLA_NAS_CORE"
 _forced: str | None = None
 
@@ -40,16 +43,25 @@ TRITON_DEFAULT_ON_CUDA = False
 
 
 def select_core(device: torch.device) -> str:
-    """The core for tensors on ``device``: the forced one, else node on CPU, plain elsewhere
-    (triton on CUDA where Triton is importable once ``TRITON_DEFAULT_ON_CUDA`` is set)."""
+    """The core for tensors on ``device``: the forced one, else native on CPU (node where the C
+    kernel cannot be built), plain elsewhere (triton on CUDA where Triton is importable once
+    ``TRITON_DEFAULT_ON_CUDA`` is set)."""
     name = _forced or _check(os.environ.get(ENV, "auto") or "auto", ENV)
     if name != "auto":
         return name
     if device.type == "cpu":
-        return "node"
+        return "native" if native_available() else "node"
     if device.type == "cuda" and TRITON_DEFAULT_ON_CUDA and triton_available():
         return "triton"
     return "plain"
+
+
+def native_available() -> bool:
+    """The fused C kernel compiled and loaded here (``python -m acla_nas.nn.attention_native``
+    says why not where it did not)."""
+    from acla_nas.nn import attention_native
+
+    return attention_native.available()
 
 
 def triton_available() -> bool:
@@ -73,6 +85,10 @@ def use_core(name: str) -> Iterator[None]:
 
 def core_function(name: str) -> type[torch.autograd.Function]:
     """The autograd function behind a core name (not for ``plain``)."""
+    if name == "native":
+        from acla_nas.nn.attention_native import NativeAttention
+
+        return NativeAttention
     if name == "node":
         from acla_nas.nn.attention_node import AttentionNode
 
