@@ -172,3 +172,15 @@ def test_a_compiler_that_fails_is_reported(tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError, match="could not compile"):
         attention_native._build("double")
     assert not list(tmp_path.glob("*.so"))  # no half-written library left behind
+
+
+def test_size_one_maps_and_a_batch_of_one() -> None:
+    """1 x W and H x 1 query maps, batch 1 (channels-last views whose size-1 strides are arbitrary)."""
+    for shape in ((1, 6, 1, 9), (1, 6, 7, 1), (2, 6, 1, 1)):
+        m = randomize(ACLA(6, [6, 3], 3)).train()
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(*shape, generator=g)
+        refs = [torch.randn(*shape, generator=g), torch.randn(shape[0], 3, 2, 3, generator=g)]
+        res = run_cores(m, x, refs)
+        assert (res["node"][0] - res["native"][0]).abs().max().item() < 1e-5
+        assert worst_relative(res["node"][1], res["native"][1]) < 1e-4

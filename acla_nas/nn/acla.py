@@ -419,15 +419,20 @@ class ACLA(nn.Module):
         feat = x if self.context is None else torch.cat([x, self.context(x)], 1)
         off_raw, gate_raw = self._predictors(feat)
         offsets = off_raw.view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
+        if len(layers) != n_layers:
+            offsets = offsets[:, layers]  # the active layers only
         gate_logits = gate_raw[:, :k] if gate_raw is not None else None
 
         # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
         # from the sizes with tensor ops so an exported graph stays valid at other input sizes.
-        off = offsets.permute(0, 1, 2, 4, 5, 3)  # (B,L,k,H,W,2) offsets in query pixels, (x, y)
+        # Layer-major, rows ordered (query row, key): one contiguous (B, H*k, W, 2) grid per layer
+        # without a copy, and one gradient for all of them (per-layer indexing of a (B,L,...)
+        # tensor would zero-fill a full-size gradient per layer).
+        off = offsets.permute(1, 0, 4, 2, 5, 3)  # (L,B,H,k,W,2) offsets in query pixels, (x, y)
         px = torch.arange(w, device=x.device, dtype=dtype).view(1, 1, 1, 1, w) + off[..., 0]
-        py = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, 1, h, 1) + off[..., 1]
-        grids = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1)  # (B,L,k,H,W,2)
-        locations = [grids[:, li].detach() for li in layers] if self.record else []
+        py = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, h, 1, 1) + off[..., 1]
+        grids = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1)  # (L,B,H,k,W,2)
+        locations = [g.detach().transpose(1, 2) for g in grids] if self.record else []  # (B,k,H,W,2)
         for li in layers:
             if refs[li] is None:
                 raise ValueError(f"reference layer {li} is active but no tensor was given")
@@ -456,10 +461,10 @@ class ACLA(nn.Module):
             core = "node"  # raw pointers do not pass through dispatch modes (the FLOP counter, fake tensors)
         if core == "plain":
             logits, samples = [], []
-            for li, q_l, sc in zip(layers, q_all.split(sizes, 1), scales):
+            for i, (li, q_l, sc) in enumerate(zip(layers, q_all.split(sizes, 1), scales)):
                 s = F.grid_sample(
                     refs[li],
-                    grids[:, li].reshape(b, k * h, w, 2),
+                    grids[i].transpose(1, 2).reshape(b, k * h, w, 2),
                     mode="bilinear",
                     padding_mode="zeros",
                     align_corners=False,
@@ -470,7 +475,7 @@ class ACLA(nn.Module):
             attn = weights(torch.stack(logits, 1), gate, mix_weights)  # (B,L,k,H,W)
             agg = torch.cat([(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)], 1)
         else:
-            rows = [grids[:, li].transpose(1, 2).reshape(b, h * k, w, 2) for li in layers]  # rows (query row, key)
+            rows = grids.view(len(layers), b, h * k, w, 2).unbind(0)  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
             agg = core_function(core).apply(
                 weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights

@@ -49,6 +49,9 @@ class _Job(ctypes.Structure):
         ("C", ctypes.POINTER(ctypes.c_int)),
         ("h", ctypes.POINTER(ctypes.c_int)),
         ("w", ctypes.POINTER(ctypes.c_int)),
+        ("ldq", ctypes.POINTER(ctypes.c_int)),
+        ("ldg", ctypes.POINTER(ctypes.c_int)),
+        ("ldo", ctypes.POINTER(ctypes.c_int)),
         ("scale", ctypes.POINTER(ctypes.c_double)),
         *[(name, ctypes.POINTER(ctypes.c_void_p)) for name in ("q", "ref", "grid", "g", "out", "gref", "ggrid")],
         ("logit", ctypes.c_void_p),
@@ -143,10 +146,29 @@ def _ptrs(ts: list[torch.Tensor | None]):
     return (ctypes.c_void_p * len(ts))(*[None if t is None else t.data_ptr() for t in ts])
 
 
+def _lead(ts: list[torch.Tensor] | None, n: int) -> list[int]:
+    """Elements between consecutive query rows of (B,H,W,C) maps whose channels are contiguous
+    (views of one (B,H,W,sum C) buffer are), 0 where absent."""
+    if ts is None:
+        return [0] * n
+    out = []
+    for t in ts:
+        b, h, w, c = t.shape
+        sb, sh, sw, sc = t.stride()
+        # the strides of size-1 dimensions are arbitrary: read the spacing off another one
+        ld = sw if w > 1 else sh // w if h > 1 else sb // (h * w) if b > 1 else c
+        want = (h * w * ld, w * ld, ld, 1)
+        if any(size > 1 and st != wt for size, st, wt in zip(t.shape, t.stride(), want)):
+            raise ValueError(f"rows of {tuple(t.shape)} with strides {t.stride()} are not evenly spaced")
+        out.append(ld)
+    return out
+
+
 def _run(mode: int, dims: tuple, q=None, ref=None, grid=None, g=None, out=None, gref=None, ggrid=None, **arrays):
     """One pass of the kernel over the layers (see kernels/acla_cpu.c)."""
     n, b, h, w, k, chans, sizes, scales, dtype = dims
     none = [None] * n
+    ints = ctypes.c_int * n
     job = _Job(
         mode,
         n,
@@ -155,15 +177,23 @@ def _run(mode: int, dims: tuple, q=None, ref=None, grid=None, g=None, out=None, 
         w,
         k,
         torch.get_num_threads(),
-        (ctypes.c_int * n)(*chans),
-        (ctypes.c_int * n)(*[s[0] for s in sizes]),
-        (ctypes.c_int * n)(*[s[1] for s in sizes]),
+        ints(*chans),
+        ints(*[s[0] for s in sizes]),
+        ints(*[s[1] for s in sizes]),
+        ints(*_lead(q, n)),
+        ints(*_lead(g, n)),
+        ints(*_lead(out, n)),
         (ctypes.c_double * n)(*scales),
         *[_ptrs(t if t is not None else none) for t in (q, ref, grid, g, out, gref, ggrid)],
         *[arrays[name].data_ptr() if name in arrays else None for name in ("logit", "attn", "glogit")],
     )
     if _library(_REAL[dtype]).acla_run(ctypes.byref(job)) != 0:
         raise MemoryError("the fused ACLA kernel could not allocate its scratch memory")
+
+
+def _columns(buf: torch.Tensor, chans: list[int]) -> list[torch.Tensor]:
+    """Per-layer (B,H,W,C_l) views of a (B,H,W,sum C) buffer."""
+    return list(buf.split(chans, 3))
 
 
 def _rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -208,9 +238,9 @@ class NativeAttention(torch.autograd.Function):
         else:
             attn = weights_fn(logit, *extra)
         attn_c = attn.detach().to(dtype).contiguous()
-        outs = [torch.zeros(b, h, w, c, dtype=dtype) for c in chans]
-        _run(1, dims, ref=ref_rows, grid=grid_rows, out=outs, attn=attn_c)
-        out = torch.cat([o.permute(0, 3, 1, 2) for o in outs], 1)
+        out_rows = torch.zeros(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
+        _run(1, dims, ref=ref_rows, grid=grid_rows, out=_columns(out_rows, chans), attn=attn_c)
+        out = out_rows.permute(0, 3, 1, 2)  # (B, sum C, H, W) in channels-last memory: no copy
         if train:
             ctx.dims, ctx.rows = dims, (q_rows, ref_rows, grid_rows)
             ctx.logit, ctx.attn, ctx.attn_c, ctx.leaves = logit, attn, attn_c, leaves
@@ -223,7 +253,8 @@ class NativeAttention(torch.autograd.Function):
         dims = ctx.dims
         n, b, h, w, k, chans, sizes, scales, dtype = dims
         q_rows, ref_rows, grid_rows = ctx.rows
-        g_rows = [_rows(g, dtype) for g in grad_out.split(chans, 1)]
+        g_all = grad_out.to(dtype).permute(0, 2, 3, 1)
+        g_rows = _columns(g_all if g_all.is_contiguous() else g_all.contiguous(), chans)
         grad_attn = torch.empty(b, n, k, h, w, dtype=dtype)
         _run(0, dims[:7] + ([1.0] * n, dtype), q=g_rows, ref=ref_rows, grid=grid_rows, logit=grad_attn)
         attn = ctx.attn
@@ -231,7 +262,7 @@ class NativeAttention(torch.autograd.Function):
         grads = torch.autograd.grad(attn, wrt, grad_attn.to(attn.dtype), retain_graph=True, allow_unused=True)
         scale = torch.tensor(scales, dtype=dtype).view(1, n, 1, 1, 1)
         glogit = (grads[0].to(dtype) * scale).contiguous()
-        gq = [torch.zeros(b, h, w, c, dtype=dtype) for c in chans]
+        gq = _columns(torch.zeros(b, h, w, sum(chans), dtype=dtype), chans)
         gref = [torch.zeros_like(r) for r in ref_rows]
         ggrid = [torch.zeros_like(g) for g in grid_rows]
         _run(

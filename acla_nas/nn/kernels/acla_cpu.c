@@ -9,7 +9,8 @@
  *           grad q_l += glogit * sample, grad ref_l += bilinear scatter of v,
  *           grad grid = bilinear derivative of <v, corner values>
  *
- * Maps are channels-last: q, g, out (B,H,W,C_l), ref (B,h_l,w_l,C_l); grids (B,H,K,W,2) with
+ * Maps are channels-last: q, g, out (B,H,W,C_l) rows ld apart (the layers may share one buffer),
+ * ref (B,h_l,w_l,C_l) contiguous; grids (B,H,K,W,2) with
  * (x, y) normalised to [-1, 1]; attention arrays (B,L,K,H,W). REAL is float or double (one
  * library each). Threads split the query rows (modes 0, 1) or the batch (mode 2, whose scatter
  * stays inside one batch element), so no two threads write the same memory.
@@ -26,6 +27,7 @@ typedef REAL real;
 typedef struct {
     int mode, n, B, H, W, K, nthreads;
     const int *C, *h, *w;
+    const int *ldq, *ldg, *ldo; /* per layer: elements between consecutive query rows of q, g, out */
     const double *scale;
     real **q, **ref, **grid, **g, **out, **gref, **ggrid;
     real *logit;        /* mode 0: written */
@@ -82,7 +84,7 @@ static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
                     if (j->mode == 0) {
                         real acc = 0;
                         if (any) {
-                            const real *qv = j->q[l] + p * c;
+                            const real *qv = j->q[l] + p * j->ldq[l];
 #pragma omp simd reduction(+ : acc)
                             for (int i = 0; i < c; ++i)
                                 acc += qv[i] * (w0 * r0p[i] + w1 * r1p[i] + w2 * r2p[i] + w3 * r3p[i]);
@@ -91,7 +93,7 @@ static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
                     } else {
                         real a = j->attn[ai];
                         if (!any || a == 0) continue; /* a dropped key costs nothing */
-                        real *ov = j->out[l] + p * c;
+                        real *ov = j->out[l] + p * j->ldo[l];
                         const real a0 = a * w0, a1 = a * w1, a2 = a * w2, a3 = a * w3;
 #pragma omp simd
                         for (int i = 0; i < c; ++i) ov[i] += a0 * r0p[i] + a1 * r1p[i] + a2 * r2p[i] + a3 * r3p[i];
@@ -117,8 +119,8 @@ static void backward_pass(const job_t *j, int b0, int b1, const real *zero, real
             for (int y = 0; y < H; ++y) {
                 for (int x = 0; x < W; ++x) {
                     size_t p = ((size_t)b * H + y) * W + x;
-                    const real *qv = j->q[l] + p * c, *gv = j->g[l] + p * c;
-                    real *gq = j->out[l] + p * c;
+                    const real *qv = j->q[l] + p * j->ldq[l], *gv = j->g[l] + p * j->ldg[l];
+                    real *gq = j->out[l] + p * j->ldo[l];
                     for (int k = 0; k < K; ++k) {
                         size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
                         real a = j->attn[ai], gl = j->glogit[ai];
