@@ -26,11 +26,14 @@ process per variant (glibc mapping every large allocation, as in benchmarks/acla
 
 ``--cores``: every ACLA variant runs under each named core (``acla_nas.nn.attention_core``), each
 core with its own copy of the networks built from the same seed, all interleaved in one process.
+``none`` is a measuring core: zeros instead of the attention arithmetic, everything else of the
+modules (predictors, projections, gate, softmax) still run; its ratio is the floor of any core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -39,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import acla_nas.nn.acla as acla_module  # noqa: E402
 from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file  # noqa: E402
 from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
 from acla_nas.nn.network import ACLANetwork, build  # noqa: E402
@@ -132,6 +136,35 @@ def batch_for(v: Variant, batch: int, patch: int, device: torch.device) -> tuple
     return x.to(device), y.to(device)
 
 
+class NoAttention(torch.autograd.Function):
+    """``--cores none``: a core that returns zeros and zero gradients, while the weights function
+    (gate and softmax) still runs; with it a network step costs everything of its modules but the
+    attention arithmetic: the floor that any core's ratio is bounded by."""
+
+    @staticmethod
+    def forward(ctx, weights_fn, scales, n, *tensors):
+        qs, grids = tensors[:n], tensors[2 * n : 3 * n]
+        b, _, h, w = qs[0].shape
+        ctx.shapes = [t.shape for t in tensors[: 3 * n]]
+        ctx.n_extra = len(tensors) - 3 * n
+        weights_fn(qs[0].new_zeros(b, n, grids[0].shape[1] // h, h, w), *tensors[3 * n :])
+        return qs[0].new_zeros(b, sum(q.shape[1] for q in qs), h, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, None, None, *[grad.new_zeros(s) for s in ctx.shapes], *[None] * ctx.n_extra)
+
+
+@contextlib.contextmanager
+def _patched(obj: object, name: str, value: object) -> Iterator[None]:
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, saved)
+
+
 class Stepper:
     """One training step of a variant: Adam over all parameters, L1 loss plus the key penalty."""
 
@@ -143,6 +176,10 @@ class Stepper:
         self.x, self.y = batch_for(v, batch, patch, device)
 
     def __call__(self) -> None:
+        if self.core == "none":  # the module without its attention arithmetic (see NoAttention)
+            with use_core("node"), _patched(acla_module, "core_function", lambda name: NoAttention):
+                self._step()
+            return
         with use_core(self.core):
             self._step()
 

@@ -184,3 +184,15 @@ def test_size_one_maps_and_a_batch_of_one() -> None:
         res = run_cores(m, x, refs)
         assert (res["node"][0] - res["native"][0]).abs().max().item() < 1e-5
         assert worst_relative(res["node"][1], res["native"][1]) < 1e-4
+
+
+def test_a_damaged_cached_library_is_rebuilt(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(attention_native.CACHE_ENV, str(tmp_path))
+    lib = attention_native._build("double")
+    lib.write_bytes(b"not a shared library")
+    attention_native._library.cache_clear()
+    try:
+        assert attention_native._library("double").acla_run is not None
+        assert lib.read_bytes() != b"not a shared library"
+    finally:
+        attention_native._library.cache_clear()

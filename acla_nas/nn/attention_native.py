@@ -117,7 +117,12 @@ def _build(real: str) -> Path:
 
 @functools.cache
 def _library(real: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(_build(real)))
+    path = _build(real)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:  # a damaged file in the cache (a full disk, a copied home folder): build it again
+        path.unlink(missing_ok=True)
+        lib = ctypes.CDLL(str(_build(real)))
     lib.acla_run.argtypes = [ctypes.POINTER(_Job)]
     lib.acla_run.restype = ctypes.c_int
     return lib
