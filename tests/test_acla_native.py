@@ -196,3 +196,15 @@ def test_a_damaged_cached_library_is_rebuilt(tmp_path, monkeypatch) -> None:
         assert lib.read_bytes() != b"not a shared library"
     finally:
         attention_native._library.cache_clear()
+
+
+@pytest.mark.parametrize("channels", [16, 32, 64])
+def test_specialised_channel_counts_equal_node(channels: int) -> None:
+    """16, 32 and 64 channels run fixed-length copies of the kernel's loops."""
+    m = randomize(ACLA(channels, [channels, channels], 3), gate_std=0.1).train()
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, 5, 6, generator=g)
+    refs = [torch.randn(2, channels, 5, 6, generator=g), torch.randn(2, channels, 3, 4, generator=g)]
+    res = run_cores(m, x, refs)
+    assert (res["node"][0] - res["native"][0]).abs().max().item() < 1e-4
+    assert worst_relative(res["node"][1], res["native"][1]) < 1e-4

@@ -41,7 +41,15 @@ typedef struct {
 static inline int corners(real gx, real gy, int hr, int wr, int c, const real *ref, const real *zero, real *wt,
                           const real **rp, ptrdiff_t *off, real *fxo, real *fyo) {
     real ix = ((gx + 1) * wr - 1) / 2, iy = ((gy + 1) * hr - 1) / 2;
-    if (!(ix >= -1 && ix < wr && iy >= -1 && iy < hr)) return 0;
+    if (!(ix >= -1 && ix < wr && iy >= -1 && iy < hr)) {
+        for (int i = 0; i < 4; ++i) {
+            wt[i] = 0;
+            rp[i] = zero;
+            off[i] = -1;
+        }
+        *fxo = *fyo = 0;
+        return 0;
+    }
     real x0f = floor(ix), y0f = floor(iy);
     int x0 = (int)x0f, y0 = (int)y0f;
     real fx = ix - x0f, fy = iy - y0f;
@@ -60,102 +68,125 @@ static inline int corners(real gx, real gy, int hr, int wr, int c, const real *r
     return 1;
 }
 
-/* modes 0 and 1 over query rows [r0, r1) of the (B*H) rows */
-static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
-    const int H = j->H, W = j->W, K = j->K, n = j->n;
-    for (int r = r0; r < r1; ++r) {
-        int b = r / H, y = r % H;
-        for (int l = 0; l < n; ++l) {
-            const int c = j->C[l], hr = j->h[l], wr = j->w[l];
-            const real sc = (real)j->scale[l];
-            const real *ref = j->ref[l] + (size_t)b * hr * wr * c;
-            const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
-            for (int x = 0; x < W; ++x) {
-                size_t p = ((size_t)b * H + y) * W + x;
-                for (int k = 0; k < K; ++k) {
-                    const real *gp = grid + (((size_t)y * K + k) * W + x) * 2;
-                    size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
-                    real wt[4], fx, fy;
-                    const real *rp[4];
-                    ptrdiff_t off[4];
-                    int any = corners(gp[0], gp[1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy);
-                    const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
-                    const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
-                    if (j->mode == 0) {
-                        real acc = 0;
-                        if (any) {
-                            const real *qv = j->q[l] + p * j->ldq[l];
+/* The per-layer bodies take the channel count as an argument and are always inlined, so the
+ * dispatch below compiles them once more for each common count (16, 32, 64): fixed-length inner
+ * loops without remainder handling, which matters with 8-16 float lanes and 32 channels. */
+#define INLINE static inline __attribute__((always_inline))
+#define WITH_CHANNELS(c, CALL)      \
+    switch (c) {                    \
+        case 16: CALL(16); break;   \
+        case 32: CALL(32); break;   \
+        case 64: CALL(64); break;   \
+        default: CALL(c); break;    \
+    }
+
+/* modes 0 and 1, one query row y of batch element b, layer l */
+INLINE void rows_layer(const job_t *j, int b, int y, int l, const real *zero, const int c) {
+    const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
+    const real sc = (real)j->scale[l];
+    const real *ref = j->ref[l] + (size_t)b * hr * wr * c;
+    const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
+    for (int x = 0; x < W; ++x) {
+        size_t p = ((size_t)b * H + y) * W + x;
+        for (int k = 0; k < K; ++k) {
+            const real *gp = grid + (((size_t)y * K + k) * W + x) * 2;
+            size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
+            real wt[4], fx, fy;
+            const real *rp[4];
+            ptrdiff_t off[4];
+            int any = corners(gp[0], gp[1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy);
+            const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
+            const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+            if (j->mode == 0) {
+                real acc = 0;
+                if (any) {
+                    const real *qv = j->q[l] + p * j->ldq[l];
 #pragma omp simd reduction(+ : acc)
-                            for (int i = 0; i < c; ++i)
-                                acc += qv[i] * (w0 * r0p[i] + w1 * r1p[i] + w2 * r2p[i] + w3 * r3p[i]);
-                        }
-                        j->logit[ai] = sc * acc;
-                    } else {
-                        real a = j->attn[ai];
-                        if (!any || a == 0) continue; /* a dropped key costs nothing */
-                        real *ov = j->out[l] + p * j->ldo[l];
-                        const real a0 = a * w0, a1 = a * w1, a2 = a * w2, a3 = a * w3;
-#pragma omp simd
-                        for (int i = 0; i < c; ++i) ov[i] += a0 * r0p[i] + a1 * r1p[i] + a2 * r2p[i] + a3 * r3p[i];
-                    }
+                    for (int i = 0; i < c; ++i) acc += qv[i] * (w0 * r0p[i] + w1 * r1p[i] + w2 * r2p[i] + w3 * r3p[i]);
                 }
+                j->logit[ai] = sc * acc;
+            } else {
+                real a = j->attn[ai];
+                if (!any || a == 0) continue; /* a dropped key costs nothing */
+                real *ov = j->out[l] + p * j->ldo[l];
+                const real a0 = a * w0, a1 = a * w1, a2 = a * w2, a3 = a * w3;
+#pragma omp simd
+                for (int i = 0; i < c; ++i) ov[i] += a0 * r0p[i] + a1 * r1p[i] + a2 * r2p[i] + a3 * r3p[i];
             }
         }
     }
 }
 
-/* mode 2 over batch elements [b0, b1); zero: a row of zeros, sink: a row that takes the writes
- * meant for corners outside the map */
-static void backward_pass(const job_t *j, int b0, int b1, const real *zero, real *sink) {
-    const int H = j->H, W = j->W, K = j->K, n = j->n;
-    for (int b = b0; b < b1; ++b) {
-        for (int l = 0; l < n; ++l) {
-            const int c = j->C[l], hr = j->h[l], wr = j->w[l];
-            const size_t rsz = (size_t)b * hr * wr * c;
-            const real *ref = j->ref[l] + rsz;
-            real *gref = j->gref[l] + rsz;
-            const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
-            real *ggrid = j->ggrid[l] + (size_t)b * H * K * W * 2;
-            for (int y = 0; y < H; ++y) {
-                for (int x = 0; x < W; ++x) {
-                    size_t p = ((size_t)b * H + y) * W + x;
-                    const real *qv = j->q[l] + p * j->ldq[l], *gv = j->g[l] + p * j->ldg[l];
-                    real *gq = j->out[l] + p * j->ldo[l];
-                    for (int k = 0; k < K; ++k) {
-                        size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
-                        real a = j->attn[ai], gl = j->glogit[ai];
-                        if (a == 0 && gl == 0) continue;
-                        size_t gi = (((size_t)y * K + k) * W + x) * 2;
-                        real wt[4], fx, fy;
-                        const real *rp[4];
-                        ptrdiff_t off[4];
-                        if (!corners(grid[gi], grid[gi + 1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy)) continue;
-                        const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
-                        real *g0 = off[0] >= 0 ? gref + off[0] : sink, *g1 = off[1] >= 0 ? gref + off[1] : sink;
-                        real *g2 = off[2] >= 0 ? gref + off[2] : sink, *g3 = off[3] >= 0 ? gref + off[3] : sink;
-                        const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
-                        real d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+/* modes 0 and 1 over query rows [r0, r1) of the (B*H) rows */
+static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
+    for (int r = r0; r < r1; ++r) {
+        int b = r / j->H, y = r % j->H;
+        for (int l = 0; l < j->n; ++l) {
+#define ROWS(cc) rows_layer(j, b, y, l, zero, cc)
+            WITH_CHANNELS(j->C[l], ROWS)
+#undef ROWS
+        }
+    }
+}
+
+/* mode 2, batch element b, layer l; zero: a row of zeros, sink: a row that takes the writes meant
+ * for corners outside the map */
+INLINE void backward_layer(const job_t *j, int b, int l, const real *zero, real *sink, const int c) {
+    const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
+    const size_t rsz = (size_t)b * hr * wr * c;
+    const real *ref = j->ref[l] + rsz;
+    real *gref = j->gref[l] + rsz;
+    const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
+    real *ggrid = j->ggrid[l] + (size_t)b * H * K * W * 2;
+    for (int y = 0; y < H; ++y) {
+        for (int x = 0; x < W; ++x) {
+            size_t p = ((size_t)b * H + y) * W + x;
+            const real *qv = j->q[l] + p * j->ldq[l], *gv = j->g[l] + p * j->ldg[l];
+            real *gq = j->out[l] + p * j->ldo[l];
+            for (int k = 0; k < K; ++k) {
+                size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
+                real a = j->attn[ai], gl = j->glogit[ai];
+                if (a == 0 && gl == 0) continue;
+                size_t gi = (((size_t)y * K + k) * W + x) * 2;
+                real wt[4], fx, fy;
+                const real *rp[4];
+                ptrdiff_t off[4];
+                if (!corners(grid[gi], grid[gi + 1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy)) continue;
+                const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
+                real *g0 = off[0] >= 0 ? gref + off[0] : sink, *g1 = off[1] >= 0 ? gref + off[1] : sink;
+                real *g2 = off[2] >= 0 ? gref + off[2] : sink, *g3 = off[3] >= 0 ? gref + off[3] : sink;
+                const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+                real d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
-                        for (int i = 0; i < c; ++i) {
-                            real v = a * gv[i] + gl * qv[i];
-                            real x0 = r0p[i], x1 = r1p[i], x2 = r2p[i], x3 = r3p[i];
-                            d0 += v * x0;
-                            d1 += v * x1;
-                            d2 += v * x2;
-                            d3 += v * x3;
-                            gq[i] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
-                            g0[i] += w0 * v;
-                            g1[i] += w1 * v;
-                            g2[i] += w2 * v;
-                            g3[i] += w3 * v;
-                        }
-                        real gx = (d1 - d0) * (1 - fy) + (d3 - d2) * fy;
-                        real gy = (d2 - d0) * (1 - fx) + (d3 - d1) * fx;
-                        ggrid[gi] = gx * (real)wr / 2;
-                        ggrid[gi + 1] = gy * (real)hr / 2;
-                    }
+                for (int i = 0; i < c; ++i) {
+                    real v = a * gv[i] + gl * qv[i];
+                    real x0 = r0p[i], x1 = r1p[i], x2 = r2p[i], x3 = r3p[i];
+                    d0 += v * x0;
+                    d1 += v * x1;
+                    d2 += v * x2;
+                    d3 += v * x3;
+                    gq[i] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
+                    g0[i] += w0 * v;
+                    g1[i] += w1 * v;
+                    g2[i] += w2 * v;
+                    g3[i] += w3 * v;
                 }
+                real gx = (d1 - d0) * (1 - fy) + (d3 - d2) * fy;
+                real gy = (d2 - d0) * (1 - fx) + (d3 - d1) * fx;
+                ggrid[gi] = gx * (real)wr / 2;
+                ggrid[gi + 1] = gy * (real)hr / 2;
             }
+        }
+    }
+}
+
+/* mode 2 over batch elements [b0, b1) */
+static void backward_pass(const job_t *j, int b0, int b1, const real *zero, real *sink) {
+    for (int b = b0; b < b1; ++b) {
+        for (int l = 0; l < j->n; ++l) {
+#define BACK(cc) backward_layer(j, b, l, zero, sink, cc)
+            WITH_CHANNELS(j->C[l], BACK)
+#undef BACK
         }
     }
 }
