@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from acla_nas.nn.attention_weights import weights_backward, weights_with_graph
+
 try:
     import triton
     import triton.language as tl
@@ -314,13 +316,7 @@ class TritonAttentionCore(torch.autograd.Function):
             _launch(DOT, refs[i], grids[i], logit_acc[:, i], k=k, hw=(h, w), v=qs[i], scale=scales[i], acc=acc)
         logit = logit_acc.to(dtype)
         train = any(ctx.needs_input_grad[3:])
-        if train:
-            with torch.enable_grad():
-                leaves = [t.detach().requires_grad_() if t is not None and t.requires_grad else t for t in extra]
-                logit.requires_grad_()
-                attn = weights_fn(logit, *leaves)
-        else:
-            attn = weights_fn(logit, *extra)
+        attn, leaves = weights_with_graph(train, weights_fn, logit, extra)
         a = attn.detach().contiguous()
         dims = [q.shape[1] for q in qs]
         out = qs[0].new_empty(b, sum(dims), h, w, dtype=dtype)
@@ -350,9 +346,8 @@ class TritonAttentionCore(torch.autograd.Function):
         grad_attn = torch.zeros(b, n, k, h, w, dtype=acc, device=grad_out.device)
         for i in range(n):
             _launch(DOT, refs[i], grids[i], grad_attn[:, i], k=k, hw=(h, w), v=g_parts[i], acc=acc)
-        wrt = [ctx.logit] + [t for t in ctx.leaves if t is not None and t.requires_grad]
-        grads = torch.autograd.grad(attn, wrt, grad_attn.to(attn.dtype), retain_graph=True, allow_unused=True)
-        grad_logit = grads[0] if grads[0] is not None else torch.zeros_like(ctx.logit)
+        grad_logit, grad_extra = weights_backward(attn, ctx.logit, ctx.leaves, grad_attn)
+        grad_logit = grad_logit if grad_logit is not None else torch.zeros_like(ctx.logit)
         scale_t = torch.tensor(scales, dtype=acc, device=grad_out.device).view(1, n, 1, 1, 1)
         dl = (grad_logit.to(acc) * scale_t).contiguous()
         a = attn.detach().contiguous()
@@ -383,8 +378,6 @@ class TritonAttentionCore(torch.autograd.Function):
             grad_q[i] = gq if nq else None
             grad_ref[i] = gref.to(refs[i].dtype) if nr else None
             grad_grid[i] = ggrid.to(grids[i].dtype) if ng else None
-        it = iter(grads[1:])
-        grad_extra = [next(it) if t is not None and t.requires_grad else None for t in ctx.leaves]
         return (None, None, None, *grad_q, *grad_ref, *grad_grid, *grad_extra)
 
 

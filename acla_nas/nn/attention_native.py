@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from acla_nas.nn.attention_weights import weights_backward, weights_with_graph
+
 SOURCE = Path(__file__).with_name("kernels") / "acla_cpu.c"
 CACHE_ENV = "ACLA_NAS_KERNEL_CACHE"
 #: Tried in order until one compiles: OpenMP threads and this CPU's vector instructions first.
@@ -235,13 +237,7 @@ class NativeAttention(torch.autograd.Function):
         logit = torch.empty(b, n, k, h, w, dtype=dtype)
         _run(0, dims, q=q_rows, ref=ref_rows, grid=grid_rows, logit=logit)
         train = any(ctx.needs_input_grad[3:])
-        if train:
-            with torch.enable_grad():
-                leaves = [t.detach().requires_grad_() if t is not None and t.requires_grad else t for t in extra]
-                logit.requires_grad_()
-                attn = weights_fn(logit, *leaves)
-        else:
-            attn = weights_fn(logit, *extra)
+        attn, leaves = weights_with_graph(train, weights_fn, logit, extra)
         attn_c = attn.detach().to(dtype).contiguous()
         out_rows = torch.zeros(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
         _run(1, dims, ref=ref_rows, grid=grid_rows, out=_columns(out_rows, chans), attn=attn_c)
@@ -263,10 +259,9 @@ class NativeAttention(torch.autograd.Function):
         grad_attn = torch.empty(b, n, k, h, w, dtype=dtype)
         _run(0, dims[:7] + ([1.0] * n, dtype), q=g_rows, ref=ref_rows, grid=grid_rows, logit=grad_attn)
         attn = ctx.attn
-        wrt = [ctx.logit] + [t for t in ctx.leaves if t is not None and t.requires_grad]
-        grads = torch.autograd.grad(attn, wrt, grad_attn.to(attn.dtype), retain_graph=True, allow_unused=True)
+        grad_logit, grad_extra = weights_backward(attn, ctx.logit, ctx.leaves, grad_attn)
         scale = torch.tensor(scales, dtype=dtype).view(1, n, 1, 1, 1)
-        glogit = (grads[0].to(dtype) * scale).contiguous()
+        glogit = (grad_logit.to(dtype) * scale).contiguous()
         gq = _columns(torch.zeros(b, h, w, sum(chans), dtype=dtype), chans)
         gref = [torch.zeros_like(r) for r in ref_rows]
         ggrid = [torch.zeros_like(g) for g in grid_rows]
@@ -285,8 +280,6 @@ class NativeAttention(torch.autograd.Function):
         grad_q = [give(i, gq[i], True) for i in range(n)]
         grad_ref = [give(n + i, gref[i], True) for i in range(n)]
         grad_grid = [give(2 * n + i, ggrid[i], False) for i in range(n)]
-        it = iter(grads[1:])
-        grad_extra = [next(it) if t is not None and t.requires_grad else None for t in ctx.leaves]
         return (None, None, None, *grad_q, *grad_ref, *grad_grid, *grad_extra)
 
 

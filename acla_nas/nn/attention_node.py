@@ -12,6 +12,8 @@ import functools
 
 import torch
 
+from acla_nas.nn.attention_weights import weights_backward, weights_with_graph
+
 _SMALL = 1 << 14  # outputs smaller than this: one broadcast product and sum (fewer, larger ops)
 
 
@@ -59,13 +61,7 @@ class AttentionNode(torch.autograd.Function):
             lg = logit[:, i].permute(0, 2, 1, 3)  # (B,H,k,W)
             _dot(s.view(b, c, h, k, w), qs[i].unsqueeze(3), 1, lg).mul_(scales[i])
         train = any(ctx.needs_input_grad[3:])
-        if train:
-            with torch.enable_grad():
-                leaves = [t.detach().requires_grad_() if t is not None and t.requires_grad else t for t in extra]
-                logit.requires_grad_()
-                attn = weights_fn(logit, *leaves)
-        else:
-            attn = weights_fn(logit, *extra)
+        attn, leaves = weights_with_graph(train, weights_fn, logit, extra)
         out = qs[0].new_empty(b, sum(q.shape[1] for q in qs), h, w)
         start = 0
         for i in range(n):
@@ -100,9 +96,7 @@ class AttentionNode(torch.autograd.Function):
         for i in range(n):
             g5 = g_parts[i].unsqueeze(3)  # (B,C,H,1,W)
             _dot(samples[i].view(b, dims[i], h, k, w), g5, 1, grad_attn[:, i].permute(0, 2, 1, 3))
-        wrt = [ctx.logit] + [t for t in ctx.leaves if t is not None and t.requires_grad]
-        grads = torch.autograd.grad(attn, wrt, grad_attn, retain_graph=True, allow_unused=True)
-        grad_logit = grads[0]
+        grad_logit, grad_extra = weights_backward(attn, ctx.logit, ctx.leaves, grad_attn)
         grad_q, grad_ref, grad_grid = [None] * n, [None] * n, [None] * n
         for i in range(n):
             c = dims[i]
@@ -118,6 +112,4 @@ class AttentionNode(torch.autograd.Function):
                 grad_ref[i], grad_grid[i] = torch.ops.aten.grid_sampler_2d_backward(
                     samples[i], refs[i], grids[i], 0, 0, False, [need[n + i], need[2 * n + i]]
                 )
-        it = iter(grads[1:])
-        grad_extra = [next(it) if t is not None and t.requires_grad else None for t in ctx.leaves]
         return (None, None, None, *grad_q, *grad_ref, *grad_grid, *grad_extra)
