@@ -208,3 +208,11 @@ def test_specialised_channel_counts_equal_node(channels: int) -> None:
     res = run_cores(m, x, refs)
     assert (res["node"][0] - res["native"][0]).abs().max().item() < 1e-4
     assert worst_relative(res["node"][1], res["native"][1]) < 1e-4
+
+
+def test_refuses_tensors_off_the_cpu() -> None:
+    """Raw pointers of another device's memory must never reach the C kernel."""
+    m = randomize(ACLA(6, [6], 3)).eval().to("meta")
+    x = torch.empty(1, 6, 4, 4, device="meta")
+    with use_core("native"), pytest.raises(ValueError, match="CPU tensors"):
+        m(x, [torch.empty(1, 6, 4, 4, device="meta")])

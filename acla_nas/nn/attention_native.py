@@ -218,6 +218,8 @@ class NativeAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights_fn, scales, n, *tensors):
+        if any(t is not None and t.device.type != "cpu" for t in tensors):
+            raise ValueError("the native ACLA core runs on CPU tensors (set ACLA_NAS_CORE=plain or node elsewhere)")
         with torch.autocast(tensors[0].device.type, enabled=False):
             return NativeAttention._forward(ctx, weights_fn, scales, n, *tensors)
 
