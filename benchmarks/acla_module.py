@@ -200,7 +200,8 @@ def step(m: nn.Module, x: torch.Tensor, refs: list[torch.Tensor], grad: torch.Te
     y.backward(grad)
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
+    """A ``VmRSS``/``VmHWM``-style field of /proc/self/status, in KiB (network_step.py uses it too)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -225,13 +226,13 @@ def memory_worker(method: str, size: int) -> dict:
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-        base = _status_kib("VmRSS")
+        base = status_kib("VmRSS")
         how = "VmHWM reset"
     except OSError:  # no reset: fall back to the high-water mark so far (includes setup)
-        base = _status_kib("VmHWM")
+        base = status_kib("VmHWM")
         how = "ru_maxrss delta"
     step(m, x, refs, grad)
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     return {"peak_bytes": (peak - base) * 1024, "how": how}
 
 

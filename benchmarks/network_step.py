@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from acla_module import status_kib  # noqa: E402  (benchmarks/acla_module.py, beside this script)
+
 import acla_nas.nn.acla as acla_module  # noqa: E402
 from acla_nas.nn.arch import Arch, ModuleChoice, load_arch_file  # noqa: E402
 from acla_nas.nn.attention_core import select_core, use_core  # noqa: E402
@@ -227,14 +229,6 @@ def cuda_peak(s: Stepper, device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def cpu_peak_worker(name: str, batch: int, patch: int, seed: int, core: str) -> dict:
     """Peak extra resident memory of one training step of ``name`` after two warm-up steps."""
     (v,) = [v for v in variants({name}, seed) if v.name == name]
@@ -245,11 +239,11 @@ def cpu_peak_worker(name: str, batch: int, patch: int, seed: int, core: str) -> 
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-        base = _status_kib("VmRSS")
+        base = status_kib("VmRSS")
     except OSError:
         return {"peak_bytes": None}
     s()
-    return {"peak_bytes": (_status_kib("VmHWM") - base) * 1024}
+    return {"peak_bytes": (status_kib("VmHWM") - base) * 1024}
 
 
 def cpu_peak(s: Stepper, args: argparse.Namespace) -> int | None:
