@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU session of issue 25, as one script (about 150 s in all, each part under a timeout):
-#   1. pytest -m cuda on tests/test_cuda.py and tests/test_acla_triton.py
+#   1. pytest -m cuda on tests/test_cuda.py and tests/test_acla_triton.py, then the core choice's and
+#      the fused CPU kernel's tests on the machine's own compiler and cores
 #   2. benchmarks/gpu.py at short settings (module per core, EDSR training throughput)
 #   3. benchmarks/network_step.py --device cuda, the default core, then --only edsr with the plain
 #      and the Triton core forced (the figures that decide TRITON_DEFAULT_ON_CUDA)
@@ -36,6 +37,8 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, output to $OUT/NA
 } | tee "$OUT/env.txt"
 
 part pytest_cuda 65 $PY -m pytest -m cuda -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_acla_triton.py
+# the CPU kernel on this machine's compiler and core count (the CUDA tensors it must refuse included)
+part pytest_native 90 $PY -m pytest -q -p no:cacheprovider -rs tests/test_acla_native.py tests/test_acla_cuda.py
 part gpu 40 $PY benchmarks/gpu.py --sizes 64,128,256 --repeats 5 --warmup 2 --nonlocal-max 128 --train-steps 8 \
     --json "$OUT/gpu.json"
 part network_step 18 $PY benchmarks/network_step.py --device cuda --warmup 2 --repeats 5 --json "$OUT/network_step.json"

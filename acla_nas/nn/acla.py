@@ -457,8 +457,8 @@ class ACLA(nn.Module):
 
         mix_weights = None if mix is None else mix[1]
         core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
-        if core == "native" and _dispatch_mode_active():
-            core = "node"  # raw pointers do not pass through dispatch modes (the FLOP counter, fake tensors)
+        if core in ("native", "triton") and _dispatch_mode_active():
+            core = "node"  # raw pointers and kernel launches do not pass through dispatch modes (the FLOP counter, fake tensors)
         if core == "plain":
             logits, samples = [], []
             for i, (li, q_l, sc) in enumerate(zip(layers, q_all.split(sizes, 1), scales)):
