@@ -39,11 +39,11 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, output to $OUT/NA
 part pytest_cuda 65 $PY -m pytest -m cuda -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_acla_triton.py
 # the CPU kernel on this machine's compiler and core count (the CUDA tensors it must refuse included)
 part pytest_native 90 $PY -m pytest -q -p no:cacheprovider -rs tests/test_acla_native.py tests/test_acla_cuda.py
-part gpu 40 $PY benchmarks/gpu.py --sizes 64,128,256 --repeats 5 --warmup 2 --nonlocal-max 128 --train-steps 8 \
+part gpu 75 $PY benchmarks/gpu.py --sizes 64,128,256 --repeats 5 --warmup 2 --nonlocal-max 128 --train-steps 8 \
     --json "$OUT/gpu.json"
-part network_step 18 $PY benchmarks/network_step.py --device cuda --warmup 2 --repeats 5 --json "$OUT/network_step.json"
+part network_step 30 $PY benchmarks/network_step.py --device cuda --warmup 2 --repeats 5 --json "$OUT/network_step.json"
 for core in plain triton; do
-    part "network_step_$core" 12 env ACLA_NAS_CORE=$core $PY benchmarks/network_step.py --device cuda --only edsr \
+    part "network_step_$core" 30 env ACLA_NAS_CORE=$core $PY benchmarks/network_step.py --device cuda --only edsr \
         --batch 16 --patch 48 --warmup 2 --repeats 5 --json "$OUT/network_step_$core.json"
 done
 echo "total: $(($(date +%s) - T0)) s" | tee -a "$OUT/summary.txt"

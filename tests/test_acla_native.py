@@ -95,27 +95,29 @@ def test_same_result_with_one_and_two_threads() -> None:
     n, b, h, w, k, c = 2, 3, 5, 6, 4, 7
     q = [torch.randn(b, h, w, c, generator=g) for _ in range(n)]
     ref = [torch.randn(b, 4, 5, c, generator=g) for _ in range(n)]
-    grid = [torch.rand(b, h * k, w, 2, generator=g) * 2.4 - 1.2 for _ in range(n)]
+    off = torch.randn(b, 2 * n * k + 3, h, w, generator=g) * 3  # 3 more channels, like the gate's
     attn, glogit = torch.rand(2, b, n, k, h, w, generator=g)
-    dims = (n, b, h, w, k, [c] * n, [(4, 5)] * n, [0.3, 0.4], torch.float32)
+    dims = attention_native.Dims(n, b, h, w, k, [c] * n, [(4, 5)] * n, [0.3, 0.4], [2 * k, 0], torch.float32)
     threads = torch.get_num_threads()
     runs = []
     try:
         for t in (1, 2):
             torch.set_num_threads(t)
             logit = torch.empty(b, n, k, h, w)
-            outs = [torch.zeros(b, h, w, c) for _ in range(n)]
-            gq, gref, ggrid = ([torch.zeros_like(t) for t in ts] for ts in (q, ref, grid))
-            attention_native._run(0, dims, q=q, ref=ref, grid=grid, logit=logit)
-            attention_native._run(1, dims, ref=ref, grid=grid, out=outs, attn=attn)
+            outs, gq = ([torch.full((b, h, w, c), 7.0) for _ in range(n)] for _ in range(2))  # written whole
+            gref = [torch.full_like(r, 7.0) for r in ref]
+            goff = torch.zeros_like(off)
+            attention_native._run(0, dims, off, q=q, ref=ref, logit=logit)
+            attention_native._run(1, dims, off, ref=ref, out=outs, attn=attn)
             attention_native._run(
-                2, dims, q=q, ref=ref, grid=grid, g=q, out=gq, gref=gref, ggrid=ggrid, attn=attn, glogit=glogit
+                2, dims, off, q=q, ref=ref, g=q, out=gq, gref=gref, goff=goff, attn=attn, glogit=glogit
             )
-            runs.append([logit, *outs, *gq, *gref, *ggrid])
+            runs.append([logit, *outs, *gq, *gref, goff])
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(*runs))
-    assert runs[0][0].abs().sum() > 0 and runs[0][-1].abs().sum() > 0
+    assert runs[0][0].abs().sum() > 0 and runs[0][-1][:, : 2 * n * k].abs().sum() > 0
+    assert not runs[0][-1][:, 2 * n * k :].any()  # channels of no key are left alone
 
 
 def test_bfloat16_autocast_computes_in_float32_like_node() -> None:

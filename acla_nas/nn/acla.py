@@ -423,15 +423,23 @@ class ACLA(nn.Module):
             offsets = offsets[:, layers]  # the active layers only
         gate_logits = gate_raw[:, :k] if gate_raw is not None else None
 
+        core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
+        if core in ("native", "triton") and _dispatch_mode_active():
+            core = "node"  # raw pointers and kernel launches do not pass through dispatch modes (the FLOP counter, fake tensors)
+        if core == "native" and any(r is not None and r[0].numel() >= 2**31 for r in refs):
+            core = "node"  # the C kernel indexes one image's map with 32-bit integers
         # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
-        # from the sizes with tensor ops so an exported graph stays valid at other input sizes.
+        # from the sizes with tensor ops so an exported graph stays valid at other input sizes (the
+        # native core computes them itself, from the offsets).
         # Layer-major, rows ordered (query row, key): one contiguous (B, H*k, W, 2) grid per layer
         # without a copy, and one gradient for all of them (per-layer indexing of a (B,L,...)
         # tensor would zero-fill a full-size gradient per layer).
-        off = offsets.permute(1, 0, 4, 2, 5, 3)  # (L,B,H,k,W,2) offsets in query pixels, (x, y)
-        px = torch.arange(w, device=x.device, dtype=dtype).view(1, 1, 1, 1, w) + off[..., 0]
-        py = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, h, 1, 1) + off[..., 1]
-        grids = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1)  # (L,B,H,k,W,2)
+        grids = None
+        if core != "native" or self.record:
+            off = offsets.permute(1, 0, 4, 2, 5, 3)  # (L,B,H,k,W,2) offsets in query pixels, (x, y)
+            px = torch.arange(w, device=x.device, dtype=dtype).view(1, 1, 1, 1, w) + off[..., 0]
+            py = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, h, 1, 1) + off[..., 1]
+            grids = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1)  # (L,B,H,k,W,2)
         locations = [g.detach().transpose(1, 2) for g in grids] if self.record else []  # (B,k,H,W,2)
         for li in layers:
             if refs[li] is None:
@@ -456,9 +464,6 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
-        core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
-        if core in ("native", "triton") and _dispatch_mode_active():
-            core = "node"  # raw pointers and kernel launches do not pass through dispatch modes (the FLOP counter, fake tensors)
         if core == "plain":
             logits, samples = [], []
             for i, (li, q_l, sc) in enumerate(zip(layers, q_all.split(sizes, 1), scales)):
@@ -474,6 +479,12 @@ class ACLA(nn.Module):
                 logits.append((s * q_l.unsqueeze(2)).sum(1) * sc)
             attn = weights(torch.stack(logits, 1), gate, mix_weights)  # (B,L,k,H,W)
             agg = torch.cat([(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)], 1)
+        elif core == "native":  # key positions from the offsets, in the kernel
+            spec = (scales, len(layers), [2 * self.k_max * li for li in layers], k)
+            ref_list = [refs[li] for li in layers]
+            agg = core_function(core).apply(
+                weights, spec, *q_all.split(sizes, 1), *ref_list, off_raw, gate, mix_weights
+            )
         else:
             rows = grids.view(len(layers), b, h * k, w, 2).unbind(0)  # rows (query row, key)
             ref_list = [refs[li] for li in layers]

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,26 +37,34 @@ from acla_nas.nn.attention_weights import weights_backward, weights_with_graph
 SOURCE = Path(__file__).with_name("kernels") / "acla_cpu.c"
 CACHE_ENV = "ACLA_NAS_KERNEL_CACHE"
 #: Tried in order until one compiles: OpenMP threads and this CPU's vector instructions first.
+#: -fno-trapping-math: no floating-point traps are used, and it lets floor() be vectorised.
 FLAG_SETS = (
-    ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"),
-    ("-O3", "-fPIC", "-shared", "-fopenmp"),
-    ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp-simd"),  # no OpenMP runtime: one thread
+    ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
+    ("-O3", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
+    (
+        "-O3",
+        "-march=native",
+        "-fno-trapping-math",
+        "-fPIC",
+        "-shared",
+        "-fopenmp-simd",
+    ),  # no OpenMP runtime: one thread
     ("-O3", "-fPIC", "-shared"),
 )
 _REAL = {torch.float32: "float", torch.float64: "double"}
+_SIZE = {"float": 4, "double": 8}
 _reason: str | None = None  # why the kernel is unavailable, once known
 
 
 class _Job(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in ("mode", "n", "B", "H", "W", "K", "nthreads")] + [
-        ("C", ctypes.POINTER(ctypes.c_int)),
-        ("h", ctypes.POINTER(ctypes.c_int)),
-        ("w", ctypes.POINTER(ctypes.c_int)),
-        ("ldq", ctypes.POINTER(ctypes.c_int)),
-        ("ldg", ctypes.POINTER(ctypes.c_int)),
-        ("ldo", ctypes.POINTER(ctypes.c_int)),
+        *[(name, ctypes.POINTER(ctypes.c_int)) for name in ("C", "h", "w", "ldq", "ldg", "ldo", "offc")],
         ("scale", ctypes.POINTER(ctypes.c_double)),
-        *[(name, ctypes.POINTER(ctypes.c_void_p)) for name in ("q", "ref", "grid", "g", "out", "gref", "ggrid")],
+        *[(name, ctypes.POINTER(ctypes.c_void_p)) for name in ("q", "ref", "g", "out", "gref")],
+        ("off", ctypes.c_void_p),
+        ("off_sb", ctypes.c_longlong),
+        ("goff", ctypes.c_void_p),
+        ("goff_sb", ctypes.c_longlong),
         ("logit", ctypes.c_void_p),
         ("attn", ctypes.c_void_p),
         ("glogit", ctypes.c_void_p),
@@ -105,7 +114,7 @@ def _build(real: str) -> Path:
     errors = []
     try:
         for flags in FLAG_SETS:
-            cmd = [cc, *flags, f"-DREAL={real}", "-o", tmp, str(SOURCE), "-lm"]
+            cmd = [cc, *flags, f"-DREAL={real}", f"-DREAL_SIZE={_SIZE[real]}", "-o", tmp, str(SOURCE), "-lm"]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if res.returncode == 0:
                 os.replace(tmp, lib)  # atomic: concurrent first uses each build and one wins
@@ -171,30 +180,54 @@ def _lead(ts: list[torch.Tensor] | None, n: int) -> list[int]:
     return out
 
 
-def _run(mode: int, dims: tuple, q=None, ref=None, grid=None, g=None, out=None, gref=None, ggrid=None, **arrays):
+class Dims(NamedTuple):
+    """What one pass needs besides the tensors: n layers, the query map's (B, H, W), k keys per
+    layer, each layer's channels, map size (h, w), logit scale and first offset channel, and the
+    precision of the arithmetic."""
+
+    n: int
+    b: int
+    h: int
+    w: int
+    k: int
+    chans: list[int]
+    sizes: list[tuple[int, int]]
+    scales: list[float]
+    offc: list[int]
+    dtype: torch.dtype
+
+
+def _run(
+    mode: int, d: Dims, off: torch.Tensor, q=None, ref=None, g=None, out=None, gref=None, goff=None, **arrays
+) -> None:
     """One pass of the kernel over the layers (see kernels/acla_cpu.c)."""
-    n, b, h, w, k, chans, sizes, scales, dtype = dims
+    n = d.n
     none = [None] * n
     ints = ctypes.c_int * n
     job = _Job(
         mode,
         n,
-        b,
-        h,
-        w,
-        k,
+        d.b,
+        d.h,
+        d.w,
+        d.k,
         torch.get_num_threads(),
-        ints(*chans),
-        ints(*[s[0] for s in sizes]),
-        ints(*[s[1] for s in sizes]),
+        ints(*d.chans),
+        ints(*[s[0] for s in d.sizes]),
+        ints(*[s[1] for s in d.sizes]),
         ints(*_lead(q, n)),
         ints(*_lead(g, n)),
         ints(*_lead(out, n)),
-        (ctypes.c_double * n)(*scales),
-        *[_ptrs(t if t is not None else none) for t in (q, ref, grid, g, out, gref, ggrid)],
+        ints(*d.offc),
+        (ctypes.c_double * n)(*d.scales),
+        *[_ptrs(t if t is not None else none) for t in (q, ref, g, out, gref)],
+        off.data_ptr(),
+        off.stride(0),
+        None if goff is None else goff.data_ptr(),
+        0 if goff is None else goff.stride(0),
         *[arrays[name].data_ptr() if name in arrays else None for name in ("logit", "attn", "glogit")],
     )
-    if _library(_REAL[dtype]).acla_run(ctypes.byref(job)) != 0:
+    if _library(_REAL[d.dtype]).acla_run(ctypes.byref(job)) != 0:
         raise MemoryError("the fused ACLA kernel could not allocate its scratch memory")
 
 
@@ -208,81 +241,93 @@ def _rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.detach().to(dtype).permute(0, 2, 3, 1).contiguous()
 
 
+def _offsets(off: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The predictor's output as the kernel reads it: ``dtype``, each channel a contiguous map
+    (a channel slice of a contiguous (B, C, H, W) tensor already is; anything else is copied)."""
+    off = off.detach().to(dtype)
+    _, _, h, w = off.shape
+    if (off.stride(1), off.stride(2), off.stride(3)) != (h * w, w, 1):
+        off = off.contiguous()
+    return off
+
+
 class NativeAttention(torch.autograd.Function):
     """Cross-layer attention of one query map over its reference layers, fused in C (CPU).
 
-    ``apply(weights_fn, scales, n, *qs, *refs, *grids, *extra)``: the interface of
-    :class:`acla_nas.nn.attention_node.AttentionNode` (grids (B, H*k, W, 2), rows ordered
-    (query row, key)); returns (B, sum C_l, H, W).
+    ``apply(weights_fn, spec, *qs, *refs, off, *extra)`` with ``spec = (scales, n, offc, k)``:
+    ``n`` query maps (B, C_l, H, W) and earlier layers, the offset predictor's output ``off``
+    (B, *, H, W) whose channels ``offc[l] + 2 j`` and ``+ 1`` hold the (x, y) offset in query
+    pixels of key j < k of layer l, and the weights function's extra tensors (gate, mix weights);
+    returns (B, sum C_l, H, W). The node and Triton cores take sampling grids instead: the key
+    positions are computed here, in the kernel, and so is their gradient.
     """
 
     @staticmethod
-    def forward(ctx, weights_fn, scales, n, *tensors):
+    def forward(ctx, weights_fn, spec, *tensors):
         if any(t is not None and t.device.type != "cpu" for t in tensors):
             raise ValueError("the native ACLA core runs on CPU tensors (set ACLA_NAS_CORE=plain or node elsewhere)")
         with torch.autocast(tensors[0].device.type, enabled=False):
-            return NativeAttention._forward(ctx, weights_fn, scales, n, *tensors)
+            return NativeAttention._forward(ctx, weights_fn, spec, *tensors)
 
     @staticmethod
-    def _forward(ctx, weights_fn, scales, n, *tensors):
-        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 3 * n]])
+    def _forward(ctx, weights_fn, spec, *tensors):
+        scales, n, offc, k = spec
+        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 2 * n + 1]])
         dtype = out_dtype if out_dtype in _REAL else torch.float32
-        qs, refs, grids = (tensors[i * n : (i + 1) * n] for i in range(3))
-        extra = tensors[3 * n :]
+        qs, refs, off, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n], tensors[2 * n + 1 :]
         b, _, h, w = qs[0].shape
-        k = grids[0].shape[1] // h
         chans = [q.shape[1] for q in qs]
-        dims = (n, b, h, w, k, chans, [tuple(r.shape[-2:]) for r in refs], [float(s) for s in scales], dtype)
+        sizes = [tuple(r.shape[-2:]) for r in refs]
+        d = Dims(n, b, h, w, k, chans, sizes, [float(s) for s in scales], [int(c) for c in offc], dtype)
         q_rows = [_rows(q, dtype) for q in qs]
         ref_rows = [_rows(r, dtype) for r in refs]
-        grid_rows = [g.detach().to(dtype).contiguous() for g in grids]
+        off_c = _offsets(off, dtype)
         logit = torch.empty(b, n, k, h, w, dtype=dtype)
-        _run(0, dims, q=q_rows, ref=ref_rows, grid=grid_rows, logit=logit)
-        train = any(ctx.needs_input_grad[3:])
+        _run(0, d, off_c, q=q_rows, ref=ref_rows, logit=logit)
+        train = any(ctx.needs_input_grad[2:])
         attn, leaves = weights_with_graph(train, weights_fn, logit, extra)
         attn_c = attn.detach().to(dtype).contiguous()
-        out_rows = torch.zeros(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
-        _run(1, dims, ref=ref_rows, grid=grid_rows, out=_columns(out_rows, chans), attn=attn_c)
+        out_rows = torch.empty(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
+        _run(1, d, off_c, ref=ref_rows, out=_columns(out_rows, chans), attn=attn_c)
         out = out_rows.permute(0, 3, 1, 2)  # (B, sum C, H, W) in channels-last memory: no copy
         if train:
-            ctx.dims, ctx.rows = dims, (q_rows, ref_rows, grid_rows)
+            ctx.dims, ctx.rows, ctx.off = d, (q_rows, ref_rows), off_c
             ctx.logit, ctx.attn, ctx.attn_c, ctx.leaves = logit, attn, attn_c, leaves
-            ctx.dtypes = [t.dtype for t in tensors[: 3 * n]]
+            ctx.dtypes = [t.dtype for t in tensors[: 2 * n + 1]]
+            ctx.off_shape = off.shape
         return out.to(out_dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        dims = ctx.dims
-        n, b, h, w, k, chans, sizes, scales, dtype = dims
-        q_rows, ref_rows, grid_rows = ctx.rows
+        d = ctx.dims
+        n, b, h, w, k, chans, dtype = d.n, d.b, d.h, d.w, d.k, d.chans, d.dtype
+        q_rows, ref_rows = ctx.rows
         g_all = grad_out.to(dtype).permute(0, 2, 3, 1)
         g_rows = _columns(g_all if g_all.is_contiguous() else g_all.contiguous(), chans)
         grad_attn = torch.empty(b, n, k, h, w, dtype=dtype)
-        _run(0, dims[:7] + ([1.0] * n, dtype), q=g_rows, ref=ref_rows, grid=grid_rows, logit=grad_attn)
-        attn = ctx.attn
-        grad_logit, grad_extra = weights_backward(attn, ctx.logit, ctx.leaves, grad_attn)
-        scale = torch.tensor(scales, dtype=dtype).view(1, n, 1, 1, 1)
+        _run(0, d._replace(scales=[1.0] * n), ctx.off, q=g_rows, ref=ref_rows, logit=grad_attn)
+        grad_logit, grad_extra = weights_backward(ctx.attn, ctx.logit, ctx.leaves, grad_attn)
+        scale = torch.tensor(d.scales, dtype=dtype).view(1, n, 1, 1, 1)
         glogit = (grad_logit.to(dtype) * scale).contiguous()
-        gq = _columns(torch.zeros(b, h, w, sum(chans), dtype=dtype), chans)
-        gref = [torch.zeros_like(r) for r in ref_rows]
-        ggrid = [torch.zeros_like(g) for g in grid_rows]
+        gq = _columns(torch.empty(b, h, w, sum(chans), dtype=dtype), chans)
+        gref = [torch.empty_like(r) for r in ref_rows]
+        # the kernel writes the offsets of the k keys of the n layers; other channels get zeros
+        goff = (torch.empty if 2 * k * n == ctx.off_shape[1] else torch.zeros)(ctx.off_shape, dtype=dtype)
         _run(
-            2, dims, q=q_rows, ref=ref_rows, grid=grid_rows, g=g_rows, out=gq, gref=gref, ggrid=ggrid,
+            2, d, ctx.off, q=q_rows, ref=ref_rows, g=g_rows, out=gq, gref=gref, goff=goff,
             attn=ctx.attn_c, glogit=glogit,
         )  # fmt: skip
-        need = ctx.needs_input_grad[3:]
+        need = ctx.needs_input_grad[2:]
         dt = ctx.dtypes
 
-        def give(i: int, t: torch.Tensor, channels_last: bool) -> torch.Tensor | None:
-            if not need[i]:
-                return None
-            return (t.permute(0, 3, 1, 2) if channels_last else t).to(dt[i])
+        def give(i: int, t: torch.Tensor) -> torch.Tensor | None:
+            return t.permute(0, 3, 1, 2).to(dt[i]) if need[i] else None
 
-        grad_q = [give(i, gq[i], True) for i in range(n)]
-        grad_ref = [give(n + i, gref[i], True) for i in range(n)]
-        grad_grid = [give(2 * n + i, ggrid[i], False) for i in range(n)]
-        return (None, None, None, *grad_q, *grad_ref, *grad_grid, *grad_extra)
+        grad_q = [give(i, gq[i]) for i in range(n)]
+        grad_ref = [give(n + i, gref[i]) for i in range(n)]
+        grad_off = goff.to(dt[2 * n]) if need[2 * n] else None
+        return (None, None, *grad_q, *grad_ref, grad_off, *grad_extra)
 
 
 if __name__ == "__main__":  # python -m acla_nas.nn.attention_native: can the kernel be used here?

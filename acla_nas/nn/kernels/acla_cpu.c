@@ -1,71 +1,99 @@
-/* Fused CPU kernels of the ACLA attention core (acla_nas/nn/attention_c.py).
+/* Fused CPU kernels of the ACLA attention core (acla_nas/nn/attention_native.py).
  *
- * Bilinear sampling (grid_sample, zeros padding, align_corners=False) fused with the arithmetic
- * that uses the samples, so no (B, C, H*K, W) sample buffer is ever written:
+ * Key positions from the offset predictor's output, bilinear sampling (grid_sample, zeros
+ * padding, align_corners=False) and the arithmetic that uses the samples, in one place, so no
+ * sampling grid and no (B, C, H*K, W) sample buffer is ever written:
  *
  *   mode 0  logit[b,l,k,y,x] = scale_l * <q_l[b,y,x,:], sample_lk(b,y,x)>      (also <g, sample>)
  *   mode 1  out_l[b,y,x,:]   = sum_k attn[b,l,k,y,x] * sample_lk(b,y,x)
  *   mode 2  backward: with v = attn * g_l[b,y,x,:] + glogit * q_l[b,y,x,:] per key,
- *           grad q_l += glogit * sample, grad ref_l += bilinear scatter of v,
- *           grad grid = bilinear derivative of <v, corner values>
+ *           grad q_l = sum_k glogit * sample, grad ref_l = bilinear scatter of v,
+ *           grad off = bilinear derivative of <v, corner values>, through the key's position
  *
- * Maps are channels-last: q, g, out (B,H,W,C_l) rows ld apart (the layers may share one buffer),
- * ref (B,h_l,w_l,C_l) contiguous; grids (B,H,K,W,2) with
- * (x, y) normalised to [-1, 1]; attention arrays (B,L,K,H,W). REAL is float or double (one
- * library each). Threads split the query rows (modes 0, 1) or the batch (mode 2, whose scatter
- * stays inside one batch element), so no two threads write the same memory.
+ * The key k of layer l at query (y, x) sits at (x + off[b, offc_l + 2k, y, x], y + off[b, offc_l
+ * + 2k + 1, y, x]) query pixels, normalised to [-1, 1] as (2p + 1) / W - 1 and sampled in the
+ * layer's own map (another size is sampled at the corresponding position). Maps are
+ * channels-last: q, g, out (B,H,W,C_l) rows ld apart (the layers may share one buffer), ref, gref
+ * (B,h_l,w_l,C_l) contiguous; off (B, *, H, W) channel-first as the convolution writes it;
+ * attention arrays (B,L,K,H,W). Every output is written whole (no zeroed buffers needed).
+ * REAL is float or double (one library each). Threads split the query rows (modes 0, 1) or the
+ * batch (mode 2, whose scatter stays inside one batch element), each output computed by one
+ * thread in a fixed order: the same bits whatever the thread count.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifndef REAL
 #define REAL float
 #endif
+#ifndef REAL_SIZE /* sizeof(REAL), for the preprocessor */
+#define REAL_SIZE 4
+#endif
 typedef REAL real;
+#define FLOOR(v) _Generic((v), float: floorf, default: floor)(v)
 
 typedef struct {
     int mode, n, B, H, W, K, nthreads;
     const int *C, *h, *w;
     const int *ldq, *ldg, *ldo; /* per layer: elements between consecutive query rows of q, g, out */
+    const int *offc;            /* per layer: the channel of key 0's x offset in off (and goff) */
     const double *scale;
-    real **q, **ref, **grid, **g, **out, **gref, **ggrid;
+    real **q, **ref, **g, **out, **gref;
+    const real *off; /* (B, *, H, W): the offset predictor's output, batch elements off_sb apart */
+    long long off_sb;
+    real *goff; /* mode 2: the gradient of off (only the channels of the layers' keys written) */
+    long long goff_sb;
     real *logit;        /* mode 0: written */
     const real *attn;   /* modes 1, 2 */
     const real *glogit; /* mode 2: the logits' gradient times the layer's scale */
 } job_t;
 
-/* The 4 corners of a sampling point: their weights and rows (the zero row outside the map, so
- * the loops below need no branch), and their offsets (-1 outside). Returns 0 when all 4 lie
- * outside (the sample is zero and has no gradient), or for a non-finite point. */
-static inline int corners(real gx, real gy, int hr, int wr, int c, const real *ref, const real *zero, real *wt,
-                          const real **rp, ptrdiff_t *off, real *fxo, real *fyo) {
-    real ix = ((gx + 1) * wr - 1) / 2, iy = ((gy + 1) * hr - 1) / 2;
-    if (!(ix >= -1 && ix < wr && iy >= -1 && iy < hr)) {
-        for (int i = 0; i < 4; ++i) {
-            wt[i] = 0;
-            rp[i] = zero;
-            off[i] = -1;
+/* The 4 corners of every key of one query row and layer, K*W of them (index k*W + x): bilinear
+ * weights, offsets of the corners' rows in the map (-1 outside it: read as a row of zeros,
+ * written to a sink), and the fractions fx, fy for the position's gradient. Computed in
+ * branch-free loops over x that the compiler vectorises. A key with all 4 corners outside, or at
+ * a non-finite position, gets weights 0 and 4 offsets -1 (zero sample, zero gradient). */
+typedef struct {
+    real *w0, *w1, *w2, *w3, *fx, *fy;
+    int *o0, *o1, *o2, *o3;
+} taps_t;
+
+static inline void taps_row(const job_t *j, int b, int y, int l, int c, const taps_t *t) {
+    const int H = j->H, W = j->W, K = j->K, hr = j->h[l], wr = j->w[l];
+    const real *base = j->off + (size_t)b * j->off_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
+    const real rW = (real)W, rH = (real)H, rw = (real)wr, rh = (real)hr, py0 = (real)y;
+    for (int k = 0; k < K; ++k) {
+        const real *restrict ox = base + (size_t)2 * k * H * W, *restrict oy = ox + (size_t)H * W;
+        const int s = k * W;
+        real *restrict w0 = t->w0 + s, *restrict w1 = t->w1 + s, *restrict w2 = t->w2 + s, *restrict w3 = t->w3 + s;
+        real *restrict fxs = t->fx + s, *restrict fys = t->fy + s;
+        int *restrict o0 = t->o0 + s, *restrict o1 = t->o1 + s, *restrict o2 = t->o2 + s, *restrict o3 = t->o3 + s;
+#pragma omp simd
+        for (int x = 0; x < W; ++x) {
+            real gx = (((real)x + ox[x]) * 2 + 1) / rW - 1, gy = ((py0 + oy[x]) * 2 + 1) / rH - 1;
+            real ix = ((gx + 1) * rw - 1) / 2, iy = ((gy + 1) * rh - 1) / 2;
+            int in = ix >= -1 && ix < rw && iy >= -1 && iy < rh; /* false for a non-finite position */
+            ix = in ? ix : -1;
+            iy = in ? iy : -1;
+            real x0f = FLOOR(ix), y0f = FLOOR(iy);
+            int x0 = (int)x0f, y0 = (int)y0f;
+            real m = in ? 1 : 0, fx = ix - x0f, fy = iy - y0f; /* 0 when outside (ix = iy = -1) */
+            int vx0 = in & (x0 >= 0), vx1 = in & (x0 + 1 < wr), vy0 = y0 >= 0, vy1 = y0 + 1 < hr;
+            int o = (y0 * wr + x0) * c;
+            w0[x] = m * (1 - fx) * (1 - fy);
+            w1[x] = m * fx * (1 - fy);
+            w2[x] = m * (1 - fx) * fy;
+            w3[x] = m * fx * fy;
+            fxs[x] = fx;
+            fys[x] = fy;
+            o0[x] = (vx0 & vy0) ? o : -1;
+            o1[x] = (vx1 & vy0) ? o + c : -1;
+            o2[x] = (vx0 & vy1) ? o + wr * c : -1;
+            o3[x] = (vx1 & vy1) ? o + wr * c + c : -1;
         }
-        *fxo = *fyo = 0;
-        return 0;
     }
-    real x0f = floor(ix), y0f = floor(iy);
-    int x0 = (int)x0f, y0 = (int)y0f;
-    real fx = ix - x0f, fy = iy - y0f;
-    wt[0] = (1 - fx) * (1 - fy);
-    wt[1] = fx * (1 - fy);
-    wt[2] = (1 - fx) * fy;
-    wt[3] = fx * fy;
-    for (int i = 0; i < 4; ++i) {
-        int cx = x0 + (i & 1), cy = y0 + (i >> 1);
-        int ok = cx >= 0 && cx < wr && cy >= 0 && cy < hr;
-        off[i] = ok ? ((ptrdiff_t)cy * wr + cx) * c : -1;
-        rp[i] = ok ? ref + off[i] : zero;
-    }
-    *fxo = fx;
-    *fyo = fy;
-    return 1;
 }
 
 /* The per-layer bodies take the channel count as an argument and are always inlined, so the
@@ -79,50 +107,94 @@ static inline int corners(real gx, real gy, int hr, int wr, int c, const real *r
         case 64: CALL(64); break;   \
         default: CALL(c); break;    \
     }
+#define ROW(o, map, zero) ((o) >= 0 ? (map) + (o) : (zero))
+
+/* Channels are processed in vectors of LANES (one 512-bit vector; narrower machines split it),
+ * and a dot product's lanes are folded in a tree at the end: left to themselves the compilers
+ * finish an `omp simd reduction` with a chain of 16 dependent scalar additions per key, which
+ * was most of the kernel's time. GCC and clang vector extensions; a fixed order, so the same
+ * bits whatever the thread count. */
+typedef real vec __attribute__((vector_size(64)));
+typedef real half __attribute__((vector_size(32)));
+typedef real quarter __attribute__((vector_size(16)));
+#define LANES ((int)(sizeof(vec) / sizeof(real)))
+INLINE vec vload(const real *p) {
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE void vstore(real *p, vec v) { memcpy(p, &v, sizeof v); }
+/* The lanes' sum in a fixed tree: halves, quarters, then the last 4 (float) or 2 (double) lanes;
+ * in registers where the compiler has __builtin_shufflevector (clang, GCC >= 12), the same
+ * arithmetic lane by lane elsewhere. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
+INLINE real vsum(vec v) {
+#if defined(HAVE_SHUFFLEVECTOR) && REAL_SIZE == 4
+    half h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+             __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    quarter q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+    return (q[0] + q[2]) + (q[1] + q[3]);
+#elif defined(HAVE_SHUFFLEVECTOR) && REAL_SIZE == 8
+    half h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    quarter q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
+    return q[0] + q[1];
+#else
+    real h[LANES / 2], q[LANES / 4];
+    for (int i = 0; i < LANES / 2; ++i) h[i] = v[i] + v[i + LANES / 2];
+    for (int i = 0; i < LANES / 4; ++i) q[i] = h[i] + h[i + LANES / 4];
+    return LANES == 16 ? (q[0] + q[2]) + (q[1] + q[3]) : q[0] + q[1];
+#endif
+}
 
 /* modes 0 and 1, one query row y of batch element b, layer l */
-INLINE void rows_layer(const job_t *j, int b, int y, int l, const real *zero, const int c) {
+INLINE void rows_layer(const job_t *j, int b, int y, int l, const taps_t *t, const real *zero, const int c) {
     const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
     const real sc = (real)j->scale[l];
     const real *ref = j->ref[l] + (size_t)b * hr * wr * c;
-    const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
-    for (int x = 0; x < W; ++x) {
-        size_t p = ((size_t)b * H + y) * W + x;
-        for (int k = 0; k < K; ++k) {
-            const real *gp = grid + (((size_t)y * K + k) * W + x) * 2;
-            size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
-            real wt[4], fx, fy;
-            const real *rp[4];
-            ptrdiff_t off[4];
-            int any = corners(gp[0], gp[1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy);
-            const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
-            const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+    const size_t p0 = ((size_t)b * H + y) * W;
+    taps_row(j, b, y, l, c, t);
+    if (j->mode == 1) {
+        for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
+    }
+    for (int k = 0; k < K; ++k) {
+        const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
+        for (int x = 0; x < W; ++x) {
+            const int s = k * W + x;
+            const real *r0p = ROW(t->o0[s], ref, zero), *r1p = ROW(t->o1[s], ref, zero);
+            const real *r2p = ROW(t->o2[s], ref, zero), *r3p = ROW(t->o3[s], ref, zero);
+            const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
             if (j->mode == 0) {
-                real acc = 0;
-                if (any) {
-                    const real *qv = j->q[l] + p * j->ldq[l];
-#pragma omp simd reduction(+ : acc)
-                    for (int i = 0; i < c; ++i) acc += qv[i] * (w0 * r0p[i] + w1 * r1p[i] + w2 * r2p[i] + w3 * r3p[i]);
-                }
-                j->logit[ai] = sc * acc;
+                const real *qv = j->q[l] + (p0 + x) * j->ldq[l];
+                vec acc = {0};
+                real rest = 0;
+                int i = 0;
+                for (; i + LANES <= c; i += LANES)
+                    acc += vload(qv + i) *
+                           (w0 * vload(r0p + i) + w1 * vload(r1p + i) + w2 * vload(r2p + i) + w3 * vload(r3p + i));
+                for (; i < c; ++i) rest += qv[i] * (w0 * r0p[i] + w1 * r1p[i] + w2 * r2p[i] + w3 * r3p[i]);
+                j->logit[a0 + x] = sc * (vsum(acc) + rest);
             } else {
-                real a = j->attn[ai];
-                if (!any || a == 0) continue; /* a dropped key costs nothing */
-                real *ov = j->out[l] + p * j->ldo[l];
-                const real a0 = a * w0, a1 = a * w1, a2 = a * w2, a3 = a * w3;
+                const real a = j->attn[a0 + x];
+                if (a == 0) continue; /* a dropped key costs nothing */
+                real *ov = j->out[l] + (p0 + x) * j->ldo[l];
+                const real a0w = a * w0, a1w = a * w1, a2w = a * w2, a3w = a * w3;
 #pragma omp simd
-                for (int i = 0; i < c; ++i) ov[i] += a0 * r0p[i] + a1 * r1p[i] + a2 * r2p[i] + a3 * r3p[i];
+                for (int i = 0; i < c; ++i) ov[i] += a0w * r0p[i] + a1w * r1p[i] + a2w * r2p[i] + a3w * r3p[i];
             }
         }
     }
 }
 
 /* modes 0 and 1 over query rows [r0, r1) of the (B*H) rows */
-static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
+static void rows_pass(const job_t *j, int r0, int r1, const taps_t *t, const real *zero) {
     for (int r = r0; r < r1; ++r) {
         int b = r / j->H, y = r % j->H;
         for (int l = 0; l < j->n; ++l) {
-#define ROWS(cc) rows_layer(j, b, y, l, zero, cc)
+#define ROWS(cc) rows_layer(j, b, y, l, t, zero, cc)
             WITH_CHANNELS(j->C[l], ROWS)
 #undef ROWS
         }
@@ -131,60 +203,81 @@ static void rows_pass(const job_t *j, int r0, int r1, const real *zero) {
 
 /* mode 2, batch element b, layer l; zero: a row of zeros, sink: a row that takes the writes meant
  * for corners outside the map */
-INLINE void backward_layer(const job_t *j, int b, int l, const real *zero, real *sink, const int c) {
+INLINE void backward_layer(const job_t *j, int b, int l, const taps_t *t, const real *zero, real *sink,
+                           const int c) {
     const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
     const size_t rsz = (size_t)b * hr * wr * c;
     const real *ref = j->ref[l] + rsz;
     real *gref = j->gref[l] + rsz;
-    const real *grid = j->grid[l] + (size_t)b * H * K * W * 2;
-    real *ggrid = j->ggrid[l] + (size_t)b * H * K * W * 2;
+    /* d off = d ix * (w_l / 2) * (2 / W): through ix = ((gx + 1) w_l - 1) / 2, gx = (2 px + 1) / W - 1 */
+    const real sx = (real)wr / 2 * 2 / (real)W, sy = (real)hr / 2 * 2 / (real)H;
+    memset(gref, 0, sizeof(real) * (size_t)hr * wr * c);
     for (int y = 0; y < H; ++y) {
-        for (int x = 0; x < W; ++x) {
-            size_t p = ((size_t)b * H + y) * W + x;
-            const real *qv = j->q[l] + p * j->ldq[l], *gv = j->g[l] + p * j->ldg[l];
-            real *gq = j->out[l] + p * j->ldo[l];
-            for (int k = 0; k < K; ++k) {
-                size_t ai = ((((size_t)b * n + l) * K + k) * H + y) * W + x;
-                real a = j->attn[ai], gl = j->glogit[ai];
-                if (a == 0 && gl == 0) continue;
-                size_t gi = (((size_t)y * K + k) * W + x) * 2;
-                real wt[4], fx, fy;
-                const real *rp[4];
-                ptrdiff_t off[4];
-                if (!corners(grid[gi], grid[gi + 1], hr, wr, c, ref, zero, wt, rp, off, &fx, &fy)) continue;
-                const real *r0p = rp[0], *r1p = rp[1], *r2p = rp[2], *r3p = rp[3];
-                real *g0 = off[0] >= 0 ? gref + off[0] : sink, *g1 = off[1] >= 0 ? gref + off[1] : sink;
-                real *g2 = off[2] >= 0 ? gref + off[2] : sink, *g3 = off[3] >= 0 ? gref + off[3] : sink;
-                const real w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
-                real d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-#pragma omp simd reduction(+ : d0, d1, d2, d3)
-                for (int i = 0; i < c; ++i) {
+        const size_t p0 = ((size_t)b * H + y) * W;
+        real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
+        taps_row(j, b, y, l, c, t);
+        for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
+        for (int k = 0; k < K; ++k) {
+            const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
+            real *gx_out = gbase + (size_t)2 * k * H * W, *gy_out = gx_out + (size_t)H * W;
+            for (int x = 0; x < W; ++x) {
+                const int s = k * W + x;
+                const real a = j->attn[a0 + x], gl = j->glogit[a0 + x];
+                if (a == 0 && gl == 0) {
+                    gx_out[x] = gy_out[x] = 0;
+                    continue;
+                }
+                const real *qv = j->q[l] + (p0 + x) * j->ldq[l], *gv = j->g[l] + (p0 + x) * j->ldg[l];
+                real *gq = j->out[l] + (p0 + x) * j->ldo[l];
+                const int o0 = t->o0[s], o1 = t->o1[s], o2 = t->o2[s], o3 = t->o3[s];
+                const real *r0p = ROW(o0, ref, zero), *r1p = ROW(o1, ref, zero);
+                const real *r2p = ROW(o2, ref, zero), *r3p = ROW(o3, ref, zero);
+                real *g0 = o0 >= 0 ? gref + o0 : sink, *g1 = o1 >= 0 ? gref + o1 : sink;
+                real *g2 = o2 >= 0 ? gref + o2 : sink, *g3 = o3 >= 0 ? gref + o3 : sink;
+                const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
+                vec p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
+                real e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+                int i = 0;
+                for (; i + LANES <= c; i += LANES) {
+                    const vec v = a * vload(gv + i) + gl * vload(qv + i);
+                    const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
+                    p0 += v * x0;
+                    p1 += v * x1;
+                    p2 += v * x2;
+                    p3 += v * x3;
+                    vstore(gq + i, vload(gq + i) + gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3));
+                    vstore(g0 + i, vload(g0 + i) + w0 * v);
+                    vstore(g1 + i, vload(g1 + i) + w1 * v);
+                    vstore(g2 + i, vload(g2 + i) + w2 * v);
+                    vstore(g3 + i, vload(g3 + i) + w3 * v);
+                }
+                for (; i < c; ++i) {
                     real v = a * gv[i] + gl * qv[i];
                     real x0 = r0p[i], x1 = r1p[i], x2 = r2p[i], x3 = r3p[i];
-                    d0 += v * x0;
-                    d1 += v * x1;
-                    d2 += v * x2;
-                    d3 += v * x3;
+                    e0 += v * x0;
+                    e1 += v * x1;
+                    e2 += v * x2;
+                    e3 += v * x3;
                     gq[i] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
                     g0[i] += w0 * v;
                     g1[i] += w1 * v;
                     g2[i] += w2 * v;
                     g3[i] += w3 * v;
                 }
-                real gx = (d1 - d0) * (1 - fy) + (d3 - d2) * fy;
-                real gy = (d2 - d0) * (1 - fx) + (d3 - d1) * fx;
-                ggrid[gi] = gx * (real)wr / 2;
-                ggrid[gi + 1] = gy * (real)hr / 2;
+                const real d0 = vsum(p0) + e0, d1 = vsum(p1) + e1, d2 = vsum(p2) + e2, d3 = vsum(p3) + e3;
+                const real fx = t->fx[s], fy = t->fy[s];
+                gx_out[x] = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
+                gy_out[x] = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
             }
         }
     }
 }
 
 /* mode 2 over batch elements [b0, b1) */
-static void backward_pass(const job_t *j, int b0, int b1, const real *zero, real *sink) {
+static void backward_pass(const job_t *j, int b0, int b1, const taps_t *t, const real *zero, real *sink) {
     for (int b = b0; b < b1; ++b) {
         for (int l = 0; l < j->n; ++l) {
-#define BACK(cc) backward_layer(j, b, l, zero, sink, cc)
+#define BACK(cc) backward_layer(j, b, l, t, zero, sink, cc)
             WITH_CHANNELS(j->C[l], BACK)
 #undef BACK
         }
@@ -196,6 +289,7 @@ static void backward_pass(const job_t *j, int b0, int b1, const real *zero, real
  * the kernel runs on PyTorch's worker threads instead of competing with them while they spin. */
 int acla_run(job_t *job) {
     const int units = job->mode == 2 ? job->B : job->B * job->H;
+    const size_t kw = (size_t)job->K * job->W;
     int nt = job->nthreads < 1 ? 1 : job->nthreads, cmax = 1, failed = 0;
     if (nt > units) nt = units;
     for (int l = 0; l < job->n; ++l)
@@ -204,18 +298,24 @@ int acla_run(job_t *job) {
     {
         real *zero = (real *)calloc((size_t)cmax, sizeof(real));
         real *sink = (real *)malloc(sizeof(real) * (size_t)cmax);
+        real *tr = (real *)malloc(sizeof(real) * 6 * kw);
+        int *ti = (int *)malloc(sizeof(int) * 4 * kw);
+        taps_t t = {tr, tr + kw, tr + 2 * kw, tr + 3 * kw, tr + 4 * kw, tr + 5 * kw,
+                    ti, ti + kw, ti + 2 * kw, ti + 3 * kw};
 #pragma omp for schedule(static)
         for (int u = 0; u < units; ++u) {
-            if (!zero || !sink) {
+            if (!zero || !sink || !tr || !ti) {
                 failed = 1;
             } else if (job->mode == 2) {
-                backward_pass(job, u, u + 1, zero, sink);
+                backward_pass(job, u, u + 1, &t, zero, sink);
             } else {
-                rows_pass(job, u, u + 1, zero);
+                rows_pass(job, u, u + 1, &t, zero);
             }
         }
         free(zero);
         free(sink);
+        free(tr);
+        free(ti);
     }
     return failed;
 }
