@@ -83,6 +83,31 @@ def test_keys_far_outside_the_map_sample_zeros_like_grid_sample() -> None:
     assert worst_relative(res["node"][1], res["native"][1]) < 1e-4
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_whole_vector_channel_counts_equal_node(train: bool) -> None:
+    """16, 32 and 64 channels take the kernel's register path (whole vectors kept across a
+    query's keys); 24 the general one: every path against the node core, gradients included."""
+    m = randomize(ACLA(16, [16, 32, 64, 24], 5)).train(train)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 16, 7, 9, generator=g)
+    refs = [torch.randn(2, c, *hw, generator=g) for c, hw in ((16, (7, 9)), (32, (4, 5)), (64, (7, 9)), (24, (7, 9)))]
+    res = run_cores(m, x, refs)
+    assert (res["node"][0] - res["native"][0]).abs().max().item() < 1e-4
+    assert worst_relative(res["node"][1], res["native"][1]) < 1e-4
+
+
+def test_gradcheck_float64_whole_vectors() -> None:
+    """float64 gradcheck where the double build takes its register path (16 channels: 2 vectors)."""
+    m = randomize(ACLA(16, [16, 16], 3, offset_kernel=1), seed=2).double().eval()
+    g = torch.Generator().manual_seed(4)
+    x, r1, r2 = (
+        torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+        for shape in ((1, 16, 3, 4), (1, 16, 3, 4), (1, 16, 2, 3))
+    )
+    with use_core("native"):
+        assert torch.autograd.gradcheck(lambda a, b, c: m(a, [b, c]), (x, r1, r2), eps=1e-6, atol=1e-5)
+
+
 def test_gradcheck_float64() -> None:
     with use_core("native"):
         gradcheck_module("cpu")

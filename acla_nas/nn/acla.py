@@ -415,7 +415,6 @@ class ACLA(nn.Module):
 
         chan_idx = self._channel_index(layers)
         q_weight = self.query.weight if chan_idx is None else self.query.weight[chan_idx.to(x.device)]
-        q_all = F.conv2d(x, q_weight)
         feat = x if self.context is None else torch.cat([x, self.context(x)], 1)
         off_raw, gate_raw = self._predictors(feat)
         offsets = off_raw.view(b, n_layers, self.k_max, 2, h, w)[:, :, :k]
@@ -464,6 +463,9 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
+        out_weight = self.out.weight if chan_idx is None else self.out.weight[:, chan_idx.to(x.device)]
+        if core != "native":
+            q_all = F.conv2d(x, q_weight)
         if core == "plain":
             logits, samples = [], []
             for i, (li, q_l, sc) in enumerate(zip(layers, q_all.split(sizes, 1), scales)):
@@ -479,12 +481,15 @@ class ACLA(nn.Module):
                 logits.append((s * q_l.unsqueeze(2)).sum(1) * sc)
             attn = weights(torch.stack(logits, 1), gate, mix_weights)  # (B,L,k,H,W)
             agg = torch.cat([(s * attn[:, i].unsqueeze(1)).sum(2) for i, s in enumerate(samples)], 1)
-        elif core == "native":  # key positions from the offsets, in the kernel
+        elif core == "native":
+            # Channels-last throughout: the 1x1 projections as matrix products over (B,H,W,C) rows,
+            # which is the layout the kernel reads and writes (no copies of the sum C_l channels),
+            # and the key positions computed in the kernel from the offsets.
             spec = (scales, len(layers), [2 * self.k_max * li for li in layers], k)
+            q_rows = F.linear(x.permute(0, 2, 3, 1), q_weight.flatten(1))  # (B,H,W,sum C_l)
             ref_list = [refs[li] for li in layers]
-            agg = core_function(core).apply(
-                weights, spec, *q_all.split(sizes, 1), *ref_list, off_raw, gate, mix_weights
-            )
+            agg_rows = core_function(core).apply(weights, spec, q_rows, *ref_list, off_raw, gate, mix_weights)
+            proj = F.linear(agg_rows, out_weight.flatten(1)).permute(0, 3, 1, 2)
         else:
             rows = grids.view(len(layers), b, h * k, w, 2).unbind(0)  # rows (query row, key)
             ref_list = [refs[li] for li in layers]
@@ -499,8 +504,7 @@ class ACLA(nn.Module):
             for budget, weight in zip(budgets, mix[1]):
                 if budget > 0:
                     kept = kept + weight.detach() * self._kept(gate, gate_logits, budget, x)
-        out_weight = self.out.weight if chan_idx is None else self.out.weight[:, chan_idx.to(x.device)]
-        y = F.conv2d(agg, out_weight)
+        y = proj if core == "native" else F.conv2d(agg, out_weight)
         if mix is None:
             y = y + self.out.bias.view(1, -1, 1, 1)
         else:  # the blend of outputs: the bias counts once per non-zero budget's weight

@@ -19,6 +19,7 @@ acla_nas.nn.attention_native`` says why.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -27,6 +28,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -241,6 +244,38 @@ def _rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.detach().to(dtype).permute(0, 2, 3, 1).contiguous()
 
 
+_local = threading.local()  # .rows: the copies shared inside ``shared_rows`` (per thread)
+
+
+@contextlib.contextmanager
+def shared_rows() -> Iterator[None]:
+    """Inside the block (one forward pass of a network), the channels-last copy of an earlier
+    layer is made once and shared by every module that attends to it: 4 scope-all modules of an
+    EDSR read 8 maps 20 times. Outside it each module makes its own (a tensor changed through
+    ``.data`` between two modules keeps its version number, so nothing is shared by default)."""
+    outer = getattr(_local, "rows", None)
+    if outer is None:
+        _local.rows = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _local.rows = None
+
+
+def _ref_rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``_rows(t, dtype)``, inside ``shared_rows`` made once per tensor and in-place version."""
+    cache = getattr(_local, "rows", None)
+    if cache is None:
+        return _rows(t, dtype)
+    hit = cache.get(id(t))
+    if hit is not None and hit[0] is t and hit[1] == t._version and hit[2] == dtype:
+        return hit[3]
+    rows = _rows(t, dtype)
+    cache[id(t)] = (t, t._version, dtype, rows)  # t kept: its id stays its own until the block ends
+    return rows
+
+
 def _offsets(off: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The predictor's output as the kernel reads it: ``dtype``, each channel a contiguous map
     (a channel slice of a contiguous (B, C, H, W) tensor already is; anything else is copied)."""
@@ -254,12 +289,13 @@ def _offsets(off: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class NativeAttention(torch.autograd.Function):
     """Cross-layer attention of one query map over its reference layers, fused in C (CPU).
 
-    ``apply(weights_fn, spec, *qs, *refs, off, *extra)`` with ``spec = (scales, n, offc, k)``:
-    ``n`` query maps (B, C_l, H, W) and earlier layers, the offset predictor's output ``off``
-    (B, *, H, W) whose channels ``offc[l] + 2 j`` and ``+ 1`` hold the (x, y) offset in query
-    pixels of key j < k of layer l, and the weights function's extra tensors (gate, mix weights);
-    returns (B, sum C_l, H, W). The node and Triton cores take sampling grids instead: the key
-    positions are computed here, in the kernel, and so is their gradient.
+    ``apply(weights_fn, spec, q, *refs, off, *extra)`` with ``spec = (scales, n, offc, k)``: the
+    queries of the ``n`` layers as channels-last rows ``q`` (B, H, W, sum C_l), the earlier
+    layers (B, C_l, h_l, w_l), the offset predictor's output ``off`` (B, *, H, W) whose channels
+    ``offc[l] + 2 j`` and ``+ 1`` hold the (x, y) offset in query pixels of key j < k of layer l,
+    and the weights function's extra tensors (gate, mix weights); returns the attended values as
+    rows (B, H, W, sum C_l). The node and Triton cores take (B, C, H, W) maps and sampling grids
+    instead: here the key positions are computed in the kernel, and so is their gradient.
     """
 
     @staticmethod
@@ -272,28 +308,28 @@ class NativeAttention(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, weights_fn, spec, *tensors):
         scales, n, offc, k = spec
-        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: 2 * n + 1]])
+        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors[: n + 2]])
         dtype = out_dtype if out_dtype in _REAL else torch.float32
-        qs, refs, off, extra = tensors[:n], tensors[n : 2 * n], tensors[2 * n], tensors[2 * n + 1 :]
-        b, _, h, w = qs[0].shape
-        chans = [q.shape[1] for q in qs]
+        q, refs, off, extra = tensors[0], tensors[1 : n + 1], tensors[n + 1], tensors[n + 2 :]
+        b, h, w, _ = q.shape
+        chans = [r.shape[1] for r in refs]
         sizes = [tuple(r.shape[-2:]) for r in refs]
         d = Dims(n, b, h, w, k, chans, sizes, [float(s) for s in scales], [int(c) for c in offc], dtype)
-        q_rows = [_rows(q, dtype) for q in qs]
-        ref_rows = [_rows(r, dtype) for r in refs]
+        q_all = q.detach().to(dtype).contiguous()
+        q_rows = _columns(q_all, chans)
+        ref_rows = [_ref_rows(r, dtype) for r in refs]
         off_c = _offsets(off, dtype)
         logit = torch.empty(b, n, k, h, w, dtype=dtype)
         _run(0, d, off_c, q=q_rows, ref=ref_rows, logit=logit)
         train = any(ctx.needs_input_grad[2:])
         attn, leaves = weights_with_graph(train, weights_fn, logit, extra)
         attn_c = attn.detach().to(dtype).contiguous()
-        out_rows = torch.empty(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
-        _run(1, d, off_c, ref=ref_rows, out=_columns(out_rows, chans), attn=attn_c)
-        out = out_rows.permute(0, 3, 1, 2)  # (B, sum C, H, W) in channels-last memory: no copy
+        out = torch.empty(b, h, w, sum(chans), dtype=dtype)  # all layers in one channels-last buffer
+        _run(1, d, off_c, ref=ref_rows, out=_columns(out, chans), attn=attn_c)
         if train:
             ctx.dims, ctx.rows, ctx.off = d, (q_rows, ref_rows), off_c
             ctx.logit, ctx.attn, ctx.attn_c, ctx.leaves = logit, attn, attn_c, leaves
-            ctx.dtypes = [t.dtype for t in tensors[: 2 * n + 1]]
+            ctx.dtypes = [t.dtype for t in tensors[: n + 2]]
             ctx.off_shape = off.shape
         return out.to(out_dtype)
 
@@ -303,31 +339,25 @@ class NativeAttention(torch.autograd.Function):
         d = ctx.dims
         n, b, h, w, k, chans, dtype = d.n, d.b, d.h, d.w, d.k, d.chans, d.dtype
         q_rows, ref_rows = ctx.rows
-        g_all = grad_out.to(dtype).permute(0, 2, 3, 1)
-        g_rows = _columns(g_all if g_all.is_contiguous() else g_all.contiguous(), chans)
+        g_rows = _columns(grad_out.to(dtype).contiguous(), chans)
         grad_attn = torch.empty(b, n, k, h, w, dtype=dtype)
         _run(0, d._replace(scales=[1.0] * n), ctx.off, q=g_rows, ref=ref_rows, logit=grad_attn)
         grad_logit, grad_extra = weights_backward(ctx.attn, ctx.logit, ctx.leaves, grad_attn)
         scale = torch.tensor(d.scales, dtype=dtype).view(1, n, 1, 1, 1)
         glogit = (grad_logit.to(dtype) * scale).contiguous()
-        gq = _columns(torch.empty(b, h, w, sum(chans), dtype=dtype), chans)
+        gq = torch.empty(b, h, w, sum(chans), dtype=dtype)
         gref = [torch.empty_like(r) for r in ref_rows]
         # the kernel writes the offsets of the k keys of the n layers; other channels get zeros
         goff = (torch.empty if 2 * k * n == ctx.off_shape[1] else torch.zeros)(ctx.off_shape, dtype=dtype)
         _run(
-            2, d, ctx.off, q=q_rows, ref=ref_rows, g=g_rows, out=gq, gref=gref, goff=goff,
+            2, d, ctx.off, q=q_rows, ref=ref_rows, g=g_rows, out=_columns(gq, chans), gref=gref, goff=goff,
             attn=ctx.attn_c, glogit=glogit,
         )  # fmt: skip
-        need = ctx.needs_input_grad[2:]
-        dt = ctx.dtypes
-
-        def give(i: int, t: torch.Tensor) -> torch.Tensor | None:
-            return t.permute(0, 3, 1, 2).to(dt[i]) if need[i] else None
-
-        grad_q = [give(i, gq[i]) for i in range(n)]
-        grad_ref = [give(n + i, gref[i]) for i in range(n)]
-        grad_off = goff.to(dt[2 * n]) if need[2 * n] else None
-        return (None, None, *grad_q, *grad_ref, grad_off, *grad_extra)
+        need, dt = ctx.needs_input_grad[2:], ctx.dtypes
+        grad_q = gq.to(dt[0]) if need[0] else None
+        grad_ref = [gref[i].permute(0, 3, 1, 2).to(dt[1 + i]) if need[1 + i] else None for i in range(n)]
+        grad_off = goff.to(dt[n + 1]) if need[n + 1] else None
+        return (None, None, grad_q, *grad_ref, grad_off, *grad_extra)
 
 
 if __name__ == "__main__":  # python -m acla_nas.nn.attention_native: can the kernel be used here?

@@ -22,6 +22,7 @@ from torch import nn
 from acla_nas.core.errors import UserError
 from acla_nas.nn.acla import ACLA, check_acla_options
 from acla_nas.nn.arch import Arch, ModuleChoice, resolve_modules, task_scale
+from acla_nas.nn.attention_native import shared_rows
 from acla_nas.nn.backbones import Site, create_backbone
 from acla_nas.nn.backbones.weights import load_into as load_backbone_weights
 from acla_nas.nn.scope import Scope, resolve_refs
@@ -100,7 +101,8 @@ class ACLANetwork(nn.Module):
         for m in self.acla.values():  # a module skipped in this pass must not leave a stale penalty
             m.key_cost = None
         try:
-            return self.backbone(x)
+            with shared_rows():  # the native core's copies of an earlier layer, made once per pass
+                return self.backbone(x)
         finally:
             self.bus.feats = {}
 

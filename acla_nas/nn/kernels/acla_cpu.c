@@ -50,48 +50,57 @@ typedef struct {
     const real *glogit; /* mode 2: the logits' gradient times the layer's scale */
 } job_t;
 
-/* The 4 corners of every key of one query row and layer, K*W of them (index k*W + x): bilinear
- * weights, offsets of the corners' rows in the map (-1 outside it: read as a row of zeros,
- * written to a sink), and the fractions fx, fy for the position's gradient. Computed in
- * branch-free loops over x that the compiler vectorises. A key with all 4 corners outside, or at
- * a non-finite position, gets weights 0 and 4 offsets -1 (zero sample, zero gradient). */
+/* The 4 corners of key k of every query of one row (y) and layer, in branch-free loops over x
+ * that the compiler vectorises: bilinear weights, the corners' rows (the zero row outside the
+ * map) and, for the backward pass, their gradient rows (a sink outside the map), and the
+ * fractions fx, fy for the position's gradient. A key with all 4 corners outside, or at a
+ * non-finite position, gets weights 0 and zero rows (zero sample, zero gradient). The position
+ * in the layer's map: ix = ((gx + 1) w_l - 1) / 2 with gx = (2 (x + dx) + 1) / W - 1, i.e.
+ * ix = (x + dx + 1/2) w_l / W - 1/2 (align_corners=False; equal up to rounding). */
 typedef struct {
     real *w0, *w1, *w2, *w3, *fx, *fy;
-    int *o0, *o1, *o2, *o3;
+    const real **r0, **r1, **r2, **r3;
+    real **g0, **g1, **g2, **g3;
 } taps_t;
 
-static inline void taps_row(const job_t *j, int b, int y, int l, int c, const taps_t *t) {
-    const int H = j->H, W = j->W, K = j->K, hr = j->h[l], wr = j->w[l];
-    const real *base = j->off + (size_t)b * j->off_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
-    const real rW = (real)W, rH = (real)H, rw = (real)wr, rh = (real)hr, py0 = (real)y;
-    for (int k = 0; k < K; ++k) {
-        const real *restrict ox = base + (size_t)2 * k * H * W, *restrict oy = ox + (size_t)H * W;
-        const int s = k * W;
-        real *restrict w0 = t->w0 + s, *restrict w1 = t->w1 + s, *restrict w2 = t->w2 + s, *restrict w3 = t->w3 + s;
-        real *restrict fxs = t->fx + s, *restrict fys = t->fy + s;
-        int *restrict o0 = t->o0 + s, *restrict o1 = t->o1 + s, *restrict o2 = t->o2 + s, *restrict o3 = t->o3 + s;
+static inline void taps_key(const job_t *j, int b, int y, int l, int k, int c, const real *ref, const real *zero,
+                            real *gref, real *sink, const taps_t *t, int at) {
+    const int H = j->H, W = j->W, hr = j->h[l], wr = j->w[l];
+    const real *restrict ox = j->off + (size_t)b * j->off_sb + ((size_t)j->offc[l] + 2 * k) * H * W + (size_t)y * W;
+    const real *restrict oy = ox + (size_t)H * W;
+    const real rx = (real)wr / (real)W, ry = (real)hr / (real)H, rw = (real)wr, rh = (real)hr, yc = (real)y + 0.5f;
+    real *restrict w0 = t->w0 + at, *restrict w1 = t->w1 + at, *restrict w2 = t->w2 + at, *restrict w3 = t->w3 + at;
+    real *restrict fxs = t->fx + at, *restrict fys = t->fy + at;
+    const real **restrict r0 = t->r0 + at, **restrict r1 = t->r1 + at, **restrict r2 = t->r2 + at,
+               **restrict r3 = t->r3 + at;
+    real **restrict g0 = t->g0 + at, **restrict g1 = t->g1 + at, **restrict g2 = t->g2 + at, **restrict g3 = t->g3 + at;
+    const int grad = gref != NULL;
 #pragma omp simd
-        for (int x = 0; x < W; ++x) {
-            real gx = (((real)x + ox[x]) * 2 + 1) / rW - 1, gy = ((py0 + oy[x]) * 2 + 1) / rH - 1;
-            real ix = ((gx + 1) * rw - 1) / 2, iy = ((gy + 1) * rh - 1) / 2;
-            int in = ix >= -1 && ix < rw && iy >= -1 && iy < rh; /* false for a non-finite position */
-            ix = in ? ix : -1;
-            iy = in ? iy : -1;
-            real x0f = FLOOR(ix), y0f = FLOOR(iy);
-            int x0 = (int)x0f, y0 = (int)y0f;
-            real m = in ? 1 : 0, fx = ix - x0f, fy = iy - y0f; /* 0 when outside (ix = iy = -1) */
-            int vx0 = in & (x0 >= 0), vx1 = in & (x0 + 1 < wr), vy0 = y0 >= 0, vy1 = y0 + 1 < hr;
-            int o = (y0 * wr + x0) * c;
-            w0[x] = m * (1 - fx) * (1 - fy);
-            w1[x] = m * fx * (1 - fy);
-            w2[x] = m * (1 - fx) * fy;
-            w3[x] = m * fx * fy;
-            fxs[x] = fx;
-            fys[x] = fy;
-            o0[x] = (vx0 & vy0) ? o : -1;
-            o1[x] = (vx1 & vy0) ? o + c : -1;
-            o2[x] = (vx0 & vy1) ? o + wr * c : -1;
-            o3[x] = (vx1 & vy1) ? o + wr * c + c : -1;
+    for (int x = 0; x < W; ++x) {
+        real ix = ((real)x + 0.5f + ox[x]) * rx - 0.5f, iy = (yc + oy[x]) * ry - 0.5f;
+        int in = ix >= -1 && ix < rw && iy >= -1 && iy < rh; /* false for a non-finite position */
+        ix = in ? ix : -1;
+        iy = in ? iy : -1;
+        real x0f = FLOOR(ix), y0f = FLOOR(iy);
+        int x0 = (int)x0f, y0 = (int)y0f;
+        real m = in ? 1 : 0, fx = ix - x0f, fy = iy - y0f; /* 0 when outside (ix = iy = -1) */
+        int vx0 = in & (x0 >= 0), vx1 = in & (x0 + 1 < wr), vy0 = y0 >= 0, vy1 = y0 + 1 < hr;
+        ptrdiff_t o = ((ptrdiff_t)y0 * wr + x0) * c, o2 = o + (ptrdiff_t)wr * c;
+        w0[x] = m * (1 - fx) * (1 - fy);
+        w1[x] = m * fx * (1 - fy);
+        w2[x] = m * (1 - fx) * fy;
+        w3[x] = m * fx * fy;
+        fxs[x] = fx;
+        fys[x] = fy;
+        r0[x] = (vx0 & vy0) ? ref + o : zero;
+        r1[x] = (vx1 & vy0) ? ref + o + c : zero;
+        r2[x] = (vx0 & vy1) ? ref + o2 : zero;
+        r3[x] = (vx1 & vy1) ? ref + o2 + c : zero;
+        if (grad) {
+            g0[x] = (vx0 & vy0) ? gref + o : sink;
+            g1[x] = (vx1 & vy0) ? gref + o + c : sink;
+            g2[x] = (vx0 & vy1) ? gref + o2 : sink;
+            g3[x] = (vx1 & vy1) ? gref + o2 + c : sink;
         }
     }
 }
@@ -107,7 +116,6 @@ static inline void taps_row(const job_t *j, int b, int y, int l, int c, const ta
         case 64: CALL(64); break;   \
         default: CALL(c); break;    \
     }
-#define ROW(o, map, zero) ((o) >= 0 ? (map) + (o) : (zero))
 
 /* Channels are processed in vectors of LANES (one 512-bit vector; narrower machines split it),
  * and a dot product's lanes are folded in a tree at the end: left to themselves the compilers
@@ -156,16 +164,15 @@ INLINE void rows_layer(const job_t *j, int b, int y, int l, const taps_t *t, con
     const real sc = (real)j->scale[l];
     const real *ref = j->ref[l] + (size_t)b * hr * wr * c;
     const size_t p0 = ((size_t)b * H + y) * W;
-    taps_row(j, b, y, l, c, t);
     if (j->mode == 1) {
         for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
     }
     for (int k = 0; k < K; ++k) {
         const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
+        taps_key(j, b, y, l, k, c, ref, zero, NULL, NULL, t, 0);
         for (int x = 0; x < W; ++x) {
-            const int s = k * W + x;
-            const real *r0p = ROW(t->o0[s], ref, zero), *r1p = ROW(t->o1[s], ref, zero);
-            const real *r2p = ROW(t->o2[s], ref, zero), *r3p = ROW(t->o3[s], ref, zero);
+            const int s = x;
+            const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
             const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
             if (j->mode == 0) {
                 const real *qv = j->q[l] + (p0 + x) * j->ldq[l];
@@ -189,12 +196,121 @@ INLINE void rows_layer(const job_t *j, int b, int y, int l, const taps_t *t, con
     }
 }
 
+/* The same passes with each query's vectors kept in registers across its K keys (queries outer,
+ * keys inner): its query or gradient row loaded once, its weighted sum or query gradient
+ * accumulated in registers and stored once. For channel counts of at most NV_MAX whole vectors
+ * (with the dispatch below: 16, 32 and 64 floats, 16 and 32 doubles); the taps of all K keys of
+ * the row are made first. Same arithmetic, in the same order, as the loops above. */
+#define NV_MAX 4
+#define FITS(c) ((c) % LANES == 0 && (c) / LANES <= NV_MAX)
+
+INLINE void rows_layer_reg(const job_t *j, int b, int y, int l, const taps_t *t, const real *zero, const int c) {
+    const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l], nv = c / LANES;
+    const real sc = (real)j->scale[l];
+    const real *ref = j->ref[l] + (size_t)b * hr * wr * c;
+    const size_t p0 = ((size_t)b * H + y) * W, hw = (size_t)H * W;
+    const size_t abase = (((size_t)b * n + l) * K) * hw + (size_t)y * W;
+    for (int k = 0; k < K; ++k) taps_key(j, b, y, l, k, c, ref, zero, NULL, NULL, t, k * W);
+    for (int x = 0; x < W; ++x) {
+        if (j->mode == 0) {
+            vec qv[NV_MAX];
+            const real *qp = j->q[l] + (p0 + x) * j->ldq[l];
+            for (int v = 0; v < nv; ++v) qv[v] = vload(qp + v * LANES);
+            for (int k = 0; k < K; ++k) {
+                const int s = k * W + x;
+                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
+                const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
+                vec acc = {0};
+                for (int v = 0; v < nv; ++v) {
+                    const int i = v * LANES;
+                    acc += qv[v] * (w0 * vload(r0p + i) + w1 * vload(r1p + i) + w2 * vload(r2p + i) + w3 * vload(r3p + i));
+                }
+                j->logit[abase + k * hw + x] = sc * (vsum(acc) + 0);
+            }
+        } else {
+            vec acc[NV_MAX];
+            for (int v = 0; v < nv; ++v) acc[v] = (vec){0};
+            for (int k = 0; k < K; ++k) {
+                const int s = k * W + x;
+                const real a = j->attn[abase + k * hw + x];
+                if (a == 0) continue; /* a dropped key costs nothing */
+                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
+                const real a0w = a * t->w0[s], a1w = a * t->w1[s], a2w = a * t->w2[s], a3w = a * t->w3[s];
+                for (int v = 0; v < nv; ++v) {
+                    const int i = v * LANES;
+                    acc[v] += a0w * vload(r0p + i) + a1w * vload(r1p + i) + a2w * vload(r2p + i) + a3w * vload(r3p + i);
+                }
+            }
+            real *ov = j->out[l] + (p0 + x) * j->ldo[l];
+            for (int v = 0; v < nv; ++v) vstore(ov + v * LANES, acc[v]);
+        }
+    }
+}
+
+INLINE void backward_row_reg(const job_t *j, int b, int y, int l, const taps_t *t, const real *zero, real *sink,
+                             const int c) {
+    const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l], nv = c / LANES;
+    const size_t rsz = (size_t)b * hr * wr * c, hw = (size_t)H * W;
+    const real *ref = j->ref[l] + rsz;
+    real *gref = j->gref[l] + rsz;
+    const real sx = (real)wr / (real)W, sy = (real)hr / (real)H; /* d ix / d off */
+    {
+        const size_t p0 = ((size_t)b * H + y) * W, abase = (((size_t)b * n + l) * K) * hw + (size_t)y * W;
+        real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * hw + (size_t)y * W;
+        for (int k = 0; k < K; ++k) taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, k * W);
+        for (int x = 0; x < W; ++x) {
+            const real *qp = j->q[l] + (p0 + x) * j->ldq[l], *gp = j->g[l] + (p0 + x) * j->ldg[l];
+            vec qv[NV_MAX], gv[NV_MAX], gq[NV_MAX];
+            for (int v = 0; v < nv; ++v) {
+                qv[v] = vload(qp + v * LANES);
+                gv[v] = vload(gp + v * LANES);
+                gq[v] = (vec){0};
+            }
+            for (int k = 0; k < K; ++k) {
+                const int s = k * W + x;
+                const size_t ai = abase + k * hw + x;
+                const real a = j->attn[ai], gl = j->glogit[ai];
+                real *gx_out = gbase + (size_t)2 * k * hw + x, *gy_out = gx_out + hw;
+                if (a == 0 && gl == 0) {
+                    *gx_out = *gy_out = 0;
+                    continue;
+                }
+                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
+                real *g0 = t->g0[s], *g1 = t->g1[s], *g2 = t->g2[s], *g3 = t->g3[s];
+                const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
+                vec p0v = {0}, p1v = {0}, p2v = {0}, p3v = {0};
+                for (int v = 0; v < nv; ++v) {
+                    const int i = v * LANES;
+                    const vec V = a * gv[v] + gl * qv[v];
+                    const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
+                    p0v += V * x0;
+                    p1v += V * x1;
+                    p2v += V * x2;
+                    p3v += V * x3;
+                    gq[v] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
+                    vstore(g0 + i, vload(g0 + i) + w0 * V);
+                    vstore(g1 + i, vload(g1 + i) + w1 * V);
+                    vstore(g2 + i, vload(g2 + i) + w2 * V);
+                    vstore(g3 + i, vload(g3 + i) + w3 * V);
+                }
+                const real d0 = vsum(p0v) + 0, d1 = vsum(p1v) + 0, d2 = vsum(p2v) + 0, d3 = vsum(p3v) + 0;
+                const real fx = t->fx[s], fy = t->fy[s];
+                *gx_out = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
+                *gy_out = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
+            }
+            real *gqp = j->out[l] + (p0 + x) * j->ldo[l];
+            for (int v = 0; v < nv; ++v) vstore(gqp + v * LANES, gq[v]);
+        }
+    }
+}
+
 /* modes 0 and 1 over query rows [r0, r1) of the (B*H) rows */
 static void rows_pass(const job_t *j, int r0, int r1, const taps_t *t, const real *zero) {
     for (int r = r0; r < r1; ++r) {
         int b = r / j->H, y = r % j->H;
         for (int l = 0; l < j->n; ++l) {
-#define ROWS(cc) rows_layer(j, b, y, l, t, zero, cc)
+#define ROWS(cc) \
+    if (FITS(cc)) rows_layer_reg(j, b, y, l, t, zero, cc); else rows_layer(j, b, y, l, t, zero, cc)
             WITH_CHANNELS(j->C[l], ROWS)
 #undef ROWS
         }
@@ -203,25 +319,23 @@ static void rows_pass(const job_t *j, int r0, int r1, const taps_t *t, const rea
 
 /* mode 2, batch element b, layer l; zero: a row of zeros, sink: a row that takes the writes meant
  * for corners outside the map */
-INLINE void backward_layer(const job_t *j, int b, int l, const taps_t *t, const real *zero, real *sink,
-                           const int c) {
+INLINE void backward_row(const job_t *j, int b, int y, int l, const taps_t *t, const real *zero, real *sink,
+                         const int c) {
     const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
     const size_t rsz = (size_t)b * hr * wr * c;
     const real *ref = j->ref[l] + rsz;
     real *gref = j->gref[l] + rsz;
-    /* d off = d ix * (w_l / 2) * (2 / W): through ix = ((gx + 1) w_l - 1) / 2, gx = (2 px + 1) / W - 1 */
-    const real sx = (real)wr / 2 * 2 / (real)W, sy = (real)hr / 2 * 2 / (real)H;
-    memset(gref, 0, sizeof(real) * (size_t)hr * wr * c);
-    for (int y = 0; y < H; ++y) {
+    const real sx = (real)wr / (real)W, sy = (real)hr / (real)H; /* d ix / d off */
+    {
         const size_t p0 = ((size_t)b * H + y) * W;
         real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
-        taps_row(j, b, y, l, c, t);
         for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
         for (int k = 0; k < K; ++k) {
             const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
             real *gx_out = gbase + (size_t)2 * k * H * W, *gy_out = gx_out + (size_t)H * W;
+            taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, 0);
             for (int x = 0; x < W; ++x) {
-                const int s = k * W + x;
+                const int s = x;
                 const real a = j->attn[a0 + x], gl = j->glogit[a0 + x];
                 if (a == 0 && gl == 0) {
                     gx_out[x] = gy_out[x] = 0;
@@ -229,11 +343,8 @@ INLINE void backward_layer(const job_t *j, int b, int l, const taps_t *t, const 
                 }
                 const real *qv = j->q[l] + (p0 + x) * j->ldq[l], *gv = j->g[l] + (p0 + x) * j->ldg[l];
                 real *gq = j->out[l] + (p0 + x) * j->ldo[l];
-                const int o0 = t->o0[s], o1 = t->o1[s], o2 = t->o2[s], o3 = t->o3[s];
-                const real *r0p = ROW(o0, ref, zero), *r1p = ROW(o1, ref, zero);
-                const real *r2p = ROW(o2, ref, zero), *r3p = ROW(o3, ref, zero);
-                real *g0 = o0 >= 0 ? gref + o0 : sink, *g1 = o1 >= 0 ? gref + o1 : sink;
-                real *g2 = o2 >= 0 ? gref + o2 : sink, *g3 = o3 >= 0 ? gref + o3 : sink;
+                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
+                real *g0 = t->g0[s], *g1 = t->g1[s], *g2 = t->g2[s], *g3 = t->g3[s];
                 const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
                 vec p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
                 real e0 = 0, e1 = 0, e2 = 0, e3 = 0;
@@ -277,9 +388,18 @@ INLINE void backward_layer(const job_t *j, int b, int l, const taps_t *t, const 
 static void backward_pass(const job_t *j, int b0, int b1, const taps_t *t, const real *zero, real *sink) {
     for (int b = b0; b < b1; ++b) {
         for (int l = 0; l < j->n; ++l) {
-#define BACK(cc) backward_layer(j, b, l, t, zero, sink, cc)
-            WITH_CHANNELS(j->C[l], BACK)
+            const size_t sz = (size_t)j->h[l] * j->w[l] * j->C[l];
+            memset(j->gref[l] + (size_t)b * sz, 0, sizeof(real) * sz);
+        }
+        /* query rows outer, layers inner: a query's rows of q and g (all layers side by side)
+         * are read while they are in cache */
+        for (int y = 0; y < j->H; ++y) {
+            for (int l = 0; l < j->n; ++l) {
+#define BACK(cc) \
+    if (FITS(cc)) backward_row_reg(j, b, y, l, t, zero, sink, cc); else backward_row(j, b, y, l, t, zero, sink, cc)
+                WITH_CHANNELS(j->C[l], BACK)
 #undef BACK
+            }
         }
     }
 }
@@ -289,7 +409,7 @@ static void backward_pass(const job_t *j, int b0, int b1, const taps_t *t, const
  * the kernel runs on PyTorch's worker threads instead of competing with them while they spin. */
 int acla_run(job_t *job) {
     const int units = job->mode == 2 ? job->B : job->B * job->H;
-    const size_t kw = (size_t)job->K * job->W;
+    const size_t kw = (size_t)job->K * job->W; /* the taps of the K keys of a query row */
     int nt = job->nthreads < 1 ? 1 : job->nthreads, cmax = 1, failed = 0;
     if (nt > units) nt = units;
     for (int l = 0; l < job->n; ++l)
@@ -299,12 +419,13 @@ int acla_run(job_t *job) {
         real *zero = (real *)calloc((size_t)cmax, sizeof(real));
         real *sink = (real *)malloc(sizeof(real) * (size_t)cmax);
         real *tr = (real *)malloc(sizeof(real) * 6 * kw);
-        int *ti = (int *)malloc(sizeof(int) * 4 * kw);
+        void **tp = (void **)malloc(sizeof(void *) * 8 * kw);
         taps_t t = {tr, tr + kw, tr + 2 * kw, tr + 3 * kw, tr + 4 * kw, tr + 5 * kw,
-                    ti, ti + kw, ti + 2 * kw, ti + 3 * kw};
+                    (const real **)tp, (const real **)tp + kw, (const real **)tp + 2 * kw, (const real **)tp + 3 * kw,
+                    (real **)tp + 4 * kw, (real **)tp + 5 * kw, (real **)tp + 6 * kw, (real **)tp + 7 * kw};
 #pragma omp for schedule(static)
         for (int u = 0; u < units; ++u) {
-            if (!zero || !sink || !tr || !ti) {
+            if (!zero || !sink || !tr || !tp) {
                 failed = 1;
             } else if (job->mode == 2) {
                 backward_pass(job, u, u + 1, &t, zero, sink);
@@ -315,7 +436,7 @@ int acla_run(job_t *job) {
         free(zero);
         free(sink);
         free(tr);
-        free(ti);
+        free(tp);
     }
     return failed;
 }
