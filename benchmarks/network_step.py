@@ -139,22 +139,24 @@ def batch_for(v: Variant, batch: int, patch: int, device: torch.device) -> tuple
 
 
 class NoAttention(torch.autograd.Function):
-    """``--cores none``: a core that returns zeros and zero gradients, while the weights function
-    (gate and softmax) still runs; with it a network step costs everything of its modules but the
-    attention arithmetic: the floor that any core's ratio is bounded by."""
+    """``--cores none``: a core with the native core's interface that returns zeros and zero
+    gradients, while the weights function (gate and softmax) still runs; with it a network step
+    costs everything of its modules (predictors, projections, gate, softmax) but the attention
+    arithmetic: the floor that the native core's ratio is bounded by."""
 
     @staticmethod
-    def forward(ctx, weights_fn, scales, n, *tensors):
-        qs, grids = tensors[:n], tensors[2 * n : 3 * n]
-        b, _, h, w = qs[0].shape
-        ctx.shapes = [t.shape for t in tensors[: 3 * n]]
-        ctx.n_extra = len(tensors) - 3 * n
-        weights_fn(qs[0].new_zeros(b, n, grids[0].shape[1] // h, h, w), *tensors[3 * n :])
-        return qs[0].new_zeros(b, sum(q.shape[1] for q in qs), h, w)
+    def forward(ctx, weights_fn, spec, *tensors):
+        _, n, _, k = spec
+        q, refs, extra = tensors[0], tensors[1 : n + 1], tensors[n + 2 :]
+        b, h, w, _ = q.shape
+        ctx.shapes = [t.shape for t in tensors[: n + 2]]
+        ctx.n_extra = len(extra)
+        weights_fn(q.new_zeros(b, n, k, h, w), *extra)
+        return q.new_zeros(b, h, w, sum(r.shape[1] for r in refs))
 
     @staticmethod
     def backward(ctx, grad):
-        return (None, None, None, *[grad.new_zeros(s) for s in ctx.shapes], *[None] * ctx.n_extra)
+        return (None, None, *[grad.new_zeros(s) for s in ctx.shapes], *[None] * ctx.n_extra)
 
 
 @contextlib.contextmanager
@@ -179,7 +181,7 @@ class Stepper:
 
     def __call__(self) -> None:
         if self.core == "none":  # the module without its attention arithmetic (see NoAttention)
-            with use_core("node"), _patched(acla_module, "core_function", lambda name: NoAttention):
+            with use_core("native"), _patched(acla_module, "core_function", lambda name: NoAttention):
                 self._step()
             return
         with use_core(self.core):

@@ -22,7 +22,9 @@ under tracing, compilation or on other devices the plain formulation in ``ACLA.f
 choice: ``attention_core.select_core``). All compute the same function.
 Sampling coordinates are normalised (``align_corners=False``), so an earlier layer with another
 spatial size is sampled at the corresponding position; other channel counts are handled by the
-per-layer ``A_l`` / ``B_l``.
+per-layer ``A_l`` / ``B_l``. The native core takes the offsets themselves (the key positions
+and their gradient are computed in the kernel, equal to the grid below up to rounding) and works
+on channels-last rows, so on that path the 1x1 projections run as matrix products over rows.
 
 Key-budget slicing: a module built with ``k_max`` keys runs with any ``k <= k_max`` using the
 first ``k`` keys' offset and gate parameters (weight sharing for the supernet). ``active`` picks a

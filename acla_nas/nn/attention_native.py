@@ -6,9 +6,13 @@ logits and the weighted sum, and scatters their gradient with ``grid_sampler_2d_
 sizes of CPU training (24^2 maps) that traffic and the scatter are most of a scope-all module's
 cost. ``kernels/acla_cpu.c`` fuses the sampling with the arithmetic instead: three passes forward
 and backward (logits; weighted sum; all gradients at once), nothing of size (B, C, H*K, W) stored,
-and keys the gate dropped skipped. Same interface and function as the node core; equality and
-gradcheck in tests/test_acla_native.py, speed side by side in ``benchmarks/network_step.py
---cores native,node``.
+and keys the gate dropped skipped. It reads the offset predictor's output as it is (no sampling
+grids are built: the key positions and their gradient are computed in the kernel) and works on
+channels-last rows, queries in and attended values out, so that the module's 1x1 projections are
+matrix products over the same rows (no layout copies of the sum C_l channels); an earlier layer's
+channels-last copy is made once per network pass (``shared_rows``). The node core's function;
+equality and gradcheck in tests/test_acla_native.py, speed side by side in
+``benchmarks/network_step.py --cores native,node``.
 
 The C file is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``/
 ``clang``: no Python build tools, no torch headers; 1.5 s for both precisions here) into a per-user cache
