@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU session of issue 25, as one script (about 150 s in all, each part under a timeout):
+# The GPU session of issue 25, as one script (about 190 s in all, each part under a timeout):
 #   1. pytest -m cuda on tests/test_cuda.py and tests/test_acla_triton.py, then the core choice's and
 #      the fused CPU kernel's tests on the machine's own compiler and cores
 #   2. benchmarks/gpu.py at short settings (module per core, EDSR training throughput)
