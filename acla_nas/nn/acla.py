@@ -427,8 +427,6 @@ class ACLA(nn.Module):
         core = "plain" if _plain_core() else select_core(x.device)  # see attention_core
         if core in ("native", "triton") and _dispatch_mode_active():
             core = "node"  # raw pointers and kernel launches do not pass through dispatch modes (the FLOP counter, fake tensors)
-        if core == "native" and any(r is not None and r[0].numel() >= 2**31 for r in refs):
-            core = "node"  # the C kernel indexes one image's map with 32-bit integers
         # Normalised sampling coordinates (align_corners=False) of query pixel + offset, computed
         # from the sizes with tensor ops so an exported graph stays valid at other input sizes (the
         # native core computes them itself, from the offsets).
@@ -465,6 +463,7 @@ class ACLA(nn.Module):
             return attn
 
         mix_weights = None if mix is None else mix[1]
+        ref_list = [refs[li] for li in layers]
         out_weight = self.out.weight if chan_idx is None else self.out.weight[:, chan_idx.to(x.device)]
         if core != "native":
             q_all = F.conv2d(x, q_weight)
@@ -489,12 +488,10 @@ class ACLA(nn.Module):
             # and the key positions computed in the kernel from the offsets.
             spec = (scales, len(layers), [2 * self.k_max * li for li in layers], k)
             q_rows = F.linear(x.permute(0, 2, 3, 1), q_weight.flatten(1))  # (B,H,W,sum C_l)
-            ref_list = [refs[li] for li in layers]
             agg_rows = core_function(core).apply(weights, spec, q_rows, *ref_list, off_raw, gate, mix_weights)
             proj = F.linear(agg_rows, out_weight.flatten(1)).permute(0, 3, 1, 2)
         else:
             rows = grids.view(len(layers), b, h * k, w, 2).unbind(0)  # rows (query row, key)
-            ref_list = [refs[li] for li in layers]
             agg = core_function(core).apply(
                 weights, scales, len(layers), *q_all.split(sizes, 1), *ref_list, *rows, gate, mix_weights
             )

@@ -43,19 +43,14 @@ from acla_nas.nn.attention_weights import weights_backward, weights_with_graph
 
 SOURCE = Path(__file__).with_name("kernels") / "acla_cpu.c"
 CACHE_ENV = "ACLA_NAS_KERNEL_CACHE"
-#: Tried in order until one compiles: OpenMP threads and this CPU's vector instructions first.
-#: -fno-trapping-math: no floating-point traps are used, and it lets floor() be vectorised.
+#: Tried in order until one compiles: OpenMP threads and this CPU's vector instructions first
+#: (-fno-trapping-math: no floating-point traps are used, and it lets floor() be vectorised); the
+#: third has no OpenMP runtime (one thread).
+_FAST = ("-O3", "-fno-trapping-math", "-fPIC", "-shared")
 FLAG_SETS = (
-    ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
-    ("-O3", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
-    (
-        "-O3",
-        "-march=native",
-        "-fno-trapping-math",
-        "-fPIC",
-        "-shared",
-        "-fopenmp-simd",
-    ),  # no OpenMP runtime: one thread
+    (*_FAST, "-march=native", "-fopenmp"),
+    (*_FAST, "-fopenmp"),
+    (*_FAST, "-march=native", "-fopenmp-simd"),
     ("-O3", "-fPIC", "-shared"),
 )
 _REAL = {torch.float32: "float", torch.float64: "double"}
@@ -334,7 +329,6 @@ class NativeAttention(torch.autograd.Function):
             ctx.dims, ctx.rows, ctx.off = d, (q_rows, ref_rows), off_c
             ctx.logit, ctx.attn, ctx.attn_c, ctx.leaves = logit, attn, attn_c, leaves
             ctx.dtypes = [t.dtype for t in tensors[: n + 2]]
-            ctx.off_shape = off.shape
         return out.to(out_dtype)
 
     @staticmethod
@@ -352,7 +346,7 @@ class NativeAttention(torch.autograd.Function):
         gq = torch.empty(b, h, w, sum(chans), dtype=dtype)
         gref = [torch.empty_like(r) for r in ref_rows]
         # the kernel writes the offsets of the k keys of the n layers; other channels get zeros
-        goff = (torch.empty if 2 * k * n == ctx.off_shape[1] else torch.zeros)(ctx.off_shape, dtype=dtype)
+        goff = (torch.empty if 2 * k * n == ctx.off.shape[1] else torch.zeros)(ctx.off.shape, dtype=dtype)
         _run(
             2, d, ctx.off, q=q_rows, ref=ref_rows, g=g_rows, out=_columns(gq, chans), gref=gref, goff=goff,
             attn=ctx.attn_c, glogit=glogit,

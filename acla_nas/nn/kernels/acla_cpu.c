@@ -171,9 +171,8 @@ INLINE void rows_layer(const job_t *j, int b, int y, int l, const taps_t *t, con
         const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
         taps_key(j, b, y, l, k, c, ref, zero, NULL, NULL, t, 0);
         for (int x = 0; x < W; ++x) {
-            const int s = x;
-            const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
-            const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
+            const real *r0p = t->r0[x], *r1p = t->r1[x], *r2p = t->r2[x], *r3p = t->r3[x];
+            const real w0 = t->w0[x], w1 = t->w1[x], w2 = t->w2[x], w3 = t->w3[x];
             if (j->mode == 0) {
                 const real *qv = j->q[l] + (p0 + x) * j->ldq[l];
                 vec acc = {0};
@@ -225,7 +224,7 @@ INLINE void rows_layer_reg(const job_t *j, int b, int y, int l, const taps_t *t,
                     const int i = v * LANES;
                     acc += qv[v] * (w0 * vload(r0p + i) + w1 * vload(r1p + i) + w2 * vload(r2p + i) + w3 * vload(r3p + i));
                 }
-                j->logit[abase + k * hw + x] = sc * (vsum(acc) + 0);
+                j->logit[abase + k * hw + x] = sc * vsum(acc);
             }
         } else {
             vec acc[NV_MAX];
@@ -254,53 +253,51 @@ INLINE void backward_row_reg(const job_t *j, int b, int y, int l, const taps_t *
     const real *ref = j->ref[l] + rsz;
     real *gref = j->gref[l] + rsz;
     const real sx = (real)wr / (real)W, sy = (real)hr / (real)H; /* d ix / d off */
-    {
-        const size_t p0 = ((size_t)b * H + y) * W, abase = (((size_t)b * n + l) * K) * hw + (size_t)y * W;
-        real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * hw + (size_t)y * W;
-        for (int k = 0; k < K; ++k) taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, k * W);
-        for (int x = 0; x < W; ++x) {
-            const real *qp = j->q[l] + (p0 + x) * j->ldq[l], *gp = j->g[l] + (p0 + x) * j->ldg[l];
-            vec qv[NV_MAX], gv[NV_MAX], gq[NV_MAX];
-            for (int v = 0; v < nv; ++v) {
-                qv[v] = vload(qp + v * LANES);
-                gv[v] = vload(gp + v * LANES);
-                gq[v] = (vec){0};
-            }
-            for (int k = 0; k < K; ++k) {
-                const int s = k * W + x;
-                const size_t ai = abase + k * hw + x;
-                const real a = j->attn[ai], gl = j->glogit[ai];
-                real *gx_out = gbase + (size_t)2 * k * hw + x, *gy_out = gx_out + hw;
-                if (a == 0 && gl == 0) {
-                    *gx_out = *gy_out = 0;
-                    continue;
-                }
-                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
-                real *g0 = t->g0[s], *g1 = t->g1[s], *g2 = t->g2[s], *g3 = t->g3[s];
-                const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
-                vec p0v = {0}, p1v = {0}, p2v = {0}, p3v = {0};
-                for (int v = 0; v < nv; ++v) {
-                    const int i = v * LANES;
-                    const vec V = a * gv[v] + gl * qv[v];
-                    const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
-                    p0v += V * x0;
-                    p1v += V * x1;
-                    p2v += V * x2;
-                    p3v += V * x3;
-                    gq[v] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
-                    vstore(g0 + i, vload(g0 + i) + w0 * V);
-                    vstore(g1 + i, vload(g1 + i) + w1 * V);
-                    vstore(g2 + i, vload(g2 + i) + w2 * V);
-                    vstore(g3 + i, vload(g3 + i) + w3 * V);
-                }
-                const real d0 = vsum(p0v) + 0, d1 = vsum(p1v) + 0, d2 = vsum(p2v) + 0, d3 = vsum(p3v) + 0;
-                const real fx = t->fx[s], fy = t->fy[s];
-                *gx_out = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
-                *gy_out = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
-            }
-            real *gqp = j->out[l] + (p0 + x) * j->ldo[l];
-            for (int v = 0; v < nv; ++v) vstore(gqp + v * LANES, gq[v]);
+    const size_t p0 = ((size_t)b * H + y) * W, abase = (((size_t)b * n + l) * K) * hw + (size_t)y * W;
+    real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * hw + (size_t)y * W;
+    for (int k = 0; k < K; ++k) taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, k * W);
+    for (int x = 0; x < W; ++x) {
+        const real *qp = j->q[l] + (p0 + x) * j->ldq[l], *gp = j->g[l] + (p0 + x) * j->ldg[l];
+        vec qv[NV_MAX], gv[NV_MAX], gq[NV_MAX];
+        for (int v = 0; v < nv; ++v) {
+            qv[v] = vload(qp + v * LANES);
+            gv[v] = vload(gp + v * LANES);
+            gq[v] = (vec){0};
         }
+        for (int k = 0; k < K; ++k) {
+            const int s = k * W + x;
+            const size_t ai = abase + k * hw + x;
+            const real a = j->attn[ai], gl = j->glogit[ai];
+            real *gx_out = gbase + (size_t)2 * k * hw + x, *gy_out = gx_out + hw;
+            if (a == 0 && gl == 0) {
+                *gx_out = *gy_out = 0;
+                continue;
+            }
+            const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
+            real *g0 = t->g0[s], *g1 = t->g1[s], *g2 = t->g2[s], *g3 = t->g3[s];
+            const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
+            vec p0v = {0}, p1v = {0}, p2v = {0}, p3v = {0};
+            for (int v = 0; v < nv; ++v) {
+                const int i = v * LANES;
+                const vec V = a * gv[v] + gl * qv[v];
+                const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
+                p0v += V * x0;
+                p1v += V * x1;
+                p2v += V * x2;
+                p3v += V * x3;
+                gq[v] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
+                vstore(g0 + i, vload(g0 + i) + w0 * V);
+                vstore(g1 + i, vload(g1 + i) + w1 * V);
+                vstore(g2 + i, vload(g2 + i) + w2 * V);
+                vstore(g3 + i, vload(g3 + i) + w3 * V);
+            }
+            const real d0 = vsum(p0v), d1 = vsum(p1v), d2 = vsum(p2v), d3 = vsum(p3v);
+            const real fx = t->fx[s], fy = t->fy[s];
+            *gx_out = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
+            *gy_out = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
+        }
+        real *gqp = j->out[l] + (p0 + x) * j->ldo[l];
+        for (int v = 0; v < nv; ++v) vstore(gqp + v * LANES, gq[v]);
     }
 }
 
@@ -317,8 +314,8 @@ static void rows_pass(const job_t *j, int r0, int r1, const taps_t *t, const rea
     }
 }
 
-/* mode 2, batch element b, layer l; zero: a row of zeros, sink: a row that takes the writes meant
- * for corners outside the map */
+/* mode 2, query row y of batch element b, layer l (the layer's gradient map zeroed beforehand);
+ * zero: a row of zeros, sink: a row that takes the writes meant for corners outside the map */
 INLINE void backward_row(const job_t *j, int b, int y, int l, const taps_t *t, const real *zero, real *sink,
                          const int c) {
     const int H = j->H, W = j->W, K = j->K, n = j->n, hr = j->h[l], wr = j->w[l];
@@ -326,60 +323,57 @@ INLINE void backward_row(const job_t *j, int b, int y, int l, const taps_t *t, c
     const real *ref = j->ref[l] + rsz;
     real *gref = j->gref[l] + rsz;
     const real sx = (real)wr / (real)W, sy = (real)hr / (real)H; /* d ix / d off */
-    {
-        const size_t p0 = ((size_t)b * H + y) * W;
-        real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
-        for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
-        for (int k = 0; k < K; ++k) {
-            const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
-            real *gx_out = gbase + (size_t)2 * k * H * W, *gy_out = gx_out + (size_t)H * W;
-            taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, 0);
-            for (int x = 0; x < W; ++x) {
-                const int s = x;
-                const real a = j->attn[a0 + x], gl = j->glogit[a0 + x];
-                if (a == 0 && gl == 0) {
-                    gx_out[x] = gy_out[x] = 0;
-                    continue;
-                }
-                const real *qv = j->q[l] + (p0 + x) * j->ldq[l], *gv = j->g[l] + (p0 + x) * j->ldg[l];
-                real *gq = j->out[l] + (p0 + x) * j->ldo[l];
-                const real *r0p = t->r0[s], *r1p = t->r1[s], *r2p = t->r2[s], *r3p = t->r3[s];
-                real *g0 = t->g0[s], *g1 = t->g1[s], *g2 = t->g2[s], *g3 = t->g3[s];
-                const real w0 = t->w0[s], w1 = t->w1[s], w2 = t->w2[s], w3 = t->w3[s];
-                vec p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
-                real e0 = 0, e1 = 0, e2 = 0, e3 = 0;
-                int i = 0;
-                for (; i + LANES <= c; i += LANES) {
-                    const vec v = a * vload(gv + i) + gl * vload(qv + i);
-                    const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
-                    p0 += v * x0;
-                    p1 += v * x1;
-                    p2 += v * x2;
-                    p3 += v * x3;
-                    vstore(gq + i, vload(gq + i) + gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3));
-                    vstore(g0 + i, vload(g0 + i) + w0 * v);
-                    vstore(g1 + i, vload(g1 + i) + w1 * v);
-                    vstore(g2 + i, vload(g2 + i) + w2 * v);
-                    vstore(g3 + i, vload(g3 + i) + w3 * v);
-                }
-                for (; i < c; ++i) {
-                    real v = a * gv[i] + gl * qv[i];
-                    real x0 = r0p[i], x1 = r1p[i], x2 = r2p[i], x3 = r3p[i];
-                    e0 += v * x0;
-                    e1 += v * x1;
-                    e2 += v * x2;
-                    e3 += v * x3;
-                    gq[i] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
-                    g0[i] += w0 * v;
-                    g1[i] += w1 * v;
-                    g2[i] += w2 * v;
-                    g3[i] += w3 * v;
-                }
-                const real d0 = vsum(p0) + e0, d1 = vsum(p1) + e1, d2 = vsum(p2) + e2, d3 = vsum(p3) + e3;
-                const real fx = t->fx[s], fy = t->fy[s];
-                gx_out[x] = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
-                gy_out[x] = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
+    const size_t p0 = ((size_t)b * H + y) * W;
+    real *gbase = j->goff + (size_t)b * j->goff_sb + (size_t)j->offc[l] * H * W + (size_t)y * W;
+    for (int x = 0; x < W; ++x) memset(j->out[l] + (p0 + x) * j->ldo[l], 0, sizeof(real) * c);
+    for (int k = 0; k < K; ++k) {
+        const size_t a0 = ((((size_t)b * n + l) * K + k) * H + y) * W;
+        real *gx_out = gbase + (size_t)2 * k * H * W, *gy_out = gx_out + (size_t)H * W;
+        taps_key(j, b, y, l, k, c, ref, zero, gref, sink, t, 0);
+        for (int x = 0; x < W; ++x) {
+            const real a = j->attn[a0 + x], gl = j->glogit[a0 + x];
+            if (a == 0 && gl == 0) {
+                gx_out[x] = gy_out[x] = 0;
+                continue;
             }
+            const real *qv = j->q[l] + (p0 + x) * j->ldq[l], *gv = j->g[l] + (p0 + x) * j->ldg[l];
+            real *gq = j->out[l] + (p0 + x) * j->ldo[l];
+            const real *r0p = t->r0[x], *r1p = t->r1[x], *r2p = t->r2[x], *r3p = t->r3[x];
+            real *g0 = t->g0[x], *g1 = t->g1[x], *g2 = t->g2[x], *g3 = t->g3[x];
+            const real w0 = t->w0[x], w1 = t->w1[x], w2 = t->w2[x], w3 = t->w3[x];
+            vec p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
+            real e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+            int i = 0;
+            for (; i + LANES <= c; i += LANES) {
+                const vec v = a * vload(gv + i) + gl * vload(qv + i);
+                const vec x0 = vload(r0p + i), x1 = vload(r1p + i), x2 = vload(r2p + i), x3 = vload(r3p + i);
+                p0 += v * x0;
+                p1 += v * x1;
+                p2 += v * x2;
+                p3 += v * x3;
+                vstore(gq + i, vload(gq + i) + gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3));
+                vstore(g0 + i, vload(g0 + i) + w0 * v);
+                vstore(g1 + i, vload(g1 + i) + w1 * v);
+                vstore(g2 + i, vload(g2 + i) + w2 * v);
+                vstore(g3 + i, vload(g3 + i) + w3 * v);
+            }
+            for (; i < c; ++i) {
+                real v = a * gv[i] + gl * qv[i];
+                real x0 = r0p[i], x1 = r1p[i], x2 = r2p[i], x3 = r3p[i];
+                e0 += v * x0;
+                e1 += v * x1;
+                e2 += v * x2;
+                e3 += v * x3;
+                gq[i] += gl * (w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3);
+                g0[i] += w0 * v;
+                g1[i] += w1 * v;
+                g2[i] += w2 * v;
+                g3[i] += w3 * v;
+            }
+            const real d0 = vsum(p0) + e0, d1 = vsum(p1) + e1, d2 = vsum(p2) + e2, d3 = vsum(p3) + e3;
+            const real fx = t->fx[x], fy = t->fy[x];
+            gx_out[x] = ((d1 - d0) * (1 - fy) + (d3 - d2) * fy) * sx;
+            gy_out[x] = ((d2 - d0) * (1 - fx) + (d3 - d1) * fx) * sy;
         }
     }
 }
