@@ -46,11 +46,10 @@ CACHE_ENV = "ACLA_NAS_KERNEL_CACHE"
 #: Tried in order until one compiles: OpenMP threads and this CPU's vector instructions first
 #: (-fno-trapping-math: no floating-point traps are used, and it lets floor() be vectorised); the
 #: third has no OpenMP runtime (one thread).
-_FAST = ("-O3", "-fno-trapping-math", "-fPIC", "-shared")
 FLAG_SETS = (
-    (*_FAST, "-march=native", "-fopenmp"),
-    (*_FAST, "-fopenmp"),
-    (*_FAST, "-march=native", "-fopenmp-simd"),
+    ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
+    ("-O3", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"),
+    ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp-simd"),
     ("-O3", "-fPIC", "-shared"),
 )
 _REAL = {torch.float32: "float", torch.float64: "double"}
