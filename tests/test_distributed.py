@@ -9,6 +9,7 @@ switch it off to compare with one process; with it on, DDP is as valid but not b
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -241,3 +242,48 @@ def test_batchnorm_under_ddp_sees_the_global_batch(sync: bool) -> None:
         assert diff < 1e-5, diff
     else:
         assert diff > 1e-3, diff  # the control: per-process statistics do differ
+
+
+_LEAVE_SCRIPT = """
+import json, os, torch
+from acla_nas.runtime import distributed
+def train():  # the trainer's shape: its DDP wrapper is gone when the group is left
+    model = distributed.wrap(torch.nn.Linear(4, 4), torch.device("cpu"))
+    model(torch.randn(2, 4)).sum().backward()
+    return distributed.broadcast({"done": True})
+with distributed.process_group("cpu"):
+    train()
+tasks = "/proc/self/task"
+print(json.dumps(sorted(open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks))))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from /proc (Linux)")
+def test_leaving_the_group_joins_the_gloo_threads(tmp_path: Path) -> None:
+    """After a DDP run the process group is really gone: no gloo thread outlives it. A leaked group
+    let a gloo worker release a collective's tensors during interpreter shutdown, which aborted a
+    rank under load (the DDP resume test, once in about ten runs on a loaded machine)."""
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LEAVE_SCRIPT],
+            env={
+                **os.environ,
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "OMP_NUM_THREADS": "1",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        names = json.loads(out.strip().splitlines()[-1])
+        assert not [n for n in names if "gloo" in n], names

@@ -18,6 +18,7 @@ about ranks. The contract:
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import socket
@@ -86,6 +87,20 @@ def _uses_cuda(device: str | None) -> bool:
     return torch.cuda.is_available() and (device in (None, "", "auto") or str(device).startswith("cuda"))
 
 
+def _import_group_defaults() -> None:
+    """Import, before any group exists, the torch modules that DDP imports on first use.
+
+    Some of them evaluate ``group.WORLD`` in default arguments at import time
+    (``torch.distributed.nn.functional``, reached through ``torch._dynamo``). Imported inside a
+    group, they keep it alive after ``destroy_process_group``: its gloo threads outlive the
+    group, and a worker still releasing a finished collective's tensors while the interpreter
+    shuts down aborts the process ("terminate called without an active exception", seen on a
+    loaded machine). Imported first, they hold ``None``, and leaving the group joins the threads.
+    DDP's construction imports the same modules, so this costs a training process nothing."""
+    import torch._dynamo  # noqa: F401
+    import torch.distributed.nn  # noqa: F401
+
+
 @contextlib.contextmanager
 def process_group(device: str | None) -> Iterator[Rank]:
     """Join the process group described by the environment for the block (no-op for one process)."""
@@ -93,6 +108,7 @@ def process_group(device: str | None) -> Iterator[Rank]:
     if not r.enabled or (dist.is_available() and dist.is_initialized()):
         yield current() if r.enabled else r
         return
+    _import_group_defaults()
     backend = "gloo"
     if _uses_cuda(device):
         torch.cuda.set_device(r.local % torch.cuda.device_count())
@@ -110,13 +126,14 @@ def leave(together: bool = True) -> None:
     """Leave the process group (after the data-parallel part; later work runs on rank 0 alone).
 
     ``together``: every rank waits at a barrier first, so no rank tears its connections down
-    while a peer still works in the group (rank 0 writes files after the last collective); a
-    rank that left early was seen to abort in gloo ("terminate called without an active
-    exception") under load."""
+    while a peer still works in the group (rank 0 writes files after the last collective).
+    The group's gloo threads are joined here only if nothing else holds the group: see
+    :func:`_import_group_defaults`; a test checks that no gloo thread outlives it."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     if together and dist.get_world_size() > 1:
         dist.barrier()
+    gc.collect()  # a DDP wrapper caught in a reference cycle still holds the group
     dist.destroy_process_group()
 
 
